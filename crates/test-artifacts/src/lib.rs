@@ -1,0 +1,36 @@
+//! Where Warden's guest test programs are, once this crate's build script
+//! has compiled them (see `test-programs/`).
+
+use std::path::PathBuf;
+
+/// The WASI target a guest was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `wasm32-wasip1`: a preview1 core module.
+    P1,
+    /// `wasm32-wasip2`: a WASI 0.2 component.
+    P2,
+}
+
+impl Target {
+    /// The rustc target name.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Target::P1 => "wasm32-wasip1",
+            Target::P2 => "wasm32-wasip2",
+        }
+    }
+}
+
+/// The path of guest program `name` built for `target`.
+///
+/// Panics if it was not built: that is a bug in the test, not a condition
+/// to handle.
+pub fn guest(target: Target, name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("WARDEN_GUESTS_DIR"))
+        .join(target.triple())
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(path.is_file(), "guest {} was not built", path.display());
+    path
+}

@@ -1,0 +1,279 @@
+//! Warden's ABI faces over the gate in `warden-net`.
+//!
+//! This crate turns a guest's grants into wasmtime-wasi contexts and links the
+//! WASI interfaces a guest may import: preview1 for core modules, WASI 0.2 and
+//! 0.3 (including `wasi:http` for outgoing requests) for components. It
+//! decides nothing itself: every socket address check and every outgoing HTTP
+//! request is handed to [`Gate::decide`], and wasi-http's default client (which
+//! would connect directly, ignoring socket policy) is not even compiled in.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use warden_net::{Action, Gate, Target};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+pub use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// Errors from building a guest's WASI context.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WasiError {
+    /// A granted directory could not be opened on the host.
+    #[error("cannot open directory {host} for the guest: {source}")]
+    Dir {
+        /// The host path that failed.
+        host: PathBuf,
+        /// Why.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// Linking the WASI interfaces failed (a wasmtime-level bug or conflict).
+    #[error("cannot link the WASI interfaces: {0}")]
+    Link(#[source] wasmtime::Error),
+}
+
+/// A host directory granted to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may only read.
+    pub read_only: bool,
+}
+
+/// Everything a guest is given apart from the network, which the gate holds.
+/// `Grants::default()` gives nothing: no arguments, no environment, no
+/// directories.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// The guest's arguments, `args[0]` being the program name.
+    pub args: Vec<String>,
+    /// The guest's environment variables.
+    pub env: Vec<(String, String)>,
+    /// Pre-opened directories, in order.
+    pub dirs: Vec<DirGrant>,
+}
+
+/// Build a WASI context builder for `grants`, with every network path routed
+/// through `gate`. Stdio is the host's.
+pub fn wasi_builder(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiCtxBuilder, WasiError> {
+    let mut b = WasiCtxBuilder::new();
+    b.inherit_stdio().args(&grants.args).envs(&grants.env);
+    for dir in &grants.dirs {
+        let perms = if dir.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|source| WasiError::Dir {
+                host: dir.host.clone(),
+                source,
+            })?;
+    }
+    // A transport no grant could use stays switched off in wasmtime-wasi,
+    // so the guest cannot even create such a socket.
+    let transports = gate.transports();
+    b.allow_tcp(transports.tcp)
+        .allow_udp(transports.udp)
+        .allow_ip_name_lookup(transports.resolve);
+    let gate = gate.clone();
+    b.socket_addr_check(move |addr, usage| {
+        let allowed = gate.allows_addr(socket_action(usage), addr);
+        Box::pin(async move { allowed })
+    });
+    Ok(b)
+}
+
+/// The gate's name for a wasmtime-wasi socket address use.
+fn socket_action(usage: SocketAddrUse) -> Action {
+    match usage {
+        SocketAddrUse::TcpBind => Action::Bind,
+        SocketAddrUse::TcpListen => Action::Listen,
+        SocketAddrUse::TcpAccept => Action::Accept,
+        SocketAddrUse::TcpConnect => Action::Connect,
+        SocketAddrUse::UdpBind => Action::UdpBind,
+        SocketAddrUse::UdpSend => Action::UdpSend,
+        SocketAddrUse::UdpReceive => Action::UdpRecv,
+    }
+}
+
+/// Build the preview1 context for a core module.
+pub fn p1_ctx(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiP1Ctx, WasiError> {
+    Ok(wasi_builder(grants, gate)?.build_p1())
+}
+
+/// Link preview1 into a core-module linker.
+pub fn link_p1<T: Send + 'static>(
+    linker: &mut wasmtime::Linker<T>,
+    project: impl Fn(&mut T) -> &mut WasiP1Ctx + Copy + Send + Sync + 'static,
+) -> Result<(), WasiError> {
+    wasmtime_wasi::p1::add_to_linker_async(linker, project).map_err(WasiError::Link)
+}
+
+/// The state a component guest's WASI and wasi:http implementations use.
+pub struct ComponentCtx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: GatedHttp,
+}
+
+impl ComponentCtx {
+    /// The context for a component with `grants`, network through `gate`.
+    pub fn new(grants: &Grants, gate: &Arc<Gate>) -> Result<Self, WasiError> {
+        Ok(Self {
+            wasi: wasi_builder(grants, gate)?.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: GatedHttp { gate: gate.clone() },
+        })
+    }
+}
+
+impl ComponentCtx {
+    /// The socket context and table beside the gate, for the gated lookup.
+    fn lookup_view(&mut self) -> lookup::GatedLookup<'_> {
+        lookup::GatedLookup {
+            sockets: wasmtime_wasi::sockets::WasiSocketsCtxView {
+                ctx: self.wasi.sockets(),
+                table: &mut self.table,
+            },
+            gate: &self.hooks.gate,
+        }
+    }
+}
+
+impl WasiView for ComponentCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentCtx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Which WASI version a component targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentAbi {
+    /// WASI 0.2 (`wasi:cli/run@0.2.x`).
+    P2,
+    /// WASI 0.3 (`wasi:cli/run@0.3.x`, component-model-async).
+    P3,
+}
+
+/// Store data that holds a [`ComponentCtx`].
+pub trait HasComponentCtx: WasiView + WasiHttpView + 'static {
+    /// The guest's component context.
+    fn component_ctx(&mut self) -> &mut ComponentCtx;
+}
+
+/// Link the WASI interfaces of a command component into `linker`, with
+/// name lookups and `wasi:http` outgoing requests going through the gate. A
+/// 0.3 component also gets the 0.2 interfaces, since components adapted from
+/// older code import both.
+pub fn link_component<T: HasComponentCtx>(
+    linker: &mut Linker<T>,
+    abi: ComponentAbi,
+) -> Result<(), WasiError> {
+    // `wasi:cli/exit#exit-with-code` is stable since WASI 0.2.12 and linked
+    // by default.
+    wasmtime_wasi::p2::add_to_linker_async(linker).map_err(WasiError::Link)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker).map_err(WasiError::Link)?;
+    if abi == ComponentAbi::P3 {
+        wasmtime_wasi::p3::add_to_linker(linker).map_err(WasiError::Link)?;
+        wasmtime_wasi_http::p3::add_to_linker(linker).map_err(WasiError::Link)?;
+    }
+    // Replace wasmtime's ip-name-lookup (on or off, no policy) with the
+    // gated one.
+    linker.allow_shadowing(true);
+    lookup::link(linker, abi).map_err(WasiError::Link)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+mod lookup;
+
+/// wasi:http hooks whose only way out is the gate.
+struct GatedHttp {
+    gate: Arc<Gate>,
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for GatedHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> ResponseFuture {
+        let target = http_target(request.uri());
+        let decision = self.gate.decide(Action::HttpRequest, target);
+        Box::new(async move {
+            if !decision.is_allowed() {
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            // No grant can allow HTTP egress yet, and Warden has no egress
+            // client of its own: it never falls back to a direct connection.
+            Err(wasmtime_wasi_http::Error::DestinationUnavailable)
+        })
+    }
+}
+
+/// The host and port an outgoing request is aimed at, as the gate sees it.
+fn http_target(uri: &http::Uri) -> Target {
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Target::Name {
+        host: uri.host().unwrap_or_default().to_string(),
+        port: Some(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_target_uses_scheme_default_ports() {
+        let t = |u: &str| http_target(&u.parse().unwrap()).to_string();
+        assert_eq!(t("http://example.com/x"), "example.com:80");
+        assert_eq!(t("https://example.com/"), "example.com:443");
+        assert_eq!(t("http://127.0.0.1:8080/"), "127.0.0.1:8080");
+        assert_eq!(t("http://[::1]:81/"), "[::1]:81");
+    }
+
+    #[test]
+    fn every_socket_use_maps_to_a_distinct_action() {
+        use SocketAddrUse::*;
+        let uses = [
+            TcpBind, TcpListen, TcpAccept, TcpConnect, UdpBind, UdpSend, UdpReceive,
+        ];
+        let actions: std::collections::HashSet<_> = uses.into_iter().map(socket_action).collect();
+        assert_eq!(actions.len(), uses.len());
+    }
+}
