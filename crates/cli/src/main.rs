@@ -45,6 +45,7 @@ enum Command {
 
 #[derive(Args)]
 #[command(
+    override_usage = "warden run [OPTIONS] <FILE> [ARGS]...",
     long_about = "Run a WebAssembly program to completion.\n\nFILE is a WASI preview1 core module \
 (.wasm, or .wat text), or a component exporting wasi:cli/run@0.2.x or @0.3.x; Warden tells which \
 from the bytes. ARGS go to the program, whose argv[0] is FILE's name. The program gets stdin, \
@@ -102,18 +103,16 @@ struct RunArgs {
     #[arg(short, long)]
     verbose: bool,
 
-    /// The program: a .wasm or .wat file. Example: app.wasm
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-
-    /// Arguments for the program; everything after FILE is passed on as is.
+    /// The program (a .wasm or .wat file), then its arguments. Everything
+    /// after FILE goes to the program untouched, flags included.
     /// Example: warden run app.wasm --port 8080
     #[arg(
-        value_name = "ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        value_name = "FILE [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
     )]
-    args: Vec<String>,
+    program: Vec<String>,
 }
 
 impl RunArgs {
@@ -138,15 +137,16 @@ impl RunArgs {
             env.push((name, value));
         }
 
-        let program = self.file.file_name().map_or_else(
-            || self.file.display().to_string(),
+        let mut program = self.program.into_iter();
+        let file = PathBuf::from(program.next().expect("clap requires FILE"));
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let mut args = vec![program];
-        args.extend(self.args);
+        let args = std::iter::once(name).chain(program).collect();
 
         RunConfig {
-            file: self.file,
+            file,
             grants: Grants {
                 args,
                 env,
@@ -347,7 +347,9 @@ mod tests {
         ]);
         assert!(e.contains("cannot be used with"), "{e}");
         let e = err(&["warden", "run"]);
-        assert!(e.contains("<FILE>"), "{e}");
+        assert!(e.contains("<FILE [ARGS]>"), "{e}");
+        let e = err(&["warden", "run", "--frobnicate", "x.wasm"]);
+        assert!(e.contains("unexpected argument '--frobnicate'"), "{e}");
         let e = err(&["warden", "run", "--dir", "/no/such/dir", "x.wasm"]);
         assert!(e.contains("/no/such/dir: No such file or directory"), "{e}");
     }

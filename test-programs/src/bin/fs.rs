@@ -3,7 +3,6 @@
 //! write into RO_DIR, and tries to escape both with `..`. Prints one line per
 //! step with the outcome (`ok` or the io::ErrorKind).
 use std::fs;
-use std::io::ErrorKind;
 
 fn outcome<T>(r: std::io::Result<T>) -> String {
     match r {
@@ -33,6 +32,4 @@ fn main() {
     println!("escape rw: {}", outcome(fs::read_to_string(format!("{rw}/../secret.txt"))));
     println!("escape ro: {}", outcome(fs::read_to_string(format!("{ro}/../../secret.txt"))));
     println!("absolute host path: {}", outcome(fs::read_dir("/etc")));
-    let not_found = fs::read_to_string(format!("{rw}/missing")).unwrap_err();
-    assert_eq!(not_found.kind(), ErrorKind::NotFound);
 }
