@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn bad_flags_are_usage_errors_naming_the_flag() {
         let err = |argv: &[&str]| {
-            let e = parse(argv).err().expect("should fail");
+            let e = parse(argv).expect_err("should fail");
             assert_eq!(e.exit_code(), 2);
             e.to_string()
         };

@@ -76,9 +76,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 /// Print a duration the way `duration` reads it.
 pub fn show_duration(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 1_000_000 == 0 {
+    if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1_000 == 0 {
+    } else if us.is_multiple_of(1_000) {
         format!("{}ms", us / 1_000)
     } else {
         format!("{us}us")

@@ -220,6 +220,7 @@ impl FsFixture {
         std::fs::create_dir(root.join("ro")).unwrap();
         std::fs::write(root.join("ro/input.txt"), "ro content\n").unwrap();
         std::fs::write(root.join("secret.txt"), "host secret\n").unwrap();
+        std::os::unix::fs::symlink("..", root.join("rw/up")).unwrap();
         Self { _tmp: tmp, root }
     }
 
@@ -263,6 +264,7 @@ fn fs_read_only_dir_refuses_writes(t: Target) {
             "escape rw: PermissionDenied",
             "escape ro: PermissionDenied",
             "absolute host path: NotFound",
+            "symlink escape: PermissionDenied",
         ])
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -272,7 +274,7 @@ fn fs_read_only_dir_refuses_writes(t: Target) {
         "ro content\n"
     );
     assert_eq!(fx.listing("ro"), ["input.txt"]);
-    assert_eq!(fx.listing("rw"), ["written-by-guest.txt"]);
+    assert_eq!(fx.listing("rw"), ["up", "written-by-guest.txt"]);
     assert_eq!(
         std::fs::read_to_string(fx.root.join("secret.txt")).unwrap(),
         "host secret\n"
@@ -316,6 +318,7 @@ fn fs_read_write_grant_allows_writes(t: Target) {
             "escape rw: PermissionDenied",
             "escape ro: PermissionDenied",
             "absolute host path: NotFound",
+            "symlink escape: PermissionDenied",
         ])
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -342,7 +345,7 @@ fn fs_nothing_without_grant(t: Target) {
         r.stdout
     );
     assert!(!r.stdout.contains(": ok"), "{}", r.stdout);
-    assert_eq!(fx.listing("rw"), Vec::<String>::new());
+    assert_eq!(fx.listing("rw"), ["up"]);
 }
 
 #[test]
@@ -923,4 +926,18 @@ fn stdin_is_the_hosts() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(out, "piped through the guest\n");
+}
+
+#[test]
+fn bundled_example_runs_as_the_readme_says() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello.wat");
+    let r = run(&[p(&example)]);
+    assert_eq!(
+        r.stdout,
+        lines(&[
+            "Hello from a Warden guest!",
+            "opening /etc/passwd: refused, as nothing was granted",
+        ])
+    );
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
 }

@@ -32,4 +32,6 @@ fn main() {
     println!("escape rw: {}", outcome(fs::read_to_string(format!("{rw}/../secret.txt"))));
     println!("escape ro: {}", outcome(fs::read_to_string(format!("{ro}/../../secret.txt"))));
     println!("absolute host path: {}", outcome(fs::read_dir("/etc")));
+    // RW_DIR/up is a symlink the host made to RW_DIR/.. (outside the grant).
+    println!("symlink escape: {}", outcome(fs::read_to_string(format!("{rw}/up/secret.txt"))));
 }
