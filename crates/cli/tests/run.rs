@@ -881,31 +881,33 @@ fn bad_flag_values_exit_2_naming_the_flag() {
     assert_eq!(r.code, 2);
 }
 
+/// A preview1 text module that copies stdin to stdout.
+const CAT_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 1024))
+    (loop $more
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (if (i32.load (i32.const 8))
+        (then
+          (i32.store (i32.const 16) (i32.const 64))
+          (i32.store (i32.const 20) (i32.load (i32.const 8)))
+          (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+          (br $more))))))"#;
+
+fn cat_guest(dir: &tempfile::TempDir) -> PathBuf {
+    let cat = dir.path().join("cat.wat");
+    std::fs::write(&cat, CAT_WAT).unwrap();
+    cat
+}
+
 #[test]
 fn stdin_is_the_hosts() {
-    // A preview1 text module that copies stdin to stdout.
     let dir = tempfile::tempdir().unwrap();
-    let cat = dir.path().join("cat.wat");
-    std::fs::write(
-        &cat,
-        r#"(module
-          (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
-          (func (export "_start")
-            (i32.store (i32.const 0) (i32.const 64))
-            (i32.store (i32.const 4) (i32.const 1024))
-            (loop $more
-              (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-              (if (i32.load (i32.const 8))
-                (then
-                  (i32.store (i32.const 16) (i32.const 64))
-                  (i32.store (i32.const 20) (i32.load (i32.const 8)))
-                  (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
-                  (br $more))))))"#,
-    )
-    .unwrap();
-    let mut child = run_cmd(&[p(&cat)])
+    let mut child = run_cmd(&[p(&cat_guest(&dir))])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -926,6 +928,41 @@ fn stdin_is_the_hosts() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(out, "piped through the guest\n");
+}
+
+#[test]
+fn timeout_stops_a_guest_blocked_reading_stdin() {
+    // stdin stays open and silent: the guest blocks in fd_read until the
+    // timeout, and warden must not wait for that read to finish.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = run_cmd(&["--timeout", "300ms", p(&cat_guest(&dir))])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("warden did not exit after --timeout while the guest read stdin");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(124));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(err, "warden: guest stopped: --timeout 300ms reached\n");
 }
 
 #[test]

@@ -133,7 +133,11 @@ pub fn run(cfg: &RunConfig) -> Result<Outcome, HostError> {
         .enable_all()
         .build()
         .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(cfg))
+    let result = runtime.block_on(run_async(cfg));
+    // A guest stopped by --timeout may leave a blocking host task behind (a
+    // read of stdin that never returns); do not wait for it.
+    runtime.shutdown_background();
+    result
 }
 
 /// Run a guest to completion on the current tokio runtime.
