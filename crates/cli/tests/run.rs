@@ -22,6 +22,40 @@ const NETWORK_ALLOW_TWINS_FOR_POLICY_ISSUE: &[&str] = &[
     "http get allowed by --allow-connect 127.0.0.1:PORT",
 ];
 
+/// One test per WASI target for each check that takes the target: a check
+/// `name` becomes the tests `name::p1` and `name::p2`.
+macro_rules! for_each_target {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[test]
+            fn p1() {
+                super::$check(warden_test_artifacts::Target::P1)
+            }
+            #[test]
+            fn p2() {
+                super::$check(warden_test_artifacts::Target::P2)
+            }
+        }
+    )*};
+}
+
+for_each_target!(
+    hello,
+    args_and_granted_env,
+    no_env_without_grant,
+    fs_read_only_dir_refuses_writes,
+    fs_read_write_grant_allows_writes,
+    fs_nothing_without_grant,
+    trap_reports_reason_and_named_backtrace,
+    memory_limit_refuses_growth_inside_the_guest,
+    memory_under_the_limit_grows,
+    timeout_stops_a_busy_guest,
+    timeout_stops_a_guest_blocked_in_the_host,
+    within_timeout_and_fuel_the_guest_finishes,
+    fuel_stops_a_busy_guest,
+    second_start_does_not_compile,
+);
+
 /// The compile cache shared by the tests: most runs are warm, as in use.
 fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("warden-test-cache")
@@ -87,16 +121,6 @@ fn hello(t: Target) {
     assert_eq!(r.stderr, "");
 }
 
-#[test]
-fn hello_p1() {
-    hello(Target::P1)
-}
-
-#[test]
-fn hello_p2() {
-    hello(Target::P2)
-}
-
 // ---------------------------------------------------------------- args, env, exit
 
 fn args_and_granted_env(t: Target) {
@@ -129,31 +153,11 @@ fn args_and_granted_env(t: Target) {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
-#[test]
-fn args_and_granted_env_p1() {
-    args_and_granted_env(Target::P1)
-}
-
-#[test]
-fn args_and_granted_env_p2() {
-    args_and_granted_env(Target::P2)
-}
-
 fn no_env_without_grant(t: Target) {
     // warden's own environment has WARDEN_TEST_HOST_VAR; the guest must not.
     let r = run(&[p(&guest(t, "cli"))]);
     assert_eq!(r.stdout, lines(&["arg[0]=cli.wasm", "env count=0"]));
     assert_eq!(r.code, 0);
-}
-
-#[test]
-fn no_env_without_grant_p1() {
-    no_env_without_grant(Target::P1)
-}
-
-#[test]
-fn no_env_without_grant_p2() {
-    no_env_without_grant(Target::P2)
 }
 
 #[test]
@@ -238,19 +242,18 @@ impl FsFixture {
     }
 }
 
-fn fs_read_only_dir_refuses_writes(t: Target) {
+/// Run the fs guest with `rw` granted read-write at /rw and `ro` granted
+/// at /ro with `ro_flag` (`--dir-ro`, or `--dir` for the twin).
+fn run_fs(t: Target, ro_flag: &str) -> (FsFixture, Ran) {
     let fx = FsFixture::new();
     let rw = format!("{}::/rw", fx.dir("rw"));
     let ro = format!("{}::/ro", fx.dir("ro"));
-    let r = run(&[
-        "--dir",
-        &rw,
-        "--dir-ro",
-        &ro,
-        p(&guest(t, "fs")),
-        "/rw",
-        "/ro",
-    ]);
+    let r = run(&["--dir", &rw, ro_flag, &ro, p(&guest(t, "fs")), "/rw", "/ro"]);
+    (fx, r)
+}
+
+fn fs_read_only_dir_refuses_writes(t: Target) {
+    let (fx, r) = run_fs(t, "--dir-ro");
     assert_eq!(
         r.stdout,
         lines(&[
@@ -281,30 +284,9 @@ fn fs_read_only_dir_refuses_writes(t: Target) {
     );
 }
 
-#[test]
-fn fs_read_only_dir_refuses_writes_p1() {
-    fs_read_only_dir_refuses_writes(Target::P1)
-}
-
-#[test]
-fn fs_read_only_dir_refuses_writes_p2() {
-    fs_read_only_dir_refuses_writes(Target::P2)
-}
-
 /// The twin: the same directory granted read-write takes the writes.
 fn fs_read_write_grant_allows_writes(t: Target) {
-    let fx = FsFixture::new();
-    let rw = format!("{}::/rw", fx.dir("rw"));
-    let ro_as_rw = format!("{}::/ro", fx.dir("ro"));
-    let r = run(&[
-        "--dir",
-        &rw,
-        "--dir",
-        &ro_as_rw,
-        p(&guest(t, "fs")),
-        "/rw",
-        "/ro",
-    ]);
+    let (fx, r) = run_fs(t, "--dir");
     assert_eq!(
         r.stdout,
         lines(&[
@@ -325,16 +307,6 @@ fn fs_read_write_grant_allows_writes(t: Target) {
     assert_eq!(fx.listing("ro"), ["new.txt", "newdir"]);
 }
 
-#[test]
-fn fs_read_write_grant_allows_writes_p1() {
-    fs_read_write_grant_allows_writes(Target::P1)
-}
-
-#[test]
-fn fs_read_write_grant_allows_writes_p2() {
-    fs_read_write_grant_allows_writes(Target::P2)
-}
-
 fn fs_nothing_without_grant(t: Target) {
     let fx = FsFixture::new();
     let r = run(&[p(&guest(t, "fs")), &fx.dir("rw"), &fx.dir("ro")]);
@@ -346,16 +318,6 @@ fn fs_nothing_without_grant(t: Target) {
     );
     assert!(!r.stdout.contains(": ok"), "{}", r.stdout);
     assert_eq!(fx.listing("rw"), ["up"]);
-}
-
-#[test]
-fn fs_nothing_without_grant_p1() {
-    fs_nothing_without_grant(Target::P1)
-}
-
-#[test]
-fn fs_nothing_without_grant_p2() {
-    fs_nothing_without_grant(Target::P2)
 }
 
 // ---------------------------------------------------------------- network
@@ -427,16 +389,6 @@ fn trap_reports_reason_and_named_backtrace(t: Target) {
 }
 
 #[test]
-fn trap_reports_reason_and_named_backtrace_p1() {
-    trap_reports_reason_and_named_backtrace(Target::P1)
-}
-
-#[test]
-fn trap_reports_reason_and_named_backtrace_p2() {
-    trap_reports_reason_and_named_backtrace(Target::P2)
-}
-
-#[test]
 fn trap_with_verbose_shows_the_full_error() {
     let r = run(&["--verbose", p(&guest(Target::P1, "trap"))]);
     assert_eq!(r.code, 134);
@@ -455,30 +407,10 @@ fn memory_limit_refuses_growth_inside_the_guest(t: Target) {
     assert!(r.stderr.contains("--max-memory refused"), "{}", r.stderr);
 }
 
-#[test]
-fn memory_limit_refuses_growth_inside_the_guest_p1() {
-    memory_limit_refuses_growth_inside_the_guest(Target::P1)
-}
-
-#[test]
-fn memory_limit_refuses_growth_inside_the_guest_p2() {
-    memory_limit_refuses_growth_inside_the_guest(Target::P2)
-}
-
 fn memory_under_the_limit_grows(t: Target) {
     let r = run(&["--max-memory", "256MiB", p(&guest(t, "memory_hog")), "2048"]);
     assert_eq!(r.stdout, "grew to 2048 pages\n");
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
-}
-
-#[test]
-fn memory_under_the_limit_grows_p1() {
-    memory_under_the_limit_grows(Target::P1)
-}
-
-#[test]
-fn memory_under_the_limit_grows_p2() {
-    memory_under_the_limit_grows(Target::P2)
 }
 
 #[test]
@@ -503,30 +435,10 @@ fn timeout_stops_a_busy_guest(t: Target) {
     assert_eq!(r.stdout, "");
 }
 
-#[test]
-fn timeout_stops_a_busy_guest_p1() {
-    timeout_stops_a_busy_guest(Target::P1)
-}
-
-#[test]
-fn timeout_stops_a_busy_guest_p2() {
-    timeout_stops_a_busy_guest(Target::P2)
-}
-
 fn timeout_stops_a_guest_blocked_in_the_host(t: Target) {
     let r = run(&["--timeout", "300ms", p(&guest(t, "sleepy")), "60000"]);
     assert_eq!(r.code, 124);
     assert_eq!(r.stderr, "warden: guest stopped: --timeout 300ms reached\n");
-}
-
-#[test]
-fn timeout_stops_a_guest_blocked_in_the_host_p1() {
-    timeout_stops_a_guest_blocked_in_the_host(Target::P1)
-}
-
-#[test]
-fn timeout_stops_a_guest_blocked_in_the_host_p2() {
-    timeout_stops_a_guest_blocked_in_the_host(Target::P2)
 }
 
 fn within_timeout_and_fuel_the_guest_finishes(t: Target) {
@@ -545,16 +457,6 @@ fn within_timeout_and_fuel_the_guest_finishes(t: Target) {
     assert_eq!(r.code, 0);
 }
 
-#[test]
-fn within_timeout_and_fuel_the_guest_finishes_p1() {
-    within_timeout_and_fuel_the_guest_finishes(Target::P1)
-}
-
-#[test]
-fn within_timeout_and_fuel_the_guest_finishes_p2() {
-    within_timeout_and_fuel_the_guest_finishes(Target::P2)
-}
-
 fn fuel_stops_a_busy_guest(t: Target) {
     let r = run(&["--fuel", "1000000", p(&guest(t, "busy")), "forever"]);
     assert_eq!(r.code, 124);
@@ -562,16 +464,6 @@ fn fuel_stops_a_busy_guest(t: Target) {
         r.stderr,
         "warden: guest stopped: --fuel 1000000 exhausted\n"
     );
-}
-
-#[test]
-fn fuel_stops_a_busy_guest_p1() {
-    fuel_stops_a_busy_guest(Target::P1)
-}
-
-#[test]
-fn fuel_stops_a_busy_guest_p2() {
-    fuel_stops_a_busy_guest(Target::P2)
 }
 
 // ---------------------------------------------------------------- compile cache
@@ -620,16 +512,6 @@ fn second_start_does_not_compile(t: Target) {
         second.stderr
     );
     assert!(!second.stderr.contains("compiled in"), "{}", second.stderr);
-}
-
-#[test]
-fn second_start_does_not_compile_p1() {
-    second_start_does_not_compile(Target::P1)
-}
-
-#[test]
-fn second_start_does_not_compile_p2() {
-    second_start_does_not_compile(Target::P2)
 }
 
 #[test]
