@@ -95,11 +95,12 @@ struct RunArgs {
     cache_dir: Option<PathBuf>,
 
     /// Compile on every start; neither read nor write the compile cache.
+    /// Example: warden run --no-cache app.wasm
     #[arg(long)]
     no_cache: bool,
 
     /// Print what Warden does (file kind, cache use, timings) and full error
-    /// chains to stderr.
+    /// chains to stderr. Example: warden run -v app.wasm
     #[arg(short, long)]
     verbose: bool,
 

@@ -722,6 +722,8 @@ fn help_explains_every_run_flag_with_an_example() {
         "--max-memory 64MiB",
         "--timeout 500ms",
         "--fuel 100000000",
+        "--no-cache app.wasm",
+        "-v app.wasm",
         "Exit status",
     ] {
         assert!(
