@@ -16,7 +16,7 @@ fn main() {
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    for (target, features) in [("wasm32-wasip1", ""), ("wasm32-wasip2", "p2")] {
+    for (target, features) in [("wasm32-wasip1", "p1"), ("wasm32-wasip2", "p2")] {
         let mut cmd = Command::new(&cargo);
         cmd.arg("build")
             .arg("--release")

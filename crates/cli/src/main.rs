@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use warden_host::{CacheSetting, LimitHit, Limits, Outcome, RunConfig};
+use warden_host::{CacheSetting, LimitHit, Limits, ListenSpec, Outcome, RunConfig};
 use warden_wasi::{DirGrant, Grants};
 
 /// Exit code for a guest stopped by `--timeout` or `--fuel` (as timeout(1)).
@@ -72,6 +72,14 @@ struct RunArgs {
     /// NAME wins. Example: --env LOG=debug --env HOME
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = values::env)]
     env: Vec<(String, String)>,
+
+    /// Bind and listen on ADDR before the program starts, and hand it the
+    /// listener: preview1 modules find listeners at fds 3, 4, ... in order
+    /// (before directories), announced in LISTEN_FDS/LISTEN_FDNAMES and
+    /// FD_COUNT/FD_NAMES. NAME defaults to tcp0, tcp1, ... Repeatable.
+    /// Example: --listen http=127.0.0.1:6000
+    #[arg(long = "listen", visible_alias = "tcplisten", value_name = "[NAME=]ADDR", value_parser = values::listen)]
+    listen: Vec<(Option<String>, std::net::SocketAddr)>,
 
     /// Limit linear memory, for each memory and for the whole instance. A
     /// growth past it fails inside the program (memory.grow returns -1).
@@ -146,8 +154,19 @@ impl RunArgs {
         );
         let args = std::iter::once(name).chain(program).collect();
 
+        let listeners = self
+            .listen
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, addr))| ListenSpec {
+                name: name.unwrap_or_else(|| format!("tcp{i}")),
+                addr,
+            })
+            .collect();
+
         RunConfig {
             file,
+            listeners,
             grants: Grants {
                 args,
                 env,
@@ -275,6 +294,32 @@ mod tests {
             .map(|d| (d.guest.as_str(), d.read_only))
             .collect();
         assert_eq!(got, [("/a", true), ("/b", false), ("/c", true)]);
+    }
+
+    #[test]
+    fn listeners_keep_order_and_get_default_names() {
+        let cfg = parse(&[
+            "warden",
+            "run",
+            "--listen",
+            "127.0.0.1:6000",
+            "--tcplisten",
+            "web=[::1]:80",
+            "x.wasm",
+        ])
+        .unwrap();
+        let got: Vec<_> = cfg
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.addr.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("tcp0", "127.0.0.1:6000".to_string()),
+                ("web", "[::1]:80".to_string())
+            ]
+        );
     }
 
     #[test]

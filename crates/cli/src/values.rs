@@ -2,6 +2,7 @@
 //! environment grants. Each returns an error message that names what was
 //! expected, for clap to print next to the flag.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -122,6 +123,32 @@ pub fn dir(s: &str, read_only: bool) -> Result<DirGrant, String> {
         guest: guest.to_string(),
         read_only,
     })
+}
+
+/// Parse `[NAME=]ADDR` for `--listen`. ADDR is an IP socket address
+/// (`127.0.0.1:6000`, `[::1]:6000`); NAME, the name the guest sees in
+/// `LISTEN_FDNAMES`, is letters, digits, `-`, `_` and `.`.
+pub fn listen(s: &str) -> Result<(Option<String>, SocketAddr), String> {
+    let (name, addr) = match s.split_once('=') {
+        Some((n, a)) => (Some(n), a),
+        None => (None, s),
+    };
+    if let Some(name) = name {
+        let ok = !name.is_empty()
+            && name.len() <= 255
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err(format!(
+                "`{name}` is not a listener name: use letters, digits, `-`, `_` and `.` (the name appears in LISTEN_FDNAMES, where `:` separates names)"
+            ));
+        }
+    }
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        format!("`{addr}` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000")
+    })?;
+    Ok((name.map(str::to_string), addr))
 }
 
 /// Parse `NAME=VALUE`, or `NAME` to copy that one variable from Warden's
@@ -289,6 +316,40 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         let f = file.path().to_str().unwrap().to_string();
         assert_eq!(dir(&f, false).unwrap_err(), format!("{f}: not a directory"));
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            listen("127.0.0.1:6000"),
+            Ok((None, "127.0.0.1:6000".parse().unwrap()))
+        );
+        assert_eq!(
+            listen("http=[::1]:8080"),
+            Ok((Some("http".into()), "[::1]:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            listen("web.v2_a-b=127.0.0.1:0").unwrap().0.as_deref(),
+            Some("web.v2_a-b")
+        );
+        assert_eq!(
+            listen("localhost:6000").unwrap_err(),
+            "`localhost:6000` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000"
+        );
+        assert_eq!(
+            listen("127.0.0.1").unwrap_err(),
+            "`127.0.0.1` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000"
+        );
+        assert!(
+            listen("a:b=127.0.0.1:1")
+                .unwrap_err()
+                .contains("`a:b` is not a listener name")
+        );
+        assert!(
+            listen("=127.0.0.1:1")
+                .unwrap_err()
+                .contains("`` is not a listener name")
+        );
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! real guest programs (test-programs/, built for wasm32-wasip1 and
 //! wasm32-wasip2) and asserting their exact output and exit codes.
 
+mod common;
+
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::*;
 use warden_test_artifacts::{Target, guest};
 
 /// Allow twins of the network deny tests below. Each needs a grant, which
@@ -55,62 +57,6 @@ for_each_target!(
     fuel_stops_a_busy_guest,
     second_start_does_not_compile,
 );
-
-/// The compile cache shared by the tests: most runs are warm, as in use.
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("warden-test-cache")
-}
-
-/// `warden` with a clean environment and the shared cache.
-fn warden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.env_clear().env("WARDEN_TEST_HOST_VAR", "host-only");
-    cmd
-}
-
-fn run_cmd(args: &[&str]) -> Command {
-    let mut cmd = warden();
-    cmd.arg("run")
-        .arg("--cache-dir")
-        .arg(shared_cache())
-        .args(args);
-    cmd
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn ran(out: Output) -> Ran {
-    Ran {
-        code: out
-            .status
-            .code()
-            .expect("warden exited normally, not by signal"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn run(args: &[&str]) -> Ran {
-    ran(run_cmd(args).output().unwrap())
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn wat(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../test-programs/wat")
-        .join(name)
-}
-
-fn lines(text: &[&str]) -> String {
-    text.iter().map(|l| format!("{l}\n")).collect()
-}
 
 // ---------------------------------------------------------------- hello
 

@@ -22,7 +22,9 @@ use wasmtime_wasi::{I32Exit, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use warden_net::{Gate, Policy};
-use warden_wasi::{ComponentAbi, ComponentCtx, Grants, HasComponentCtx, WasiError, WasiP1Ctx};
+use warden_wasi::{
+    ComponentAbi, ComponentCtx, Grants, HasComponentCtx, NamedListener, P1Ctx, WasiError,
+};
 
 pub use limits::{Limits, MemoryLimiter};
 pub use load::{Guest, GuestKind, read_guest};
@@ -72,6 +74,32 @@ pub enum HostError {
     /// The engine could not be configured.
     #[error("cannot set up the wasmtime engine: {0}")]
     Engine(String),
+    /// A `--listen` address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why (in use, permission denied, ...).
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pre-opened listeners were asked for a guest that cannot take them.
+    #[error("{}: --listen works with preview1 modules only for now (this is a {kind}); a component binds through wasi:sockets", path.display())]
+    ListenUnsupported {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+}
+
+/// A listener the operator asks the host to bind for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// The name the guest sees in `LISTEN_FDNAMES` / `FD_NAMES`.
+    pub name: String,
+    /// The address to bind.
+    pub addr: std::net::SocketAddr,
 }
 
 /// Where compiled code is cached.
@@ -92,6 +120,8 @@ pub struct RunConfig {
     pub file: PathBuf,
     /// Arguments, environment and directories.
     pub grants: Grants,
+    /// Listeners to bind before the guest starts (preview1 fds 3, 4, ...).
+    pub listeners: Vec<ListenSpec>,
     /// Resource limits.
     pub limits: Limits,
     /// The compilation cache.
@@ -156,6 +186,25 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
         guest.kind.describe(),
         hex::encode(guest.sha256)
     ));
+    if !cfg.listeners.is_empty() && guest.kind != GuestKind::Preview1 {
+        return Err(HostError::ListenUnsupported {
+            path: cfg.file.clone(),
+            kind: guest.kind.describe(),
+        });
+    }
+    // Bind first: a port in use or a privileged port fails here, with one
+    // clear error, before anything is compiled or run.
+    let mut bound = Vec::with_capacity(cfg.listeners.len());
+    for (i, spec) in cfg.listeners.iter().enumerate() {
+        let listener =
+            warden_net::sockets::bind_listener(spec.addr).map_err(|source| HostError::Listen {
+                addr: spec.addr,
+                source,
+            })?;
+        let local = listener.local_addr().unwrap_or(spec.addr);
+        eprintln!("warden: fd {} ({}) listening on {local}", 3 + i, spec.name);
+        bound.push(listener);
+    }
     let cache = open_cache(&cfg.cache, &log);
     let compiled = compile(&engine, &cfg.file, &guest, cache.as_ref(), &log)?;
     log(&format!("ready to start after {:?}", started.elapsed()));
@@ -164,7 +213,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
     // every socket, lookup and HTTP request is denied).
     let gate = Gate::new(Policy::deny_all());
     let mut limiter_report = None;
-    let run = execute(&engine, &compiled, cfg, &gate, &mut limiter_report);
+    let run = execute(&engine, &compiled, cfg, &gate, bound, &mut limiter_report);
     let outcome = match cfg.limits.timeout {
         Some(limit) => {
             let engine = engine.clone();
@@ -353,6 +402,7 @@ async fn execute(
     compiled: &Compiled,
     cfg: &RunConfig,
     gate: &Arc<Gate>,
+    listeners: Vec<std::net::TcpListener>,
     refused: &mut Option<u64>,
 ) -> Result<Outcome, HostError> {
     let start_error = |e: wasmtime::Error| HostError::Start {
@@ -362,8 +412,21 @@ async fn execute(
     match compiled {
         Compiled::Module(module) => {
             let mut linker = wasmtime::Linker::new(engine);
-            warden_wasi::link_p1(&mut linker, |s: &mut State<WasiP1Ctx>| &mut s.guest)?;
-            let ctx = warden_wasi::p1_ctx(&cfg.grants, gate)?;
+            warden_wasi::link_p1(&mut linker, |s: &mut State<P1Ctx>| &mut s.guest)?;
+            let mut named = Vec::with_capacity(listeners.len());
+            for (spec, listener) in cfg.listeners.iter().zip(listeners) {
+                let listener = warden_net::sockets::Listener::new(listener).map_err(|source| {
+                    HostError::Listen {
+                        addr: spec.addr,
+                        source,
+                    }
+                })?;
+                named.push(NamedListener {
+                    name: spec.name.clone(),
+                    listener,
+                });
+            }
+            let ctx = warden_wasi::p1_ctx(&cfg.grants, gate, named)?;
             let mut store = store(engine, ctx, &cfg.limits)?;
             let result = async {
                 let instance = match linker.instantiate_async(&mut store, module).await {

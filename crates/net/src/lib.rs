@@ -8,6 +8,8 @@
 //! a mystery. The ABI layers in `warden-wasi` only translate; they hold no
 //! policy of their own.
 
+pub mod sockets;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

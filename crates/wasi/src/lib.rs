@@ -16,7 +16,9 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-pub use wasmtime_wasi::p1::WasiP1Ctx;
+pub mod p1;
+
+pub use p1::{P1Ctx, link_p1};
 
 /// Errors from building a guest's WASI context.
 #[derive(Debug, thiserror::Error)]
@@ -104,17 +106,44 @@ fn socket_action(usage: SocketAddrUse) -> Action {
     }
 }
 
-/// Build the preview1 context for a core module.
-pub fn p1_ctx(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiP1Ctx, WasiError> {
-    Ok(wasi_builder(grants, gate)?.build_p1())
+/// A listener the host bound for a preview1 guest, with the name the guest
+/// sees for it in `LISTEN_FDNAMES` and `FD_NAMES`.
+pub struct NamedListener {
+    /// The name (for example `http`).
+    pub name: String,
+    /// The bound socket.
+    pub listener: warden_net::sockets::Listener,
 }
 
-/// Link preview1 into a core-module linker.
-pub fn link_p1<T: Send + 'static>(
-    linker: &mut wasmtime::Linker<T>,
-    project: impl Fn(&mut T) -> &mut WasiP1Ctx + Copy + Send + Sync + 'static,
-) -> Result<(), WasiError> {
-    wasmtime_wasi::p1::add_to_linker_async(linker, project).map_err(WasiError::Link)
+/// Build the preview1 context for a core module: its listeners at fds 3..
+/// (announced in the environment the systemd way, `LISTEN_FDS` and
+/// `LISTEN_FDNAMES`, and the Enarx way, `FD_COUNT` and `FD_NAMES`, which
+/// count stdio too), then its directories.
+pub fn p1_ctx(
+    grants: &Grants,
+    gate: &Arc<Gate>,
+    listeners: Vec<NamedListener>,
+) -> Result<P1Ctx, WasiError> {
+    let mut b = wasi_builder(grants, gate)?;
+    if !listeners.is_empty() {
+        let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+        let all: Vec<&str> = ["stdin", "stdout", "stderr"]
+            .into_iter()
+            .chain(names.iter().copied())
+            .collect();
+        // These describe the descriptor table, so they win over a --env of
+        // the same name.
+        b.env("LISTEN_FDS", listeners.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"))
+            .env("FD_COUNT", all.len().to_string())
+            .env("FD_NAMES", all.join(":"));
+    }
+    let preopens = u32::try_from(grants.dirs.len()).unwrap_or(u32::MAX);
+    Ok(P1Ctx::new(
+        b.build_p1(),
+        preopens,
+        listeners.into_iter().map(|l| l.listener).collect(),
+    ))
 }
 
 /// The state a component guest's WASI and wasi:http implementations use.

@@ -1,0 +1,288 @@
+//! Pre-opened listeners for preview1 guests, end to end: the real `warden`
+//! binary serving real guest programs (test-programs/, wasm32-wasip1) to
+//! real TCP clients on loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, ChildStdout, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use warden_test_artifacts::{Target, guest};
+
+/// A running `warden run --listen 127.0.0.1:0 ...` and the port it bound.
+struct Server {
+    child: Child,
+    port: u16,
+    stdout: BufReader<ChildStdout>,
+    stderr: JoinHandle<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut cmd = run_cmd(args);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        // "warden: fd 3 (NAME) listening on 127.0.0.1:PORT"
+        let port = first
+            .trim_end()
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("no listening line: {first:?}"));
+        let stderr = std::thread::spawn(move || {
+            let mut rest = first;
+            stderr.read_to_string(&mut rest).unwrap();
+            rest
+        });
+        Server {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// The guest's next stdout line.
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    }
+
+    /// Wait (bounded) for warden to exit; the rest of its output.
+    fn finish(mut self) -> Ran {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!("warden did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stdout = String::new();
+        self.stdout.read_to_string(&mut stdout).unwrap();
+        Ran {
+            code: status.code().expect("exited normally"),
+            stdout,
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
+
+/// Send `data`, close our side, and return everything echoed back.
+fn echo_round(server: &Server, data: &[u8]) -> Vec<u8> {
+    let mut s = server.connect();
+    s.write_all(data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    back
+}
+
+#[test]
+fn std_echo_serves_sequential_connections() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        p(&guest(Target::P1, "echo_std")),
+        "50",
+    ]);
+    let mut total = 0;
+    for i in 0..50 {
+        let msg = format!("message {i}: {}\n", "x".repeat(i * 37));
+        assert_eq!(
+            echo_round(&server, msg.as_bytes()),
+            msg.as_bytes(),
+            "connection {i}"
+        );
+        total += msg.len();
+    }
+    let r = server.finish();
+    assert_eq!(
+        r.stdout,
+        format!("served 50 connections, echoed {total} bytes\n")
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn std_echo_moves_large_transfers_byte_for_byte() {
+    const SIZE: usize = 8 << 20;
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        p(&guest(Target::P1, "echo_std")),
+        "1",
+    ]);
+    let data: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    let s = server.connect();
+    let mut writer = s.try_clone().unwrap();
+    let sent = data.clone();
+    // Write and read at once, or both sides' buffers fill and stall.
+    let w = std::thread::spawn(move || {
+        for chunk in sent.chunks(64 * 1024) {
+            writer.write_all(chunk).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(SIZE);
+    (&s).read_to_end(&mut back).unwrap();
+    w.join().unwrap();
+    assert_eq!(back.len(), SIZE);
+    assert!(back == data, "echoed bytes differ");
+    let r = server.finish();
+    assert_eq!(
+        r.stdout,
+        format!("served 1 connections, echoed {SIZE} bytes\n")
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn std_echo_survives_a_client_reset_mid_transfer() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        p(&guest(Target::P1, "echo_std")),
+        "2",
+    ]);
+    let s = server.connect();
+    (&s).write_all(&vec![7u8; 256 * 1024]).unwrap();
+    // Reset instead of closing: SO_LINGER 0, then drop.
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    assert_eq!(echo_round(&server, b"still here\n"), b"still here\n");
+    let r = server.finish();
+    assert!(r.stdout.starts_with("served 2 connections"), "{}", r.stdout);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn probe_walks_the_preview1_socket_surface() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("hello.txt"), "preopen content\n").unwrap();
+    let dir = format!("{}::/data", p(data.path()));
+    let mut server = Server::start(&[
+        "--listen",
+        "web=127.0.0.1:0",
+        "--dir-ro",
+        &dir,
+        p(&guest(Target::P1, "sock_probe")),
+        "/data/hello.txt",
+    ]);
+    for expected in [
+        "LISTEN_FDS=1",
+        "LISTEN_FDNAMES=web",
+        "FD_COUNT=4",
+        "FD_NAMES=stdin:stdout:stderr:web",
+        // The directory after the listener is still found by wasi-libc.
+        "file: preopen content",
+        "nonblocking accept: WouldBlock",
+        "ready",
+    ] {
+        assert_eq!(server.line(), expected);
+    }
+    // Client A: the guest writes, half-closes, then reads what we send.
+    let mut a = server.connect();
+    let mut got = Vec::new();
+    a.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"hello\n");
+    a.write_all(b"abc").unwrap();
+    a.shutdown(Shutdown::Write).unwrap();
+    // fd 3 the listener, fd 4 the directory, so A is fd 5.
+    assert_eq!(server.line(), "accepted A on fd 5");
+    assert_eq!(server.line(), "A sent 3 bytes after our half-close");
+    drop(a);
+    let b = server.connect();
+    assert_eq!(server.line(), "accepted B on the same fd: true");
+    assert_eq!(
+        server.line(),
+        "nonblocking read with nothing sent: WouldBlock"
+    );
+    // preview1 errno 8 is EBADF, 57 is ENOTSOCK: errors, not traps.
+    assert_eq!(server.line(), "write to fd 77: Some(8)");
+    assert_eq!(server.line(), "accept on stdout: Some(57)");
+    assert_eq!(server.line(), "done");
+    drop(b);
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn without_listen_there_is_no_socket_to_accept_on() {
+    // The deny twin of every test above: no --listen, so fd 3 is nothing
+    // and the guest's accept fails (it panics, which is a trap).
+    let r = run(&["--timeout", "20s", p(&guest(Target::P1, "echo_std")), "1"]);
+    assert_eq!(r.code, 134, "{}", r.stderr);
+    assert!(r.stderr.contains("accept"), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+}
+
+#[test]
+fn listen_on_a_busy_address_is_one_clear_error_before_the_guest_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = run(&["--listen", &addr, p(&guest(Target::P1, "hello"))]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout, "", "the guest must not have started");
+    assert_eq!(
+        r.stderr,
+        format!("warden: error: cannot listen on {addr}: Address already in use (os error 98)\n")
+    );
+}
+
+#[test]
+fn listen_with_a_component_is_refused() {
+    let hello = guest(Target::P2, "hello");
+    let r = run(&["--listen", "127.0.0.1:0", p(&hello)]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains(
+            "--listen works with preview1 modules only for now (this is a WASI 0.2 component)"
+        ),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn timeout_stops_a_guest_blocked_in_accept() {
+    let server = Server::start(&[
+        "--timeout",
+        "300ms",
+        "--listen",
+        "127.0.0.1:0",
+        p(&guest(Target::P1, "echo_std")),
+        "1",
+    ]);
+    let r = server.finish();
+    assert_eq!(r.code, 124);
+    assert!(
+        r.stderr
+            .ends_with("warden: guest stopped: --timeout 300ms reached\n"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,288 @@
+//! Host TCP sockets that guests use: listeners the host bound before the
+//! guest started (so a guest can serve a port it could never bind itself),
+//! and the connections accepted on them.
+//!
+//! The OS sockets are always non-blocking and registered with the tokio
+//! reactor. Whether a guest's socket *behaves* as blocking is the ABI layer's
+//! business: it tries an operation, and on `WouldBlock` either reports it or
+//! awaits [`Listener::wait`] / [`Stream::wait`]. Readiness is always
+//! confirmed with `poll(2)` before it is reported, so a stale edge from the
+//! reactor never makes a guest spin. Nothing here knows an ABI: preview1
+//! uses it today, wasi:sockets can tomorrow.
+//!
+//! Bounds: the host never accepts on a guest's behalf, so connections a
+//! guest does not accept wait in the kernel's backlog ([`BACKLOG`]), not in
+//! host memory; dropping a [`Stream`] or [`Listener`] closes it at once.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::unix::AsyncFd;
+
+/// The listen backlog for host-bound listeners.
+pub const BACKLOG: i32 = 1024;
+
+/// What a guest waits for on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Bytes to read, a connection to accept, or end of stream.
+    Read,
+    /// Room to write.
+    Write,
+}
+
+/// A socket's state right now, as `poll(2)` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// A read (or accept) would not block.
+    pub readable: bool,
+    /// A write would not block.
+    pub writable: bool,
+    /// The peer closed its side, or the connection failed.
+    pub hangup: bool,
+    /// Bytes that can be read without blocking (streams only).
+    pub bytes: u64,
+}
+
+/// Bind and listen on `addr` for a guest, before the guest starts.
+///
+/// This is where a privileged port or an address in use fails, with the
+/// operator still there to read the error.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// A listening socket the host bound for the guest.
+#[derive(Debug)]
+pub struct Listener {
+    io: AsyncFd<TcpListener>,
+}
+
+impl Listener {
+    /// Adopt a listener from [`bind_listener`]. Must run inside a tokio
+    /// runtime with I/O enabled.
+    pub fn new(listener: TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            io: register(listener)?,
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// Accept a pending connection, or fail with `WouldBlock`.
+    pub fn try_accept(&self) -> io::Result<Stream> {
+        let (stream, peer) = self.io.get_ref().accept()?;
+        Stream::new(stream, peer)
+    }
+
+    /// Wait until [`Listener::try_accept`] would not block.
+    pub async fn wait(&self, interest: Interest) -> io::Result<()> {
+        wait(&self.io, interest).await
+    }
+
+    /// Poll for readiness (see [`Listener::wait`]).
+    pub fn poll_ready(&self, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_ready(&self.io, interest, cx)
+    }
+
+    /// Readiness right now.
+    pub fn readiness(&self) -> io::Result<Readiness> {
+        readiness(self.io.as_raw_fd(), false)
+    }
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub struct Stream {
+    io: AsyncFd<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl Stream {
+    fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        // Guests cannot set socket options through preview1; small
+        // request/response exchanges should not wait on Nagle's algorithm.
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            io: register(stream)?,
+            peer,
+        })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Read (or with `peek`, look at) bytes, or fail with `WouldBlock`.
+    /// `Ok(0)` is the end of the stream.
+    pub fn try_recv(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+        if peek {
+            self.io.get_ref().peek(buf)
+        } else {
+            self.io.get_ref().read(buf)
+        }
+    }
+
+    /// Write bytes, or fail with `WouldBlock`.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.get_ref().write(buf)
+    }
+
+    /// Shut down one or both directions.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.get_ref().shutdown(how)
+    }
+
+    /// Wait until an operation of `interest` would not block.
+    pub async fn wait(&self, interest: Interest) -> io::Result<()> {
+        wait(&self.io, interest).await
+    }
+
+    /// Poll for readiness (see [`Stream::wait`]).
+    pub fn poll_ready(&self, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_ready(&self.io, interest, cx)
+    }
+
+    /// Readiness right now.
+    pub fn readiness(&self) -> io::Result<Readiness> {
+        readiness(self.io.as_raw_fd(), true)
+    }
+}
+
+fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: std's TcpListener and TcpStream own their descriptor, keep it
+    // open until dropped, and always return the same one from as_raw_fd.
+    Ok(unsafe { AsyncFd::register(socket) }?)
+}
+
+async fn wait<T: AsRawFd>(io: &AsyncFd<T>, interest: Interest) -> io::Result<()> {
+    std::future::poll_fn(|cx| poll_ready(io, interest, cx)).await
+}
+
+fn poll_ready<T: AsRawFd>(
+    io: &AsyncFd<T>,
+    interest: Interest,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let mut guard = match interest {
+            Interest::Read => ready!(io.poll_read_ready(cx))?,
+            Interest::Write => ready!(io.poll_write_ready(cx))?,
+        };
+        let now = readiness(io.as_raw_fd(), false)?;
+        let ready = match interest {
+            Interest::Read => now.readable || now.hangup,
+            Interest::Write => now.writable || now.hangup,
+        };
+        if ready {
+            return Poll::Ready(Ok(()));
+        }
+        // The reactor's edge was stale; wait for the next one.
+        guard.clear_ready();
+    }
+}
+
+fn readiness(fd: RawFd, count_bytes: bool) -> io::Result<Readiness> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let r = pfd.revents;
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; on failure `bytes` stays 0.
+    if count_bytes && r & libc::POLLIN != 0 {
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut bytes) };
+    }
+    Ok(Readiness {
+        readable: r & libc::POLLIN != 0,
+        writable: r & libc::POLLOUT != 0,
+        hangup: r & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0,
+        bytes: u64::try_from(bytes).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn accept_recv_send_shutdown_on_loopback() {
+        rt().block_on(async {
+            let listener =
+                Listener::new(bind_listener("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            assert_eq!(
+                listener.try_accept().unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+            assert!(!listener.readiness().unwrap().readable);
+
+            let client = std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(b"ping").unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                let mut back = String::new();
+                c.read_to_string(&mut back).unwrap();
+                back
+            });
+            listener.wait(Interest::Read).await.unwrap();
+            let stream = listener.try_accept().unwrap();
+            assert!(stream.peer_addr().ip().is_loopback());
+
+            let mut buf = [0u8; 16];
+            stream.wait(Interest::Read).await.unwrap();
+            // Wait for all four bytes and the end of stream to be there.
+            while !stream.readiness().unwrap().hangup {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(stream.readiness().unwrap().bytes, 4);
+            assert_eq!(stream.try_recv(&mut buf, true).unwrap(), 4);
+            assert_eq!(stream.try_recv(&mut buf, false).unwrap(), 4);
+            assert_eq!(&buf[..4], b"ping");
+            assert_eq!(
+                stream.try_recv(&mut buf, false).unwrap(),
+                0,
+                "end of stream"
+            );
+            assert!(stream.readiness().unwrap().writable);
+            assert_eq!(stream.try_send(b"pong").unwrap(), 4);
+            stream.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(client.join().unwrap(), "pong");
+        });
+    }
+
+    #[test]
+    fn binding_a_used_address_fails_before_anything_runs() {
+        let first = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = first.local_addr().unwrap();
+        let err = bind_listener(taken).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+}
