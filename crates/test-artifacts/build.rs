@@ -11,14 +11,16 @@ fn main() {
         .canonicalize()
         .unwrap();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("guests");
-    for path in ["src", "Cargo.toml", "Cargo.lock"] {
+    for path in ["src", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", programs.join(path).display());
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for (target, features) in [("wasm32-wasip1", "p1"), ("wasm32-wasip2", "p2")] {
         let mut cmd = Command::new(&cargo);
-        cmd.arg("build")
+        // Run from test-programs/ so its .cargo/config.toml applies.
+        cmd.current_dir(&programs)
+            .arg("build")
             .arg("--release")
             .arg("--locked")
             .arg("--target")
@@ -50,5 +52,41 @@ fn main() {
              Run: rustup target add wasm32-wasip1 wasm32-wasip2"
         );
     }
+    build_c_guests(&programs.join("c"), &out.join("c"));
     println!("cargo:rustc-env=WARDEN_GUESTS_DIR={}", out.display());
+}
+
+/// C guests: clang with Debian's wasi-libc, as ../../shared/TOOLCHAIN.md
+/// describes (`apt-get install clang-19 lld-19 wasi-libc
+/// libclang-rt-19-dev-wasm32`). `WARDEN_CLANG` overrides the compiler.
+fn build_c_guests(src: &std::path::Path, out: &std::path::Path) {
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-env-changed=WARDEN_CLANG");
+    let clang = std::env::var_os("WARDEN_CLANG").unwrap_or_else(|| "clang-19".into());
+    std::fs::create_dir_all(out).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "c") {
+            continue;
+        }
+        let wasm = out.join(path.file_stem().unwrap()).with_extension("wasm");
+        let status = Command::new(&clang)
+            .args(["--target=wasm32-wasi", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&wasm)
+            .arg(&path)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "running {} to build {}: {e}; install it with: \
+                     apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32",
+                    clang.to_string_lossy(),
+                    path.display()
+                )
+            });
+        assert!(
+            status.success(),
+            "building {} with clang failed",
+            path.display()
+        );
+    }
 }

@@ -286,3 +286,142 @@ fn timeout_stops_a_guest_blocked_in_accept() {
         r.stderr
     );
 }
+
+/// Run `clients` clients at once against `port`: each connects, waits until
+/// all are connected, then sends `request(i)` and half-closes; returns what
+/// each read back, in client order.
+fn concurrent_clients(port: u16, clients: usize, request: fn(usize) -> Vec<u8>) -> Vec<Vec<u8>> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                barrier.wait();
+                let data = request(i);
+                let mut writer = s.try_clone().unwrap();
+                let w = std::thread::spawn(move || {
+                    writer.write_all(&data).unwrap();
+                    writer.shutdown(Shutdown::Write).unwrap();
+                });
+                let mut back = Vec::new();
+                s.read_to_end(&mut back).unwrap();
+                w.join().unwrap();
+                back
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn mio_http_serves_200_concurrent_clients_with_a_timer() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        p(&guest(Target::P1, "http_mio")),
+        "200",
+    ]);
+    // Idle for a while first: the poll loop's timer must tick meanwhile.
+    std::thread::sleep(Duration::from_millis(200));
+    let responses = concurrent_clients(server.port, 200, |i| {
+        format!("GET /client{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes()
+    });
+    for (i, response) in responses.iter().enumerate() {
+        let text = String::from_utf8_lossy(response);
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n"),
+            "client {i}: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "hello from mio, you asked for /client{i}, request "
+            )),
+            "client {i}: {text}"
+        );
+    }
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let peak: usize = r
+        .stdout
+        .strip_prefix("served 200 requests; peak ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        peak > 1,
+        "the server never had two clients at once: {}",
+        r.stdout
+    );
+    assert!(r.stdout.ends_with("timer ticked: true\n"), "{}", r.stdout);
+}
+
+#[test]
+fn tokio_echo_serves_concurrent_clients() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        p(&guest(Target::P1, "echo_tokio")),
+        "20",
+    ]);
+    let request = |i: usize| {
+        (0..256 * 1024)
+            .map(|j| ((i * 7 + j) % 253) as u8)
+            .collect::<Vec<u8>>()
+    };
+    let responses = concurrent_clients(server.port, 20, request);
+    for (i, back) in responses.iter().enumerate() {
+        assert!(
+            *back == request(i),
+            "client {i} got {} bytes back",
+            back.len()
+        );
+    }
+    let r = server.finish();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "tokio served 20 connections, echoed {} bytes\n",
+            20 * 256 * 1024
+        )
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn c_echo_serves_connections() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        p(&warden_test_artifacts::c_guest("echo_c")),
+        "3",
+    ]);
+    let mut total = 0;
+    for i in 0..3 {
+        let msg: Vec<u8> = (0..(i + 1) * 700_000).map(|j| (j % 241) as u8).collect();
+        let s = server.connect();
+        let mut writer = s.try_clone().unwrap();
+        let sent = msg.clone();
+        let w = std::thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        (&s).read_to_end(&mut back).unwrap();
+        w.join().unwrap();
+        assert!(
+            back == msg,
+            "connection {i}: {} bytes back of {}",
+            back.len(),
+            msg.len()
+        );
+        total += msg.len();
+    }
+    let r = server.finish();
+    assert_eq!(
+        r.stdout,
+        format!("c served 3 connections, echoed {total} bytes\n")
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

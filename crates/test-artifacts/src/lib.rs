@@ -34,3 +34,13 @@ pub fn guest(target: Target, name: &str) -> PathBuf {
     assert!(path.is_file(), "guest {} was not built", path.display());
     path
 }
+
+/// The path of C guest program `name` (test-programs/c/NAME.c), built with
+/// clang for wasm32-wasi (preview1).
+pub fn c_guest(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("WARDEN_GUESTS_DIR"))
+        .join("c")
+        .join(format!("{name}.wasm"));
+    assert!(path.is_file(), "C guest {} was not built", path.display());
+    path
+}
