@@ -87,9 +87,9 @@ impl Listener {
         Stream::new(stream, peer)
     }
 
-    /// Wait until [`Listener::try_accept`] would not block.
+    /// Wait until [`Listener::try_accept`] may not block (see [`wait_op`]).
     pub async fn wait(&self, interest: Interest) -> io::Result<()> {
-        wait(&self.io, interest).await
+        wait_op(&self.io, interest).await
     }
 
     /// Poll for readiness (see [`Listener::wait`]).
@@ -100,6 +100,18 @@ impl Listener {
     /// Readiness right now.
     pub fn readiness(&self) -> io::Result<Readiness> {
         readiness(self.io.as_raw_fd(), false)
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
     }
 }
 
@@ -147,9 +159,9 @@ impl Stream {
         self.io.get_ref().shutdown(how)
     }
 
-    /// Wait until an operation of `interest` would not block.
+    /// Wait until an operation of `interest` may not block (see [`wait_op`]).
     pub async fn wait(&self, interest: Interest) -> io::Result<()> {
-        wait(&self.io, interest).await
+        wait_op(&self.io, interest).await
     }
 
     /// Poll for readiness (see [`Stream::wait`]).
@@ -169,8 +181,17 @@ fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
     Ok(unsafe { AsyncFd::register(socket) }?)
 }
 
-async fn wait<T: AsRawFd>(io: &AsyncFd<T>, interest: Interest) -> io::Result<()> {
-    std::future::poll_fn(|cx| poll_ready(io, interest, cx)).await
+/// Wait for the reactor to report `interest`, for a caller that retries its
+/// operation next and waits again on `WouldBlock`. The readiness is
+/// cleared at once: data already there is seen by the retry, and data that
+/// arrives later raises a new edge, so nothing is lost and nothing spins.
+async fn wait_op<T: AsRawFd>(io: &AsyncFd<T>, interest: Interest) -> io::Result<()> {
+    let mut guard = match interest {
+        Interest::Read => io.readable().await?,
+        Interest::Write => io.writable().await?,
+    };
+    guard.clear_ready();
+    Ok(())
 }
 
 fn poll_ready<T: AsRawFd>(
@@ -196,6 +217,42 @@ fn poll_ready<T: AsRawFd>(
     }
 }
 
+/// Readiness of many sockets at once, with one `poll(2)`. `streams[i]`
+/// says whether `fds[i]` is a stream (whose readable bytes are counted).
+pub fn readiness_many(fds: &[(RawFd, bool)]) -> io::Result<Vec<Readiness>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, _)| libc::pollfd {
+            fd,
+            events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: a valid array of pollfds of the given length, zero timeout.
+    if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pfds
+        .iter()
+        .zip(fds)
+        .map(|(p, &(fd, stream))| to_readiness(fd, p.revents, stream))
+        .collect())
+}
+
+fn to_readiness(fd: RawFd, revents: libc::c_short, count_bytes: bool) -> Readiness {
+    let mut bytes: libc::c_int = 0;
+    if count_bytes && revents & libc::POLLIN != 0 {
+        // SAFETY: FIONREAD writes one c_int; on failure `bytes` stays 0.
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut bytes) };
+    }
+    Readiness {
+        readable: revents & libc::POLLIN != 0,
+        writable: revents & libc::POLLOUT != 0,
+        hangup: revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0,
+        bytes: u64::try_from(bytes).unwrap_or(0),
+    }
+}
+
 fn readiness(fd: RawFd, count_bytes: bool) -> io::Result<Readiness> {
     let mut pfd = libc::pollfd {
         fd,
@@ -206,18 +263,7 @@ fn readiness(fd: RawFd, count_bytes: bool) -> io::Result<Readiness> {
     if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let r = pfd.revents;
-    let mut bytes: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int; on failure `bytes` stays 0.
-    if count_bytes && r & libc::POLLIN != 0 {
-        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut bytes) };
-    }
-    Ok(Readiness {
-        readable: r & libc::POLLIN != 0,
-        writable: r & libc::POLLOUT != 0,
-        hangup: r & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0,
-        bytes: u64::try_from(bytes).unwrap_or(0),
-    })
+    Ok(to_readiness(fd, pfd.revents, count_bytes))
 }
 
 #[cfg(test)]

@@ -25,7 +25,10 @@
 use std::collections::BTreeMap;
 use std::net::Shutdown;
 
-use warden_net::sockets::{Interest, Listener, Readiness, Stream};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use warden_net::sockets::{Interest, Listener, Stream, readiness_many};
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::types::{self, Errno};
@@ -81,10 +84,11 @@ impl Sock {
         }
     }
 
-    fn readiness(&self) -> std::io::Result<Readiness> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
         match self {
-            Sock::Listener(l) => l.readiness(),
-            Sock::Stream(s) => s.readiness(),
+            Sock::Listener(l) => l.as_raw_fd(),
+            Sock::Stream(s) => s.as_raw_fd(),
         }
     }
 }
@@ -298,12 +302,15 @@ impl P1Ctx {
         }
     }
 
-    /// `poll_oneoff` over sockets and wasmtime-wasi's descriptors and clocks.
+    /// `poll_oneoff`. Without sockets it is wasmtime-wasi's. With sockets,
+    /// Warden waits itself: on the sockets (one `poll(2)` for all of them
+    /// to check, the reactor to wait) and on the clocks (a timer); any other
+    /// descriptors in the set go to wasmtime-wasi's poll alongside.
     async fn poll(
         &mut self,
         subs: Vec<types::Subscription>,
     ) -> Result<Vec<types::Event>, types::Error> {
-        let (sockets, others): (Vec<_>, Vec<_>) = subs.into_iter().partition(|s| match &s.u {
+        let (sockets, rest): (Vec<_>, Vec<_>) = subs.into_iter().partition(|s| match &s.u {
             types::SubscriptionU::FdRead(r) | types::SubscriptionU::FdWrite(r) => {
                 self.is_socket(r.file_descriptor)
             }
@@ -311,29 +318,94 @@ impl P1Ctx {
         });
         let Self { inner, fds } = self;
         if sockets.is_empty() {
-            return inner_poll(inner, fds, &others, false).await;
+            return inner_poll(inner, fds, &rest, false).await;
         }
+        let (clocks, files): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|s| matches!(s.u, types::SubscriptionU::Clock(_)));
+        let mut deadlines = Vec::with_capacity(clocks.len());
+        for sub in &clocks {
+            if let types::SubscriptionU::Clock(clock) = &sub.u {
+                deadlines.push((sub.userdata, clock_deadline(inner, clock)?));
+            }
+        }
+        let expired = |deadlines: &[(u64, Option<Instant>)]| -> Vec<types::Event> {
+            let now = Instant::now();
+            deadlines
+                .iter()
+                .filter(|(_, d)| d.is_some_and(|d| d <= now))
+                .map(|(userdata, _)| clock_event(*userdata))
+                .collect()
+        };
         loop {
             let mut events = socket_events(fds, &sockets);
+            events.extend(expired(&deadlines));
             if !events.is_empty() {
-                if !others.is_empty() {
-                    events.extend(inner_poll(inner, fds, &others, true).await?);
+                if !files.is_empty() {
+                    events.extend(inner_poll(inner, fds, &files, true).await?);
                 }
                 return Ok(events);
             }
-            if others.is_empty() {
-                wait_any(fds, &sockets).await;
+            let earliest = deadlines.iter().filter_map(|(_, d)| *d).min();
+            let timer = async move {
+                match earliest {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            if files.is_empty() {
+                tokio::select! {
+                    () = wait_any(fds, &sockets) => {}
+                    () = timer => {}
+                }
                 continue;
             }
             tokio::select! {
-                ready = inner_poll(inner, fds, &others, false) => {
+                ready = inner_poll(inner, fds, &files, false) => {
                     let mut events = ready?;
                     events.extend(socket_events(fds, &sockets));
+                    events.extend(expired(&deadlines));
                     return Ok(events);
                 }
                 () = wait_any(fds, &sockets) => {}
+                () = timer => {}
             }
         }
+    }
+}
+
+/// When a clock subscription fires, as a host instant (`None`: never, in
+/// any useful sense). Absolute times are read against the guest's own
+/// clocks, which may be virtualised.
+fn clock_deadline(
+    inner: &mut WasiP1Ctx,
+    clock: &types::SubscriptionClock,
+) -> Result<Option<Instant>, types::Error> {
+    let absolute = clock
+        .flags
+        .contains(types::Subclockflags::SUBSCRIPTION_CLOCK_ABSTIME);
+    let wait_ns = match clock.id {
+        types::Clockid::Monotonic | types::Clockid::Realtime if absolute => {
+            let mut none: [u8; 0] = [];
+            let now =
+                Inner::clock_time_get(inner, &mut GuestMemory::Unshared(&mut none), clock.id, 0)?;
+            clock.timeout.saturating_sub(now)
+        }
+        types::Clockid::Monotonic | types::Clockid::Realtime => clock.timeout,
+        _ => return Err(Errno::Inval.into()),
+    };
+    Ok(Instant::now().checked_add(Duration::from_nanos(wait_ns)))
+}
+
+fn clock_event(userdata: u64) -> types::Event {
+    types::Event {
+        userdata,
+        error: Errno::Success,
+        type_: types::Eventtype::Clock,
+        fd_readwrite: types::EventFdReadwrite {
+            nbytes: 0,
+            flags: types::Eventrwflags::empty(),
+        },
     }
 }
 
@@ -356,50 +428,56 @@ fn socket_in(fds: &BTreeMap<u32, Slot>, fd: types::Fd) -> Result<&SocketFd, Errn
     }
 }
 
-/// Events for the socket subscriptions that are ready now.
+/// Events for the socket subscriptions that are ready now, checked with
+/// one `poll(2)` for all of them.
 fn socket_events(fds: &BTreeMap<u32, Slot>, subs: &[types::Subscription]) -> Vec<types::Event> {
+    let event = |sub: &types::Subscription, error, nbytes, hangup: bool| types::Event {
+        userdata: sub.userdata,
+        error,
+        type_: match sub.u {
+            types::SubscriptionU::FdWrite(_) => types::Eventtype::FdWrite,
+            _ => types::Eventtype::FdRead,
+        },
+        fd_readwrite: types::EventFdReadwrite {
+            nbytes,
+            flags: if hangup {
+                types::Eventrwflags::FD_READWRITE_HANGUP
+            } else {
+                types::Eventrwflags::empty()
+            },
+        },
+    };
     let mut events = Vec::new();
+    let mut probes = Vec::with_capacity(subs.len());
     for sub in subs {
-        let (fd, type_, interest) = match &sub.u {
-            types::SubscriptionU::FdRead(r) => {
-                (r.file_descriptor, types::Eventtype::FdRead, Interest::Read)
-            }
-            types::SubscriptionU::FdWrite(w) => (
-                w.file_descriptor,
-                types::Eventtype::FdWrite,
-                Interest::Write,
-            ),
+        let fd = match &sub.u {
+            types::SubscriptionU::FdRead(r) | types::SubscriptionU::FdWrite(r) => r.file_descriptor,
             types::SubscriptionU::Clock(_) => continue,
         };
-        let event = |error, nbytes, hangup: bool| types::Event {
-            userdata: sub.userdata,
-            error,
-            type_,
-            fd_readwrite: types::EventFdReadwrite {
-                nbytes,
-                flags: if hangup {
-                    types::Eventrwflags::FD_READWRITE_HANGUP
-                } else {
-                    types::Eventrwflags::empty()
-                },
-            },
-        };
-        let readiness =
-            socket_in(fds, fd).map(|s| (s.sock.readiness(), matches!(s.sock, Sock::Listener(_))));
-        match readiness {
-            Ok((Ok(r), listener)) => {
-                let ready = match interest {
-                    Interest::Read => r.readable || r.hangup,
-                    Interest::Write => r.writable || r.hangup,
+        match socket_in(fds, fd) {
+            Ok(s) => probes.push((sub, s.sock.as_raw_fd(), matches!(s.sock, Sock::Stream(_)))),
+            Err(errno) => events.push(event(sub, errno, 0, false)),
+        }
+    }
+    let raw: Vec<_> = probes.iter().map(|&(_, fd, stream)| (fd, stream)).collect();
+    match readiness_many(&raw) {
+        Ok(all) => {
+            for ((sub, _, stream), r) in probes.into_iter().zip(all) {
+                let ready = match sub.u {
+                    types::SubscriptionU::FdWrite(_) => r.writable || r.hangup,
+                    _ => r.readable || r.hangup,
                 };
                 if ready {
-                    let nbytes = if listener { 1 } else { r.bytes };
-                    events.push(event(Errno::Success, nbytes, r.hangup));
+                    let nbytes = if stream { r.bytes } else { 1 };
+                    events.push(event(sub, Errno::Success, nbytes, r.hangup));
                 }
             }
-            Ok((Err(e), _)) => events.push(event(io_errno(&e), 0, false)),
-            Err(errno) => events.push(event(errno, 0, false)),
         }
+        Err(e) => events.extend(
+            probes
+                .into_iter()
+                .map(|(sub, _, _)| event(sub, io_errno(&e), 0, false)),
+        ),
     }
     events
 }

@@ -4,6 +4,11 @@
 //! exits. Usage: echo_std CONNECTIONS
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+// The same program builds natively for the benchmarks, where the script
+// hands it the listener at fd 3 the way Warden does.
+#[cfg(unix)]
+use std::os::fd::FromRawFd;
+#[cfg(target_os = "wasi")]
 use std::os::wasi::io::FromRawFd;
 
 fn echo(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<u64> {

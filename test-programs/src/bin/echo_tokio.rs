@@ -2,6 +2,11 @@
 //! runtime pre-opened at fd 3. Each connection is its own task; the server
 //! exits once CONNECTIONS connections have finished.
 //! Usage: echo_tokio CONNECTIONS
+// The same program builds natively for the benchmarks, where the script
+// hands it the listener at fd 3 the way Warden does.
+#[cfg(unix)]
+use std::os::fd::FromRawFd;
+#[cfg(target_os = "wasi")]
 use std::os::wasi::io::FromRawFd;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
