@@ -220,11 +220,32 @@ fn probe_walks_the_preview1_socket_surface() {
         server.line(),
         "nonblocking read with nothing sent: WouldBlock"
     );
+    assert_eq!(server.line(), "fd 3: socket true, may accept true");
+    assert_eq!(
+        server.line(),
+        "B: socket true, may read true, nonblocking true"
+    );
+    assert_eq!(server.line(), "fd 3 filestat is a socket: true");
+    drop(b);
+    // No connection is pending: stdout (always writable) answers, not the
+    // listener, and not the 5 s clock; then the short clock fires.
+    assert_eq!(server.line(), "poll listener + stdout + 5s clock: 2:write");
+    assert_eq!(server.line(), "poll listener + 50ms clock: 9:clock");
+    assert_eq!(server.line(), "ready for C");
+    let mut c = server.connect();
+    c.write_all(b"peekaboo").unwrap();
+    assert_eq!(server.line(), "peek: peek");
+    assert_eq!(server.line(), "then recv: peekaboo");
+    // WAITALL waits for all ten bytes, sent in two parts.
+    c.write_all(b"01234").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"56789").unwrap();
+    assert_eq!(server.line(), "waitall: 0123456789");
+    drop(c);
     // preview1 errno 8 is EBADF, 57 is ENOTSOCK: errors, not traps.
     assert_eq!(server.line(), "write to fd 77: Some(8)");
     assert_eq!(server.line(), "accept on stdout: Some(57)");
     assert_eq!(server.line(), "done");
-    drop(b);
     let r = server.finish();
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
