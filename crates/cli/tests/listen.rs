@@ -446,3 +446,35 @@ fn c_echo_serves_connections() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn hostile_counts_get_einval_not_host_allocations() {
+    // poll_oneoff claiming 2^31-1 subscriptions and sock_recv with 100000
+    // iovecs: both must fail with EINVAL (28) before the host copies
+    // anything. Exit code 0 means both did.
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("hostile.wat");
+    std::fs::write(
+        &hostile,
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (if (i32.ne (call $poll (i32.const 0) (i32.const 0) (i32.const 0x7fffffff) (i32.const 8)) (i32.const 28))
+              (then (call $exit (i32.const 1))))
+            (if (i32.ne (call $recv (i32.const 3) (i32.const 0) (i32.const 100000) (i32.const 0) (i32.const 8) (i32.const 12)) (i32.const 28))
+              (then (call $exit (i32.const 2))))
+            (call $exit (i32.const 0))))"#,
+    )
+    .unwrap();
+    let r = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-memory",
+        "64MiB",
+        p(&hostile),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

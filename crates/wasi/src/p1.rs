@@ -39,6 +39,12 @@ use crate::WasiError;
 
 /// The most iovecs one call may pass (POSIX `IOV_MAX`).
 const IOV_MAX: u32 = 1024;
+/// The most subscriptions one `poll_oneoff` may pass: they are copied into
+/// host memory, so a guest must not be able to ask for gigabytes.
+const MAX_SUBSCRIPTIONS: u32 = 1 << 16;
+/// The most bytes one socket call moves through a host-side copy (needed
+/// only for shared memories; unshared memory is read and written in place).
+const MAX_COPY: u32 = 64 * 1024;
 
 /// A guest's preview1 state: wasmtime-wasi's context plus Warden's sockets,
 /// behind one descriptor table.
@@ -203,7 +209,7 @@ impl P1Ctx {
         let result = match mem.as_slice_mut(buf)? {
             Some(slice) => stream.try_recv(slice, peek),
             None => {
-                let mut tmp = vec![0; buf.len() as usize];
+                let mut tmp = vec![0; buf.len().min(MAX_COPY) as usize];
                 let r = stream.try_recv(&mut tmp, peek);
                 if let Ok(n) = r {
                     mem.copy_from_slice(&tmp[..n], buf.as_ptr().as_array(n as u32))?;
@@ -271,6 +277,13 @@ impl P1Ctx {
         if buf.len() == 0 {
             return Ok(Some(0));
         }
+        // A shared memory is copied out, so bound what one call takes.
+        let buf = if mem.is_shared_memory() {
+            buf.get_range(0..buf.len().min(MAX_COPY))
+                .ok_or(Errno::Fault)?
+        } else {
+            buf
+        };
         let data = mem.as_cow(buf)?;
         match stream.try_send(&data) {
             Ok(n) => Ok(Some(n as u32)),
@@ -1157,10 +1170,10 @@ impl Inner for P1Ctx {
         events: GuestPtr<types::Event>,
         nsubscriptions: types::Size,
     ) -> Result<types::Size, types::Error> {
-        if nsubscriptions == 0 {
+        if nsubscriptions == 0 || nsubscriptions > MAX_SUBSCRIPTIONS {
             return Err(Errno::Inval.into());
         }
-        let mut all = Vec::with_capacity(nsubscriptions.min(4096) as usize);
+        let mut all = Vec::with_capacity(nsubscriptions as usize);
         for sub in subs.as_array(nsubscriptions).iter() {
             all.push(mem.read(sub?)?);
         }
