@@ -88,14 +88,23 @@ impl Server {
     }
 }
 
-/// Send `data`, close our side, and return everything echoed back.
-fn echo_round(server: &Server, data: &[u8]) -> Vec<u8> {
-    let mut s = server.connect();
-    s.write_all(data).unwrap();
-    s.shutdown(Shutdown::Write).unwrap();
+/// Send `data` (from a second thread, so large payloads cannot stall with
+/// both sides' buffers full), close our side, and return everything read
+/// back until the server closes.
+fn exchange(stream: TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
     let mut back = Vec::new();
-    s.read_to_end(&mut back).unwrap();
+    (&stream).read_to_end(&mut back).unwrap();
+    w.join().unwrap();
     back
+}
+
+fn echo_round(server: &Server, data: &[u8]) -> Vec<u8> {
+    exchange(server.connect(), data.to_vec())
 }
 
 #[test]
@@ -134,19 +143,8 @@ fn std_echo_moves_large_transfers_byte_for_byte() {
         "1",
     ]);
     let data: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
-    let s = server.connect();
-    let mut writer = s.try_clone().unwrap();
-    let sent = data.clone();
-    // Write and read at once, or both sides' buffers fill and stall.
-    let w = std::thread::spawn(move || {
-        for chunk in sent.chunks(64 * 1024) {
-            writer.write_all(chunk).unwrap();
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::with_capacity(SIZE);
-    (&s).read_to_end(&mut back).unwrap();
-    w.join().unwrap();
+    // Written while the echo is read back, so neither side stalls.
+    let back = exchange(server.connect(), data.clone());
     assert_eq!(back.len(), SIZE);
     assert!(back == data, "echoed bytes differ");
     let r = server.finish();
@@ -317,19 +315,10 @@ fn concurrent_clients(port: u16, clients: usize, request: fn(usize) -> Vec<u8>) 
         .map(|i| {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
                 barrier.wait();
-                let data = request(i);
-                let mut writer = s.try_clone().unwrap();
-                let w = std::thread::spawn(move || {
-                    writer.write_all(&data).unwrap();
-                    writer.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut back = Vec::new();
-                s.read_to_end(&mut back).unwrap();
-                w.join().unwrap();
-                back
+                exchange(s, request(i))
             })
         })
         .collect();
@@ -421,16 +410,7 @@ fn c_echo_serves_connections() {
     let mut total = 0;
     for i in 0..3 {
         let msg: Vec<u8> = (0..(i + 1) * 700_000).map(|j| (j % 241) as u8).collect();
-        let s = server.connect();
-        let mut writer = s.try_clone().unwrap();
-        let sent = msg.clone();
-        let w = std::thread::spawn(move || {
-            writer.write_all(&sent).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut back = Vec::new();
-        (&s).read_to_end(&mut back).unwrap();
-        w.join().unwrap();
+        let back = exchange(server.connect(), msg.clone());
         assert!(
             back == msg,
             "connection {i}: {} bytes back of {}",
