@@ -1,4 +1,4 @@
-//! Warden's per-instance network context: the gate.
+//! Warden's per-instance network context: the gate, and the sockets.
 //!
 //! Every network action a guest attempts (a socket bind or connect, a name
 //! lookup, an outgoing HTTP request), whatever ABI it arrives through, is
@@ -7,6 +7,10 @@
 //! stderr, naming the rule that decided it, so that a refused guest is never
 //! a mystery. The ABI layers in `warden-wasi` only translate; they hold no
 //! policy of their own.
+//!
+//! [`sockets`] holds the host side of the sockets Warden gives guests
+//! (listeners it binds for them, the connections accepted on them), with no
+//! ABI in it, so preview1 today and wasi:sockets later share one machinery.
 
 pub mod sockets;
 
