@@ -133,9 +133,8 @@ pub struct Transports {
 /// `Policy::default()` is the empty policy: it grants nothing, so every
 /// [`Policy::decide`] is a denial by [`DEFAULT_DENY`].
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
-    _grants: (),
-}
+#[non_exhaustive]
+pub struct Policy {}
 
 impl Policy {
     /// The empty policy, which denies every action.
