@@ -12,6 +12,9 @@ Under Warden they get their listener with --listen; natively this script
 binds it and hands it over as fd 3, the same layout. Every loop is bounded
 and talks to 127.0.0.1 only.
 
+Both servers of a pair run at once and the rounds alternate between them,
+so drift on a busy machine hits both alike.
+
 Usage: python3 bench/net.py [--size-mib N] [--conns N] [--runs N]
 """
 
@@ -119,28 +122,36 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--conns", type=int, default=2000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     build()
     size = args.size_mib << 20
     rows = []
+    # Both servers run at once and the rounds alternate between them, so
+    # drift on a busy machine hits both alike; medians over the rounds.
     for name in ("echo_std", "echo_tokio"):
-        result = {}
-        for kind in ("native", "warden"):
-            server = Server(kind, name, args.runs)
-            times = [throughput(server.port, size) for _ in range(args.runs)]
+        servers = {kind: Server(kind, name, args.runs) for kind in ("native", "warden")}
+        times = {kind: [] for kind in servers}
+        for _ in range(args.runs):
+            for kind, server in servers.items():
+                times[kind].append(throughput(server.port, size))
+        for server in servers.values():
             server.finish()
-            result[kind] = args.size_mib / statistics.median(times)
-        rows.append((f"{name} throughput (MiB/s)", result["native"], result["warden"]))
+        rows.append((f"{name} throughput (MiB/s)",
+                     *(args.size_mib / statistics.median(times[k]) for k in ("native", "warden"))))
     requests = {"echo_std": b"x" * 64, "http_mio": b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"}
+    batch = max(1, args.conns // args.runs)
     for name, request in requests.items():
-        result = {}
-        for kind in ("native", "warden"):
-            server = Server(kind, name, args.conns)
-            result[kind] = conn_rate(server.port, args.conns, request)
+        servers = {kind: Server(kind, name, batch * args.runs) for kind in ("native", "warden")}
+        rates = {kind: [] for kind in servers}
+        for _ in range(args.runs):
+            for kind, server in servers.items():
+                rates[kind].append(conn_rate(server.port, batch, request))
+        for server in servers.values():
             server.finish()
-        rows.append((f"{name} connections/s", result["native"], result["warden"]))
-    print(f"payload {args.size_mib} MiB x {args.runs} runs (median); {args.conns} sequential connections")
+        rows.append((f"{name} connections/s", *(statistics.median(rates[k]) for k in ("native", "warden"))))
+    print(f"payload {args.size_mib} MiB, {args.runs} alternating rounds (median); "
+          f"{batch * args.runs} sequential connections in {args.runs} alternating batches (median)")
     print(f"{'measure':<34}{'native':>12}{'warden':>12}{'warden/native':>15}")
     for label, native, warden in rows:
         print(f"{label:<34}{native:>12.1f}{warden:>12.1f}{warden / native:>15.2f}")
