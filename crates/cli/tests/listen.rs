@@ -25,6 +25,7 @@ impl Server {
     fn start(args: &[&str]) -> Server {
         let mut cmd = run_cmd(args);
         let mut child = cmd
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -243,6 +244,20 @@ fn probe_walks_the_preview1_socket_surface() {
     // preview1 errno 8 is EBADF, 57 is ENOTSOCK: errors, not traps.
     assert_eq!(server.line(), "write to fd 77: Some(8)");
     assert_eq!(server.line(), "accept on stdout: Some(57)");
+    // 53 is ENOTCONN: a listener has no connection to shut down.
+    assert_eq!(server.line(), "shutdown on the listener: 53");
+    assert_eq!(server.line(), "closed the listener");
+    // Closed in the guest means closed on the host, at once.
+    let refused = TcpStream::connect(("127.0.0.1", server.port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    server
+        .child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    assert_eq!(server.line(), "accept after close: 8");
     assert_eq!(server.line(), "done");
     let r = server.finish();
     assert_eq!(r.code, 0, "{}", r.stderr);

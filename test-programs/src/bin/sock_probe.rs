@@ -146,5 +146,16 @@ fn main() {
     let stdout_as_listener = unsafe { TcpListener::from_raw_fd(1) };
     say(&format!("accept on stdout: {:?}", stdout_as_listener.accept().unwrap_err().raw_os_error()));
     std::mem::forget(stdout_as_listener);
+    // SAFETY: plain preview1 calls; fd 3 is ours to close.
+    let shut = unsafe { wasi_p1::sock_shutdown(3, wasi_p1::SDFLAGS_WR) };
+    say(&format!("shutdown on the listener: {}", shut.unwrap_err().raw()));
+    unsafe { wasi_p1::fd_close(3) }.unwrap();
+    std::mem::forget(listener);
+    say("closed the listener");
+    // Wait for the test to try (and fail) to connect.
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let again = unsafe { wasi_p1::sock_accept(3, 0) };
+    say(&format!("accept after close: {}", again.unwrap_err().raw()));
     say("done");
 }
