@@ -446,7 +446,9 @@ fn c_echo_serves_connections() {
 fn hostile_counts_get_einval_not_host_allocations() {
     // poll_oneoff claiming 2^31-1 subscriptions and sock_recv with 100000
     // iovecs: both must fail with EINVAL (28) before the host copies
-    // anything. Exit code 0 means both did.
+    // anything. fd_prestat_get on the listener with a misaligned result
+    // pointer must be EFAULT (21) with nothing written (it used to write
+    // half the result and then trap). Exit code 0 means all three did.
     let dir = tempfile::tempdir().unwrap();
     let hostile = dir.path().join("hostile.wat");
     std::fs::write(
@@ -455,8 +457,11 @@ fn hostile_counts_get_einval_not_host_allocations() {
           (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
           (import "wasi_snapshot_preview1" "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
           (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
           (memory (export "memory") 1)
           (func (export "_start")
+            (if (i32.ne (call $prestat (i32.const 3) (i32.const 0x1001)) (i32.const 21))
+              (then (call $exit (i32.const 3))))
             (if (i32.ne (call $poll (i32.const 0) (i32.const 0) (i32.const 0x7fffffff) (i32.const 8)) (i32.const 28))
               (then (call $exit (i32.const 1))))
             (if (i32.ne (call $recv (i32.const 3) (i32.const 0) (i32.const 100000) (i32.const 0) (i32.const 8) (i32.const 12)) (i32.const 28))

@@ -1337,9 +1337,15 @@ pub fn link_p1<T: Send + 'static>(
                         if p1.is_socket(fd_arg(fd)) {
                             // Success with a tag that is not `dir` (0): wasi-libc
                             // skips the descriptor and keeps looking for preopens.
-                            let tag = GuestPtr::<u8>::new(out as u32);
-                            mem.write(tag, 1u8)?;
-                            mem.write(GuestPtr::<u32>::new(out as u32 + 4), 0u32)?;
+                            // Check alignment and bounds before writing anything:
+                            // a bad pointer is EFAULT and nothing is half-written.
+                            let at = out as u32;
+                            let len_at = at
+                                .checked_add(4)
+                                .filter(|_| at.is_multiple_of(4))
+                                .ok_or(Errno::Fault)?;
+                            mem.write(GuestPtr::<u32>::new(len_at), 0u32)?;
+                            mem.write(GuestPtr::<u8>::new(at), 1u8)?;
                             return Ok(());
                         }
                         let prestat = Inner::fd_prestat_get(p1, mem, fd_arg(fd))?;
