@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Child, ChildStdout, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use warden_test_artifacts::{Target, guest};
@@ -68,17 +68,11 @@ impl Server {
 
     /// Wait (bounded) for warden to exit; the rest of its output.
     fn finish(mut self) -> Ran {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                self.child.kill().unwrap();
-                panic!("warden did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_bounded(
+            &mut self.child,
+            Duration::from_secs(60),
+            "the server should stop",
+        );
         let mut stdout = String::new();
         self.stdout.read_to_string(&mut stdout).unwrap();
         Ran {

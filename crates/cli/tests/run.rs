@@ -772,17 +772,11 @@ fn timeout_stops_a_guest_blocked_reading_stdin() {
         .spawn()
         .unwrap();
     let stdin = child.stdin.take();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("warden did not exit after --timeout while the guest read stdin");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = wait_bounded(
+        &mut child,
+        std::time::Duration::from_secs(30),
+        "after --timeout while the guest read stdin",
+    );
     drop(stdin);
     assert_eq!(status.code(), Some(124));
     let mut err = String::new();

@@ -254,16 +254,7 @@ fn to_readiness(fd: RawFd, revents: libc::c_short, count_bytes: bool) -> Readine
 }
 
 fn readiness(fd: RawFd, count_bytes: bool) -> io::Result<Readiness> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(to_readiness(fd, pfd.revents, count_bytes))
+    Ok(readiness_many(&[(fd, count_bytes)])?[0])
 }
 
 #[cfg(test)]

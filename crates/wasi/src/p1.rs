@@ -589,38 +589,38 @@ async fn inner_poll(
     Ok(events)
 }
 
+/// The non-empty buffers of an iovec or ciovec array (at most `IOV_MAX`
+/// entries); `parts` gives an entry's pointer and length.
+fn io_bufs<T: GuestType>(
+    mem: &GuestMemory<'_>,
+    vecs: GuestPtr<[T]>,
+    parts: fn(T) -> (GuestPtr<u8>, u32),
+) -> Result<Vec<GuestPtr<[u8]>>, types::Error> {
+    if vecs.len() > IOV_MAX {
+        return Err(Errno::Inval.into());
+    }
+    let mut bufs = Vec::new();
+    for entry in vecs.iter() {
+        let (buf, len) = parts(mem.read(entry?)?);
+        if len > 0 {
+            bufs.push(buf.as_array(len));
+        }
+    }
+    Ok(bufs)
+}
+
 fn iovec_bufs(
     mem: &GuestMemory<'_>,
     iovs: types::IovecArray,
 ) -> Result<Vec<GuestPtr<[u8]>>, types::Error> {
-    if iovs.len() > IOV_MAX {
-        return Err(Errno::Inval.into());
-    }
-    let mut bufs = Vec::new();
-    for iov in iovs.iter() {
-        let iov = mem.read(iov?)?;
-        if iov.buf_len > 0 {
-            bufs.push(iov.buf.as_array(iov.buf_len));
-        }
-    }
-    Ok(bufs)
+    io_bufs(mem, iovs, |v| (v.buf, v.buf_len))
 }
 
 fn ciovec_bufs(
     mem: &GuestMemory<'_>,
     ciovs: types::CiovecArray,
 ) -> Result<Vec<GuestPtr<[u8]>>, types::Error> {
-    if ciovs.len() > IOV_MAX {
-        return Err(Errno::Inval.into());
-    }
-    let mut bufs = Vec::new();
-    for ciov in ciovs.iter() {
-        let ciov = mem.read(ciov?)?;
-        if ciov.buf_len > 0 {
-            bufs.push(ciov.buf.as_array(ciov.buf_len));
-        }
-    }
-    Ok(bufs)
+    io_bufs(mem, ciovs, |v| (v.buf, v.buf_len))
 }
 
 /// The preview1 errno for a host socket error.

@@ -3,7 +3,8 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 /// The compile cache shared by the tests: most runs are warm, as in use.
 pub fn shared_cache() -> PathBuf {
@@ -59,4 +60,20 @@ pub fn wat(name: &str) -> PathBuf {
 
 pub fn lines(text: &[&str]) -> String {
     text.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Wait for `child` to exit, at most `limit`; kill it and fail the test
+/// past that (`what` says what was expected).
+pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("warden did not exit: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
