@@ -4,13 +4,35 @@
 //! this target?* It holds no sockets, performs no I/O and knows nothing of
 //! wasmtime; the gate in `warden-net` asks it and enforces the answer.
 //!
-//! A [`Policy`] starts empty, and the empty policy denies everything: a guest
-//! gets no network authority unless the operator grants it. Every
-//! [`Decision`] names the rule that decided it and a human-readable reason, so
-//! that denials can be explained and audited.
+//! A [`Policy`] is a list of [`Rule`]s: grants (a target, a port range and
+//! [`Rights`]) and denies (a target and ports), where a target is an address
+//! block ([`Cidr`]) or a host-name pattern ([`NamePattern`]). No grant means
+//! denied; a matching deny beats every grant; the empty policy denies
+//! everything. Addresses are compared canonically (IPv4-mapped and
+//! IPv4-compatible IPv6 decide exactly as the IPv4 address), and the
+//! unspecified, broadcast and multicast addresses are reached only by a rule
+//! that names them explicitly. Every [`Decision`] names the rule that decided
+//! it and a reason, so that denials can be explained and audited.
+//!
+//! Address rules live in a prefix trie, so one decision costs at most one
+//! walk of 32 or 128 nodes however many rules there are; name rules are
+//! looked up by exact name and by each label suffix. [`manifest`] reads the
+//! operator's TOML file into rules.
 
+pub mod manifest;
+mod rule;
+mod trie;
+
+use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
+
+pub use rule::{
+    Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, normalize_name,
+    parse_target_ports,
+};
+use trie::Trie;
 
 /// The rule id reported when no grant matched and the default applied.
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -98,6 +120,16 @@ pub enum Verdict {
     Deny,
 }
 
+impl Verdict {
+    /// `allow` or `deny`, as the audit log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
 /// The answer to one question, with the rule that gave it and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -107,12 +139,33 @@ pub struct Decision {
     pub rule: String,
     /// Why, in words an operator can act on.
     pub reason: String,
+    /// The host name the decision turned on: the target's own, or the name
+    /// an address was resolved from when that name's rule decided.
+    pub name: Option<String>,
 }
 
 impl Decision {
     /// Whether the action may proceed.
     pub fn is_allowed(&self) -> bool {
         self.verdict == Verdict::Allow
+    }
+
+    fn allow(rule: &Rule, reason: String, name: Option<String>) -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            rule: rule.id.clone(),
+            reason,
+            name,
+        }
+    }
+
+    fn deny(rule: &str, reason: String, name: Option<String>) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            rule: rule.to_string(),
+            reason,
+            name,
+        }
     }
 }
 
@@ -132,9 +185,32 @@ pub struct Transports {
 ///
 /// `Policy::default()` is the empty policy: it grants nothing, so every
 /// [`Policy::decide`] is a denial by [`DEFAULT_DENY`].
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct Policy {}
+#[derive(Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    v4: Trie,
+    v6: Trie,
+    exact: HashMap<String, Vec<u32>>,
+    suffix: HashMap<String, Vec<u32>>,
+    any_name: Vec<u32>,
+    transports: Transports,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+/// Actions an address may get through the name it was resolved from.
+fn pins_apply(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Connect | Action::HttpRequest | Action::UdpSend | Action::UdpRecv
+    )
+}
 
 impl Policy {
     /// The empty policy, which denies every action.
@@ -142,21 +218,255 @@ impl Policy {
         Self::default()
     }
 
-    /// Decide whether `action` on `target` is allowed.
-    pub fn decide(&self, action: Action, target: &Target) -> Decision {
-        Decision {
-            verdict: Verdict::Deny,
-            rule: DEFAULT_DENY.to_string(),
-            reason: format!(
-                "no grant allows {action} to {target}; network access is denied by default"
-            ),
+    /// A policy of `rules`. Order matters only for reporting: when several
+    /// grants allow an action, the first one is named.
+    pub fn new(rules: impl IntoIterator<Item = Rule>) -> Self {
+        let mut p = Policy::default();
+        for rule in rules {
+            let i = u32::try_from(p.rules.len()).expect("fewer than 2^32 rules");
+            match &rule.target {
+                RuleTarget::Net(c) => {
+                    let trie = if c.addr().is_ipv4() {
+                        &mut p.v4
+                    } else {
+                        &mut p.v6
+                    };
+                    trie.insert(rule::ip_bits(c.addr()), c.prefix_len(), i);
+                }
+                RuleTarget::Name(NamePattern::Exact(n)) => {
+                    p.exact.entry(n.clone()).or_default().push(i)
+                }
+                RuleTarget::Name(NamePattern::Suffix(s)) => {
+                    p.suffix.entry(s.clone()).or_default().push(i)
+                }
+                RuleTarget::Name(NamePattern::Any) => p.any_name.push(i),
+            }
+            if let Effect::Allow(r) = rule.effect {
+                let t = &mut p.transports;
+                t.tcp |=
+                    r.intersects(Rights::CONNECT | Rights::BIND | Rights::LISTEN | Rights::ACCEPT);
+                t.udp |= r.intersects(Rights::UDP_BIND | Rights::UDP_SEND | Rights::UDP_RECV);
+                t.resolve |= r.contains(Rights::RESOLVE);
+            }
+            p.rules.push(rule);
         }
+        p
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The grants that allow everything of a family on every port; the
+    /// operator is warned about each.
+    pub fn allow_all_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.is_allow_all())
     }
 
     /// Which transports any grant of this policy could use.
     pub fn transports(&self) -> Transports {
-        Transports::default()
+        self.transports
     }
+
+    /// Decide whether `action` on `target` is allowed.
+    pub fn decide(&self, action: Action, target: &Target) -> Decision {
+        self.decide_pinned(action, target, &[])
+    }
+
+    /// Decide, where the target address was resolved (for a permitted
+    /// lookup, still live) from the names in `pinned`. Such an address may
+    /// be reached by those names' grants, at their ports, for connects and
+    /// UDP traffic; denies on those names apply to it too.
+    pub fn decide_pinned(&self, action: Action, target: &Target, pinned: &[&str]) -> Decision {
+        match target {
+            Target::Addr(addr) => self.decide_addr(action, *addr, pinned),
+            Target::Name { host, port } => {
+                let literal = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host)
+                    .parse::<IpAddr>();
+                match literal {
+                    Ok(ip) => self.decide_addr(action, SocketAddr::new(ip, port.unwrap_or(0)), &[]),
+                    Err(_) => self.decide_name(action, host, *port),
+                }
+            }
+        }
+    }
+
+    fn decide_addr(&self, action: Action, addr: SocketAddr, pinned: &[&str]) -> Decision {
+        let ip = canonical_ip(addr.ip());
+        let port = addr.port();
+        let shown = SocketAddr::new(ip, port);
+        let need = Rights::for_action(action);
+        let special = rule::special(ip);
+        let (trie, width) = if ip.is_ipv4() {
+            (&self.v4, 32)
+        } else {
+            (&self.v6, 128)
+        };
+        let mut allow: Option<u32> = None;
+        let mut deny: Option<u32> = None;
+        let mut too_wide: Option<u32> = None;
+        trie.for_each_match(rule::ip_bits(ip), width, |i| {
+            let r = &self.rules[i as usize];
+            if !r.ports.contains(port) {
+                return ControlFlow::Continue(());
+            }
+            match r.effect {
+                Effect::Deny => {
+                    deny = Some(i);
+                    return ControlFlow::Break(());
+                }
+                Effect::Allow(rights) if rights.contains(need) => {
+                    let RuleTarget::Net(c) = &r.target else {
+                        unreachable!("only address rules are in the trie")
+                    };
+                    match special {
+                        Some((_, min)) if c.prefix_len() < min => {
+                            too_wide.get_or_insert(i);
+                        }
+                        _ => allow = Some(allow.map_or(i, |a| a.min(i))),
+                    }
+                }
+                Effect::Allow(_) => {}
+            }
+            ControlFlow::Continue(())
+        });
+        if let Some(i) = deny {
+            let r = &self.rules[i as usize];
+            return Decision::deny(
+                &r.id,
+                format!("{shown} is denied by rule {} ({r})", r.id),
+                None,
+            );
+        }
+        let pinned: &[&str] = if pins_apply(action) { pinned } else { &[] };
+        for name in pinned {
+            if let Some(r) = self.name_match(name, Some(port), need).deny {
+                return Decision::deny(
+                    &r.id,
+                    format!(
+                        "{shown} was resolved from {name}, which rule {} denies ({r})",
+                        r.id
+                    ),
+                    Some(name.to_string()),
+                );
+            }
+        }
+        if let Some(i) = allow {
+            let r = &self.rules[i as usize];
+            return Decision::allow(
+                r,
+                format!("rule {} ({r}) allows {action} to {shown}", r.id),
+                None,
+            );
+        }
+        if special.is_none() {
+            for name in pinned {
+                if let Some(r) = self.name_match(name, Some(port), need).allow {
+                    return Decision::allow(
+                        r,
+                        format!(
+                            "{ip} was resolved from {name}; rule {} ({r}) allows {action} to {name}:{port}",
+                            r.id
+                        ),
+                        Some(name.to_string()),
+                    );
+                }
+            }
+        }
+        let reason = match (special, too_wide) {
+            (Some((kind, _)), Some(i)) => format!(
+                "{ip} is a {kind} address, which only a rule naming it explicitly allows; rule {} ({}) is wider than that",
+                self.rules[i as usize].id, self.rules[i as usize]
+            ),
+            _ => {
+                format!("no grant allows {action} to {shown}; network access is denied by default")
+            }
+        };
+        Decision::deny(DEFAULT_DENY, reason, pinned.first().map(|n| n.to_string()))
+    }
+
+    fn decide_name(&self, action: Action, host: &str, port: Option<u16>) -> Decision {
+        let target = Target::Name {
+            host: host.to_string(),
+            port,
+        };
+        let Some(name) = normalize_name(host) else {
+            return Decision::deny(
+                DEFAULT_DENY,
+                format!("`{host}` is not a valid host name"),
+                Some(host.to_string()),
+            );
+        };
+        let m = self.name_match(&name, port, Rights::for_action(action));
+        if let Some(r) = m.deny {
+            return Decision::deny(
+                &r.id,
+                format!("{target} is denied by rule {} ({r})", r.id),
+                Some(name),
+            );
+        }
+        if let Some(r) = m.allow {
+            return Decision::allow(
+                r,
+                format!("rule {} ({r}) allows {action} to {target}", r.id),
+                Some(name),
+            );
+        }
+        Decision::deny(
+            DEFAULT_DENY,
+            format!("no grant allows {action} to {target}; network access is denied by default"),
+            Some(name),
+        )
+    }
+
+    /// The first deny and the first grant (with `need`) among the name
+    /// rules matching `name` at `port`. Without a port (name resolution),
+    /// only a deny on every port applies.
+    fn name_match(&self, name: &str, port: Option<u16>, need: Rights) -> NameMatch<'_> {
+        let mut m = NameMatch::default();
+        let mut best: Option<u32> = None;
+        let suffixes = name
+            .match_indices('.')
+            .filter_map(|(i, _)| self.suffix.get(&name[i + 1..]));
+        let lists = self
+            .exact
+            .get(name)
+            .into_iter()
+            .chain(suffixes)
+            .chain(std::iter::once(&self.any_name));
+        for &i in lists.flatten() {
+            let r = &self.rules[i as usize];
+            let ports_ok = match port {
+                Some(p) => r.ports.contains(p),
+                None => r.effect == Effect::Deny && r.ports.is_any() || r.effect != Effect::Deny,
+            };
+            if !ports_ok {
+                continue;
+            }
+            match r.effect {
+                Effect::Deny => {
+                    m.deny = Some(r);
+                    return m;
+                }
+                Effect::Allow(rights) if rights.contains(need) => {
+                    best = Some(best.map_or(i, |b| b.min(i)));
+                }
+                Effect::Allow(_) => {}
+            }
+        }
+        m.allow = best.map(|i| &self.rules[i as usize]);
+        m
+    }
+}
+
+#[derive(Default)]
+struct NameMatch<'a> {
+    deny: Option<&'a Rule>,
+    allow: Option<&'a Rule>,
 }
 
 #[cfg(test)]
@@ -232,5 +542,226 @@ mod tests {
             port: Some(443),
         };
         assert_eq!(name.to_string(), "api.example.com:443");
+    }
+
+    fn rules(spec: &[(&str, &str, Option<Rights>)]) -> Policy {
+        Policy::new(spec.iter().map(|(id, tp, rights)| {
+            let (t, p) = parse_target_ports(tp).unwrap();
+            match rights {
+                Some(r) => Rule::allow(*id, t, p, *r),
+                None => Rule::deny(*id, t, p),
+            }
+        }))
+    }
+
+    fn addr(p: &Policy, action: Action, a: &str) -> Decision {
+        p.decide(action, &Target::Addr(a.parse().unwrap()))
+    }
+
+    fn name(p: &Policy, action: Action, host: &str, port: Option<u16>) -> Decision {
+        p.decide(
+            action,
+            &Target::Name {
+                host: host.into(),
+                port,
+            },
+        )
+    }
+
+    #[test]
+    fn grants_allow_only_their_rights_and_ports() {
+        let p = rules(&[("web", "10.0.0.0/8:80-89", Some(Rights::CONNECT))]);
+        let d = addr(&p, Action::Connect, "10.1.2.3:80");
+        assert!(d.is_allowed());
+        assert_eq!(d.rule, "web");
+        assert_eq!(
+            d.reason,
+            "rule web (allow connect 10.0.0.0/8:80-89) allows connect to 10.1.2.3:80"
+        );
+        assert!(addr(&p, Action::Connect, "10.1.2.3:89").is_allowed());
+        for (action, a) in [
+            (Action::Connect, "10.1.2.3:79"),
+            (Action::Connect, "10.1.2.3:90"),
+            (Action::Connect, "11.0.0.1:80"),
+            (Action::Bind, "10.1.2.3:80"),
+            (Action::UdpSend, "10.1.2.3:80"),
+        ] {
+            let d = addr(&p, action, a);
+            assert!(!d.is_allowed(), "{action} {a}");
+            assert_eq!(d.rule, DEFAULT_DENY);
+        }
+        assert_eq!(
+            p.transports(),
+            Transports {
+                tcp: true,
+                udp: false,
+                resolve: false
+            }
+        );
+    }
+
+    #[test]
+    fn deny_beats_every_grant_in_any_order() {
+        for order in [false, true] {
+            let mut spec = vec![
+                ("all", "0.0.0.0/0:*", Some(Rights::CONNECT)),
+                ("no-meta", "169.254.169.254:*", None),
+            ];
+            if order {
+                spec.reverse();
+            }
+            let p = rules(&spec);
+            let d = addr(&p, Action::Connect, "169.254.169.254:80");
+            assert!(!d.is_allowed());
+            assert_eq!(d.rule, "no-meta");
+            assert_eq!(
+                d.reason,
+                "169.254.169.254:80 is denied by rule no-meta (deny 169.254.169.254/32:*)"
+            );
+            assert!(addr(&p, Action::Connect, "169.254.169.253:80").is_allowed());
+        }
+    }
+
+    #[test]
+    fn mapped_and_compatible_ipv6_decide_as_ipv4() {
+        let p = rules(&[
+            ("lo", "127.0.0.0/8:*", Some(Rights::CONNECT)),
+            ("no-66", "127.0.0.66:*", None),
+        ]);
+        for a in ["127.0.0.1:1", "[::ffff:127.0.0.1]:1", "[::127.0.0.1]:1"] {
+            assert!(addr(&p, Action::Connect, a).is_allowed(), "{a}");
+        }
+        for a in ["127.0.0.66:1", "[::ffff:127.0.0.66]:1", "[::127.0.0.66]:1"] {
+            assert_eq!(addr(&p, Action::Connect, a).rule, "no-66", "{a}");
+        }
+        // A rule written in mapped form is the IPv4 rule.
+        let p = rules(&[("m", "[::ffff:10.0.0.0/104]:*", Some(Rights::CONNECT))]);
+        assert!(addr(&p, Action::Connect, "10.9.9.9:1").is_allowed());
+        assert!(!addr(&p, Action::Connect, "[::1]:1").is_allowed());
+    }
+
+    #[test]
+    fn special_addresses_need_a_rule_that_names_them() {
+        let p = rules(&[
+            ("v4", "0.0.0.0/0:*", Some(Rights::CONNECT)),
+            ("v6", "[::/0]:*", Some(Rights::CONNECT)),
+        ]);
+        for a in [
+            "0.0.0.0:80",
+            "[::]:80",
+            "255.255.255.255:80",
+            "224.0.0.1:80",
+            "[ff02::1]:80",
+            "[::ffff:0.0.0.0]:80",
+        ] {
+            let d = addr(&p, Action::Connect, a);
+            assert!(!d.is_allowed(), "{a}");
+            assert!(
+                d.reason.contains("only a rule naming it explicitly"),
+                "{a}: {}",
+                d.reason
+            );
+        }
+        assert!(addr(&p, Action::Connect, "8.8.8.8:80").is_allowed());
+        let p = rules(&[
+            ("any4", "0.0.0.0:8080", Some(Rights::BIND)),
+            ("mcast", "239.0.0.0/8:*", Some(Rights::UDP_SEND)),
+        ]);
+        assert!(addr(&p, Action::Bind, "0.0.0.0:8080").is_allowed());
+        assert!(addr(&p, Action::UdpSend, "239.1.2.3:5000").is_allowed());
+        assert!(!addr(&p, Action::UdpSend, "224.0.0.1:5000").is_allowed());
+    }
+
+    #[test]
+    fn name_patterns_and_name_denies() {
+        let p = rules(&[
+            (
+                "api",
+                "*.example.com:443",
+                Some(Rights::CONNECT | Rights::RESOLVE),
+            ),
+            ("bad", "evil.example.com:*", None),
+            ("one", "db.internal:5432", Some(Rights::CONNECT)),
+        ]);
+        assert!(name(&p, Action::HttpRequest, "api.example.com", Some(443)).is_allowed());
+        assert!(name(&p, Action::Resolve, "API.Example.com.", None).is_allowed());
+        assert!(!name(&p, Action::HttpRequest, "api.example.com", Some(444)).is_allowed());
+        assert!(!name(&p, Action::Resolve, "example.com", None).is_allowed());
+        assert!(!name(&p, Action::Resolve, "evilexample.com", None).is_allowed());
+        let d = name(&p, Action::Resolve, "evil.example.com", None);
+        assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Deny, "bad"));
+        assert!(!name(&p, Action::Resolve, "db.internal", None).is_allowed());
+        assert!(name(&p, Action::Connect, "db.internal", Some(5432)).is_allowed());
+        let d = name(&p, Action::Resolve, "not a name", None);
+        assert_eq!(d.reason, "`not a name` is not a valid host name");
+        // An IP literal as a host is decided as the address.
+        assert!(!name(&p, Action::HttpRequest, "127.0.0.1", Some(443)).is_allowed());
+        let p = rules(&[("lo", "127.0.0.1:8080", Some(Rights::CONNECT))]);
+        assert!(name(&p, Action::HttpRequest, "127.0.0.1", Some(8080)).is_allowed());
+        assert!(name(&p, Action::HttpRequest, "[::ffff:127.0.0.1]", Some(8080)).is_allowed());
+    }
+
+    #[test]
+    fn a_name_with_a_port_deny_still_resolves() {
+        let p = rules(&[
+            (
+                "r",
+                "*.example.com:*",
+                Some(Rights::RESOLVE | Rights::CONNECT),
+            ),
+            ("no-25", "*.example.com:25", None),
+        ]);
+        assert!(name(&p, Action::Resolve, "mx.example.com", None).is_allowed());
+        assert_eq!(
+            name(&p, Action::Connect, "mx.example.com", Some(25)).rule,
+            "no-25"
+        );
+    }
+
+    #[test]
+    fn pinned_addresses_get_their_names_grants_and_nothing_else() {
+        let p = rules(&[
+            (
+                "api",
+                "api.test:8000-8001",
+                Some(Rights::CONNECT | Rights::RESOLVE),
+            ),
+            ("bad", "bad.test:*", None),
+            ("no-66", "127.0.0.66:*", None),
+        ]);
+        let pin = |a: &str, action: Action, names: &[&str]| {
+            p.decide_pinned(action, &Target::Addr(a.parse().unwrap()), names)
+        };
+        let d = pin("127.0.0.5:8000", Action::Connect, &["api.test"]);
+        assert!(d.is_allowed());
+        assert_eq!(d.name.as_deref(), Some("api.test"));
+        assert_eq!(
+            d.reason,
+            "127.0.0.5 was resolved from api.test; rule api (allow connect,resolve api.test:8000-8001) allows connect to api.test:8000"
+        );
+        assert!(!pin("127.0.0.5:8002", Action::Connect, &["api.test"]).is_allowed());
+        assert!(!pin("127.0.0.5:8000", Action::Connect, &[]).is_allowed());
+        assert!(!pin("127.0.0.5:8000", Action::Bind, &["api.test"]).is_allowed());
+        assert_eq!(
+            pin("127.0.0.66:8000", Action::Connect, &["api.test"]).rule,
+            "no-66"
+        );
+        assert_eq!(
+            pin("127.0.0.5:8000", Action::Connect, &["api.test", "bad.test"]).rule,
+            "bad"
+        );
+        assert!(!pin("0.0.0.0:8000", Action::Connect, &["api.test"]).is_allowed());
+    }
+
+    #[test]
+    fn allow_all_is_noticed() {
+        let p = rules(&[
+            ("all", "0.0.0.0/0:*", Some(Rights::CONNECT)),
+            ("some", "10.0.0.0/8:*", Some(Rights::CONNECT)),
+            ("names", "*:*", Some(Rights::RESOLVE)),
+            ("deny", "0.0.0.0/0:*", None),
+        ]);
+        let ids: Vec<_> = p.allow_all_rules().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["all", "names"]);
     }
 }
