@@ -5,6 +5,7 @@
 //! `--fuel` stopped it; 134 when it trapped; 2 for Warden's own errors (bad
 //! flags, an unreadable or unsupported file, a grant that cannot be set up).
 
+mod network;
 mod values;
 
 use std::path::PathBuf;
@@ -12,7 +13,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use network::NetworkArgs;
 use warden_host::{CacheSetting, LimitHit, Limits, ListenSpec, Outcome, RunConfig};
+use warden_policy::Action;
 use warden_wasi::{DirGrant, Grants};
 
 /// Exit code for a guest stopped by `--timeout` or `--fuel` (as timeout(1)).
@@ -29,8 +32,11 @@ const EXIT_USAGE: u8 = 2;
     about = "Run untrusted WebAssembly programs with nothing granted by default",
     long_about = "Warden runs WebAssembly programs (WASI preview1 modules, WASI 0.2 and 0.3 \
 components) and gives them nothing unless the operator grants it: no files, no environment \
-variables, no network. Grants are flags on each command.",
-    after_help = "Examples:\n  warden run hello.wasm\n  warden run --dir-ro ./site::/site --env MODE=prod server.wasm --port 8080\n  warden help run"
+variables, no network. Grants are flags on each command, or a manifest file; every network \
+decision can be written to an audit log.",
+    after_help = "Examples:\n  warden run hello.wasm\n  warden run --dir-ro ./site::/site --env MODE=prod server.wasm --port 8080\n  \
+warden run --allow-connect api.example.com:80 --audit - client.wasm\n  warden check warden.toml\n  \
+warden explain --manifest warden.toml connect db.example.com:5432\n  warden help run"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +47,66 @@ struct Cli {
 enum Command {
     /// Run a WebAssembly program to completion
     Run(RunArgs),
+    /// Validate a manifest and print the policy it resolves to
+    #[command(
+        long_about = "Validate a manifest and print the resolved policy: one rule per line, \
+its id then what it does, in the order decisions consider them, then the listeners, DNS server and \
+audit file. Errors name the file, line and column and say what was expected (exit status 2).\n\n\
+The manifest (TOML, version 1; unknown keys are errors):\n\n\
+  version = 1\n  dns_server = \"127.0.0.1:53\"      # optional\n  audit = \"audit.jsonl\"            # optional; - is stderr\n\n\
+  [[allow]]\n  id = \"api\"\n  target = \"api.example.com\"       # IP, CIDR, name, *.suffix or *\n  ports = \"443\"                    # N, N-M or *\n  \
+rights = [\"connect\", \"resolve\"]  # connect bind listen accept udp-bind udp-send udp-recv resolve\n\n\
+  [[deny]]\n  id = \"metadata\"\n  target = \"169.254.0.0/16\"        # ports default to *\n\n\
+  [[listen]]\n  name = \"http\"\n  addr = \"127.0.0.1:8080\""
+    )]
+    Check {
+        /// The manifest file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Say whether the policy allows an action, and which rule decides
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+#[command(
+    override_usage = "warden explain [--manifest FILE] [NETWORK FLAGS] <ACTION> <TARGET>",
+    long_about = "Say whether the policy made of a manifest and flags (the same ones `warden run` \
+takes) allows ACTION on TARGET, and which rule decides. Prints `allow` or `deny`, the rule's id and \
+the reason. Exit status: 0 allowed, 1 denied, 2 bad input.",
+    after_help = "ACTION: connect, bind, listen, accept, udp-bind, udp-send, udp-recv, resolve, http-request.\n\
+TARGET: HOST:PORT, IP:PORT or [IPv6]:PORT; a bare name for resolve.\n\n\
+Examples:\n  warden explain --manifest warden.toml connect db.example.com:5432\n  \
+warden explain --allow-connect '*.example.com:443' connect evilexample.com:443\n  warden explain --allow-resolve '*.example.com' resolve api.example.com"
+)]
+struct ExplainArgs {
+    #[command(flatten)]
+    network: NetworkArgs,
+
+    /// What the guest would do
+    #[arg(value_name = "ACTION", value_parser = action)]
+    action: Action,
+
+    /// What it would do it to
+    #[arg(value_name = "TARGET")]
+    target: String,
+}
+
+fn action(s: &str) -> Result<Action, String> {
+    const ALL: [Action; 9] = [
+        Action::Connect,
+        Action::Bind,
+        Action::Listen,
+        Action::Accept,
+        Action::UdpBind,
+        Action::UdpSend,
+        Action::UdpRecv,
+        Action::Resolve,
+        Action::HttpRequest,
+    ];
+    ALL.into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| format!("expected one of {}", ALL.map(|a| a.as_str()).join(", ")))
 }
 
 #[derive(Args)]
@@ -49,8 +115,9 @@ enum Command {
     long_about = "Run a WebAssembly program to completion.\n\nFILE is a WASI preview1 core module \
 (.wasm, or .wat text), or a component exporting wasi:cli/run@0.2.x or @0.3.x; Warden tells which \
 from the bytes. ARGS go to the program, whose argv[0] is FILE's name. The program gets stdin, \
-stdout and stderr, and nothing else unless granted below. Networking is denied: sockets, name \
-lookups and HTTP requests fail inside the guest with an access-denied error.",
+stdout and stderr, and nothing else unless granted below. Networking is denied unless granted \
+(the network flags, or --manifest): a refused socket, name lookup or HTTP request fails inside the \
+guest with an access-denied error, and Warden says once on stderr which flag would allow it.",
     after_help = "Exit status: the guest's own exit code; 124 when --timeout or --fuel stopped it; \
 134 when it trapped; 2 when Warden could not run it (bad flags, unreadable or unsupported file).\n\n\
 Examples:\n  warden run app.wasm --app-flag value\n  warden run --dir ./out::/out --dir-ro ./in::/in convert.wasm /in/a /out/b\n  \
@@ -112,6 +179,14 @@ struct RunArgs {
     #[arg(short, long)]
     verbose: bool,
 
+    #[command(flatten)]
+    network: NetworkArgs,
+
+    /// Write one JSON line per network decision (allowed or denied) to
+    /// FILE, appending; `-` is stderr. Example: --audit audit.jsonl
+    #[arg(long, value_name = "FILE")]
+    audit: Option<String>,
+
     /// The program (a .wasm or .wat file), then its arguments. Everything
     /// after FILE goes to the program untouched, flags included.
     /// Example: warden run app.wasm --port 8080
@@ -128,7 +203,7 @@ impl RunArgs {
     /// Turn parsed flags into one validated configuration. `matches` gives
     /// the command-line positions, so that `--dir` and `--dir-ro` grants
     /// keep the operator's order (it decides preview1 fd numbers).
-    fn into_config(self, matches: &ArgMatches) -> RunConfig {
+    fn into_config(self, matches: &ArgMatches) -> Result<RunConfig, String> {
         let positions = |id: &str| -> Vec<usize> {
             matches
                 .indices_of(id)
@@ -154,9 +229,16 @@ impl RunArgs {
         );
         let args = std::iter::once(name).chain(program).collect();
 
-        let listeners = self
+        let resolved = self.network.resolve(self.audit.as_deref())?;
+        for w in &resolved.warnings {
+            eprintln!("{w}");
+        }
+        // The manifest's listeners first, then the flags'.
+        let listeners = resolved
             .listen
             .into_iter()
+            .map(|l| (l.name, l.addr))
+            .chain(self.listen)
             .enumerate()
             .map(|(i, (name, addr))| ListenSpec {
                 name: name.unwrap_or_else(|| format!("tcp{i}")),
@@ -164,7 +246,8 @@ impl RunArgs {
             })
             .collect();
 
-        RunConfig {
+        Ok(RunConfig {
+            network: resolved.network,
             file,
             listeners,
             grants: Grants {
@@ -183,7 +266,7 @@ impl RunArgs {
                 (false, None) => CacheSetting::Default,
             },
             verbose: self.verbose,
-        }
+        })
     }
 }
 
@@ -198,8 +281,70 @@ fn main() -> ExitCode {
             let sub = matches
                 .subcommand_matches("run")
                 .expect("clap dispatched the run subcommand");
-            run(args.into_config(sub))
+            match args.into_config(sub) {
+                Ok(cfg) => run(cfg),
+                Err(e) => usage_error(&e),
+            }
         }
+        Command::Check { file } => check(&file),
+        Command::Explain(args) => explain(&args),
+    }
+}
+
+fn usage_error(e: &str) -> ExitCode {
+    eprintln!("warden: error: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    let m = match network::read_manifest(file) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e),
+    };
+    let width = m.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    if m.rules.is_empty() {
+        println!("# no rules: every network action is denied");
+    }
+    for r in &m.rules {
+        println!("{:width$}  {r}", r.id);
+    }
+    for (i, l) in m.listen.iter().enumerate() {
+        let name = l.name.clone().unwrap_or_else(|| format!("tcp{i}"));
+        println!("listen {name}={}", l.addr);
+    }
+    if let Some(dns) = m.dns_server {
+        println!("dns-server {dns}");
+    }
+    if let Some(audit) = &m.audit {
+        println!("audit {audit}");
+    }
+    let policy = warden_policy::Policy::new(m.rules.clone());
+    for r in policy.allow_all_rules() {
+        eprintln!(
+            "warden: warning: rule {} ({r}) allows everything of its kind; grant only what the program needs",
+            r.id
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let resolved = match args.network.resolve(None) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+    let target = match network::explain_target(args.action, &args.target) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
+    let d = resolved.network.policy.decide(args.action, &target);
+    println!("{} {} {target}", d.verdict.as_str(), args.action);
+    println!("rule: {}", d.rule);
+    println!("reason: {}", d.reason);
+    if d.is_allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -251,8 +396,12 @@ mod tests {
 
     fn parse(argv: &[&str]) -> Result<RunConfig, clap::Error> {
         let matches = Cli::command().try_get_matches_from(argv)?;
-        let Command::Run(args) = Cli::from_arg_matches(&matches)?.command;
-        Ok(args.into_config(matches.subcommand_matches("run").unwrap()))
+        let Command::Run(args) = Cli::from_arg_matches(&matches)?.command else {
+            panic!("not a run command")
+        };
+        Ok(args
+            .into_config(matches.subcommand_matches("run").unwrap())
+            .unwrap())
     }
 
     #[test]

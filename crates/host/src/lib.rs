@@ -21,7 +21,8 @@ use wasmtime::{Engine, Module, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{I32Exit, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use warden_net::{Gate, Policy};
+use warden_net::{AuditDest, AuditLog, DnsConfig, Gate, Policy};
+use warden_policy::{Ports, Rights, Rule, RuleTarget};
 use warden_wasi::{
     ComponentAbi, ComponentCtx, Grants, HasComponentCtx, NamedListener, P1Ctx, WasiError,
 };
@@ -74,6 +75,9 @@ pub enum HostError {
     /// The engine could not be configured.
     #[error("cannot set up the wasmtime engine: {0}")]
     Engine(String),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(warden_net::audit::AuditError),
     /// A `--listen` address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -102,6 +106,19 @@ pub struct ListenSpec {
     pub addr: std::net::SocketAddr,
 }
 
+/// The guest's network: what it may do, how names resolve, where decisions
+/// are recorded. `Network::default()` denies everything, uses the system's
+/// DNS configuration and keeps no audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    /// The operator's grants and denies.
+    pub policy: Policy,
+    /// The DNS servers for permitted lookups.
+    pub dns: DnsConfig,
+    /// Where to write one JSON line per decision, if anywhere.
+    pub audit: Option<AuditDest>,
+}
+
 /// Where compiled code is cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheSetting {
@@ -122,6 +139,8 @@ pub struct RunConfig {
     pub grants: Grants,
     /// Listeners to bind before the guest starts (preview1 fds 3, 4, ...).
     pub listeners: Vec<ListenSpec>,
+    /// Network grants, name resolution and the audit log.
+    pub network: Network,
     /// Resource limits.
     pub limits: Limits,
     /// The compilation cache.
@@ -209,9 +228,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
     let compiled = compile(&engine, &cfg.file, &guest, cache.as_ref(), &log)?;
     log(&format!("ready to start after {:?}", started.elapsed()));
 
-    // Networking: the gate over the operator's policy (empty for now, so
-    // every socket, lookup and HTTP request is denied).
-    let gate = Gate::new(Policy::deny_all());
+    let gate = gate(cfg, &guest)?;
     let mut limiter_report = None;
     let run = execute(&engine, &compiled, cfg, &gate, bound, &mut limiter_report);
     let outcome = match cfg.limits.timeout {
@@ -224,18 +241,66 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
             // The epoch stops a guest running wasm code; the timer also
             // covers a guest blocked in a host call.
             match tokio::time::timeout(limit, run).await {
-                Ok(r) => r?,
-                Err(_) => Outcome::Limit(LimitHit::Timeout(limit)),
+                Ok(r) => r,
+                Err(_) => Ok(Outcome::Limit(LimitHit::Timeout(limit))),
             }
         }
-        None => run.await?,
+        None => run.await,
     };
+    if let Some(summary) = gate.finish() {
+        if summary.dropped > 0 {
+            eprintln!(
+                "warden: audit: {} records dropped because the log writer fell behind ({} written)",
+                summary.dropped, summary.written
+            );
+        }
+        if let Some(error) = summary.error {
+            eprintln!(
+                "warden: audit: writing stopped after {} records: {error}",
+                summary.written
+            );
+        }
+    }
+    let outcome = outcome?;
     if let (Some(max), Some(wanted)) = (cfg.limits.max_memory, limiter_report) {
         eprintln!(
             "warden: --max-memory refused the guest's growth of linear memory to {wanted} bytes (limit {max} bytes)"
         );
     }
     Ok(outcome)
+}
+
+/// The instance's gate: the operator's policy (plus, for pre-opened
+/// listeners, accepting from any peer a deny does not refuse), its DNS
+/// configuration and its audit log.
+fn gate(cfg: &RunConfig, guest: &load::Guest) -> Result<Arc<Gate>, HostError> {
+    let mut policy = cfg.network.policy.clone();
+    if !cfg.listeners.is_empty() {
+        let mut rules = policy.rules().to_vec();
+        for spec in &cfg.listeners {
+            for any in ["0.0.0.0/0", "::/0"] {
+                let net = any.parse().expect("a valid block");
+                rules.push(Rule::allow(
+                    format!("--listen {}={}", spec.name, spec.addr),
+                    RuleTarget::Net(net),
+                    Ports::ANY,
+                    Rights::ACCEPT,
+                ));
+            }
+        }
+        policy = Policy::new(rules);
+    }
+    let mut builder = Gate::builder(policy).dns(cfg.network.dns.clone());
+    if let Some(dest) = &cfg.network.audit {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let instance = format!("{:x}-{:x}", std::process::id(), now.as_nanos());
+        let log = AuditLog::open(dest, &instance, &hex::encode(guest.sha256))
+            .map_err(HostError::Audit)?;
+        builder = builder.audit(log);
+    }
+    Ok(builder.build())
 }
 
 fn engine(limits: &Limits) -> Result<Engine, HostError> {

@@ -82,9 +82,19 @@ impl Listener {
     }
 
     /// Accept a pending connection, or fail with `WouldBlock`.
-    pub fn try_accept(&self) -> io::Result<Stream> {
-        let (stream, peer) = self.io.get_ref().accept()?;
-        Stream::new(stream, peer)
+    ///
+    /// Each peer is put to `gate` (`accept`); a refused one is closed at
+    /// once (the peer sees the connection reset or closed) and the next
+    /// pending connection is tried, so a refused peer never reaches the
+    /// guest.
+    pub fn try_accept(&self, gate: &crate::Gate) -> io::Result<Stream> {
+        loop {
+            let (stream, peer) = self.io.get_ref().accept()?;
+            if gate.allows_addr(crate::Action::Accept, peer) {
+                return Stream::new(stream, peer);
+            }
+            drop(stream);
+        }
     }
 
     /// Wait until [`Listener::try_accept`] may not block (see [`wait_op`]).
@@ -262,6 +272,39 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    fn accept_gate(from: &str) -> std::sync::Arc<crate::Gate> {
+        let (target, ports) = warden_policy::parse_target_ports(from).unwrap();
+        let rule =
+            warden_policy::Rule::allow("peers", target, ports, warden_policy::Rights::ACCEPT);
+        crate::Gate::builder(crate::Policy::new([rule]))
+            .reporter(Box::new(|_| {}))
+            .build()
+    }
+
+    #[test]
+    fn a_refused_peer_is_closed_and_never_returned() {
+        rt().block_on(async {
+            let gate = accept_gate("10.0.0.0/8:*");
+            let listener =
+                Listener::new(bind_listener("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .unwrap();
+                let mut buf = [0u8; 1];
+                // Closed by the host: end of stream or a reset, never a wait.
+                c.read(&mut buf).map(|n| n == 0).unwrap_or(true)
+            });
+            listener.wait(Interest::Read).await.unwrap();
+            assert_eq!(
+                listener.try_accept(&gate).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+            assert!(client.join().unwrap());
+        });
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -272,11 +315,12 @@ mod tests {
     #[test]
     fn accept_recv_send_shutdown_on_loopback() {
         rt().block_on(async {
+            let gate = accept_gate("127.0.0.0/8:*");
             let listener =
                 Listener::new(bind_listener("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
             let addr = listener.local_addr().unwrap();
             assert_eq!(
-                listener.try_accept().unwrap_err().kind(),
+                listener.try_accept(&gate).unwrap_err().kind(),
                 io::ErrorKind::WouldBlock
             );
             assert!(!listener.readiness().unwrap().readable);
@@ -290,7 +334,7 @@ mod tests {
                 back
             });
             listener.wait(Interest::Read).await.unwrap();
-            let stream = listener.try_accept().unwrap();
+            let stream = listener.try_accept(&gate).unwrap();
             assert!(stream.peer_addr().ip().is_loopback());
 
             let mut buf = [0u8; 16];

@@ -10,11 +10,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use warden_net::{Action, Gate, Target};
+use warden_net::{Action, Gate};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub mod p1;
 
@@ -143,6 +143,7 @@ pub fn p1_ctx(
         b.build_p1(),
         preopens,
         listeners.into_iter().map(|l| l.listener).collect(),
+        gate.clone(),
     ))
 }
 
@@ -161,7 +162,7 @@ impl ComponentCtx {
             wasi: wasi_builder(grants, gate)?.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: GatedHttp { gate: gate.clone() },
+            hooks: GatedHttp::new(gate.clone()),
         })
     }
 }
@@ -239,62 +240,13 @@ pub fn link_component<T: HasComponentCtx>(
 
 mod lookup;
 
-/// wasi:http hooks whose only way out is the gate.
-struct GatedHttp {
-    gate: Arc<Gate>,
-}
+mod egress;
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-            )>,
-        > + Send,
->;
-
-impl WasiHttpHooks for GatedHttp {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> ResponseFuture {
-        let target = http_target(request.uri());
-        let decision = self.gate.decide(Action::HttpRequest, target);
-        Box::new(async move {
-            if !decision.is_allowed() {
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
-            // No grant can allow HTTP egress yet, and Warden has no egress
-            // client of its own: it never falls back to a direct connection.
-            Err(wasmtime_wasi_http::Error::DestinationUnavailable)
-        })
-    }
-}
-
-/// The host and port an outgoing request is aimed at, as the gate sees it.
-fn http_target(uri: &http::Uri) -> Target {
-    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    Target::Name {
-        host: uri.host().unwrap_or_default().to_string(),
-        port: Some(port),
-    }
-}
+use egress::GatedHttp;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_target_uses_scheme_default_ports() {
-        let t = |u: &str| http_target(&u.parse().unwrap()).to_string();
-        assert_eq!(t("http://example.com/x"), "example.com:80");
-        assert_eq!(t("https://example.com/"), "example.com:443");
-        assert_eq!(t("http://127.0.0.1:8080/"), "127.0.0.1:8080");
-        assert_eq!(t("http://[::1]:81/"), "[::1]:81");
-    }
 
     #[test]
     fn every_socket_use_maps_to_a_distinct_action() {

@@ -51,6 +51,8 @@ const MAX_COPY: u32 = 64 * 1024;
 pub struct P1Ctx {
     inner: WasiP1Ctx,
     fds: BTreeMap<u32, Slot>,
+    /// Decides every accepted peer.
+    gate: std::sync::Arc<warden_net::Gate>,
 }
 
 enum Slot {
@@ -102,8 +104,13 @@ impl Sock {
 impl P1Ctx {
     /// Wrap `inner`, built with `preopens` pre-opened directories (inner fds
     /// 3 and up). `listeners` become guest fds 3, 4, ...; the directories
-    /// follow them.
-    pub fn new(inner: WasiP1Ctx, preopens: u32, listeners: Vec<Listener>) -> Self {
+    /// follow them. Every connection accepted on them is put to `gate`.
+    pub fn new(
+        inner: WasiP1Ctx,
+        preopens: u32,
+        listeners: Vec<Listener>,
+        gate: std::sync::Arc<warden_net::Gate>,
+    ) -> Self {
         let mut fds = BTreeMap::new();
         for fd in 0..3 {
             fds.insert(fd, Slot::Wasi(fd));
@@ -123,7 +130,7 @@ impl P1Ctx {
         for dir in 0..preopens {
             fds.insert(next + dir, Slot::Wasi(3 + dir));
         }
-        Self { inner, fds }
+        Self { inner, fds, gate }
     }
 
     /// The inner descriptor behind guest `fd`; `on_socket` is the error when
@@ -168,7 +175,7 @@ impl P1Ctx {
         let Sock::Listener(listener) = &self.socket(fd)?.sock else {
             return Err(Errno::Inval.into());
         };
-        match listener.try_accept() {
+        match listener.try_accept(&self.gate) {
             Ok(stream) => Ok(Some(self.alloc(Slot::Socket(SocketFd {
                 sock: Sock::Stream(stream),
                 nonblocking: flags.contains(types::Fdflags::NONBLOCK),
@@ -329,7 +336,7 @@ impl P1Ctx {
             }
             types::SubscriptionU::Clock(_) => false,
         });
-        let Self { inner, fds } = self;
+        let Self { inner, fds, .. } = self;
         if sockets.is_empty() {
             return inner_poll(inner, fds, &rest, false).await;
         }

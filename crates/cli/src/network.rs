@@ -1,0 +1,387 @@
+//! Network flags and the manifest, resolved into one policy.
+//!
+//! Every flag becomes rules whose id is the flag as written (so a denial
+//! names the flag that would have to change); the manifest's rules come
+//! first, with their own ids. A `--deny` wins over every grant wherever it
+//! comes from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use warden_host::Network;
+use warden_net::{AuditDest, DnsConfig, Policy};
+use warden_policy::manifest::{self, Listen};
+use warden_policy::{Cidr, NamePattern, Ports, Rights, Rule, RuleTarget, parse_target_ports};
+
+/// A flag's target and ports, with the text it was written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    text: String,
+    target: RuleTarget,
+    ports: Ports,
+}
+
+fn flag(s: &str) -> Result<Flag, String> {
+    let (target, ports) = parse_target_ports(s)?;
+    Ok(Flag {
+        text: s.to_string(),
+        target,
+        ports,
+    })
+}
+
+fn listen_flag(s: &str) -> Result<Flag, String> {
+    let f = flag(s)?;
+    match f.target {
+        RuleTarget::Net(_) => Ok(f),
+        RuleTarget::Name(_) => Err(format!(
+            "`{s}`: a listening address is an IP or a CIDR (127.0.0.1:8080, [::1]:8000-8999, 0.0.0.0:443), not a name"
+        )),
+    }
+}
+
+fn pattern(s: &str) -> Result<NamePattern, String> {
+    s.parse()
+}
+
+fn dns_server(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("expected IP:PORT, like 127.0.0.1:53 or [::1]:53, not `{s}`"))
+}
+
+/// The network flags `run` and `explain` share.
+#[derive(Args, Debug, Default)]
+pub struct NetworkArgs {
+    /// Read grants, denies, listeners, the DNS server and the audit file
+    /// from a TOML manifest (see `warden check`). Flags add to it.
+    /// Example: --manifest warden.toml
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+
+    /// Allow TCP connections (and wasi:http requests) to TARGET: HOST:PORTS,
+    /// CIDR:PORTS or [IPv6]:PORTS, PORTS being N, N-M or *. A HOST may be
+    /// *.suffix; a host name is also allowed to resolve, and addresses it
+    /// resolves to are reachable at PORTS while the answer lives.
+    /// Repeatable. Example: --allow-connect api.example.com:443
+    #[arg(long = "allow-connect", value_name = "TARGET", value_parser = flag)]
+    pub allow_connect: Vec<Flag>,
+
+    /// Allow binding and listening on ADDR:PORTS (an IP or CIDR) and
+    /// accepting connections from any peer that no --deny refuses.
+    /// Repeatable. Example: --allow-listen 127.0.0.1:8080
+    #[arg(long = "allow-listen", value_name = "ADDR:PORTS", value_parser = listen_flag)]
+    pub allow_listen: Vec<Flag>,
+
+    /// Allow UDP: binding an ephemeral local port, sending to and
+    /// receiving from TARGET (as for --allow-connect). Repeatable.
+    /// Example: --allow-udp 127.0.0.1:5353
+    #[arg(long = "allow-udp", value_name = "TARGET", value_parser = flag)]
+    pub allow_udp: Vec<Flag>,
+
+    /// Allow resolving names matching PATTERN: a name, *.suffix (whole
+    /// labels: *.example.com matches a.example.com, not example.com nor
+    /// evilexample.com) or *. Repeatable. Example: --allow-resolve *.example.com
+    #[arg(long = "allow-resolve", value_name = "PATTERN", value_parser = pattern)]
+    pub allow_resolve: Vec<NamePattern>,
+
+    /// Refuse TARGET (as for --allow-connect) for every action, whatever any
+    /// grant says. Repeatable. Example: --deny 169.254.0.0/16:*
+    #[arg(long, value_name = "TARGET", value_parser = flag)]
+    pub deny: Vec<Flag>,
+
+    /// Resolve permitted names with this DNS server instead of the
+    /// system's (/etc/resolv.conf). Example: --dns-server 127.0.0.1:53
+    #[arg(long = "dns-server", value_name = "ADDR:PORT", value_parser = dns_server)]
+    pub dns_server: Option<SocketAddr>,
+}
+
+/// The network part of a run, resolved from the manifest and the flags.
+pub struct Resolved {
+    /// Policy, DNS and audit destination.
+    pub network: Network,
+    /// The manifest's listeners.
+    pub listen: Vec<Listen>,
+    /// Warnings for the operator (allow-all grants).
+    pub warnings: Vec<String>,
+}
+
+/// Read a manifest file, with errors that name it.
+pub fn read_manifest(path: &Path) -> Result<manifest::Manifest, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
+    manifest::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+fn any_net() -> [RuleTarget; 2] {
+    ["0.0.0.0/0", "::/0"].map(|s| RuleTarget::Net(s.parse().expect("a valid block")))
+}
+
+fn unspecified_host() -> [RuleTarget; 2] {
+    ["0.0.0.0/32", "::/128"].map(|s| RuleTarget::Net(s.parse().expect("a valid block")))
+}
+
+impl NetworkArgs {
+    /// The flags' rules, each with the flag text as its id.
+    fn rules(&self) -> Vec<Rule> {
+        let mut rules = Vec::new();
+        for f in &self.allow_connect {
+            let id = format!("--allow-connect {}", f.text);
+            let mut rights = Rights::CONNECT;
+            if matches!(f.target, RuleTarget::Name(_)) {
+                rights = rights | Rights::RESOLVE;
+            }
+            rules.push(Rule::allow(id, f.target.clone(), f.ports, rights));
+        }
+        for f in &self.allow_listen {
+            let id = format!("--allow-listen {}", f.text);
+            rules.push(Rule::allow(
+                &id,
+                f.target.clone(),
+                f.ports,
+                Rights::BIND | Rights::LISTEN,
+            ));
+            for peer in any_net() {
+                rules.push(Rule::allow(&id, peer, Ports::ANY, Rights::ACCEPT));
+            }
+        }
+        for f in &self.allow_udp {
+            let id = format!("--allow-udp {}", f.text);
+            let mut rights = Rights::UDP_SEND | Rights::UDP_RECV;
+            if matches!(f.target, RuleTarget::Name(_)) {
+                rights = rights | Rights::RESOLVE;
+            }
+            rules.push(Rule::allow(&id, f.target.clone(), f.ports, rights));
+            // An ephemeral local port: on any interface (named explicitly,
+            // as unspecified addresses must be), or on an address of the
+            // target's own block (127.0.0.1:0 to talk to 127.0.0.1).
+            let mut locals = unspecified_host().to_vec();
+            if let RuleTarget::Net(_) = f.target {
+                locals.push(f.target.clone());
+            }
+            for local in locals {
+                rules.push(Rule::allow(&id, local, Ports::one(0), Rights::UDP_BIND));
+            }
+        }
+        for p in &self.allow_resolve {
+            let id = format!("--allow-resolve {p}");
+            rules.push(Rule::allow(
+                id,
+                RuleTarget::Name(p.clone()),
+                Ports::ANY,
+                Rights::RESOLVE,
+            ));
+        }
+        for f in &self.deny {
+            rules.push(Rule::deny(
+                format!("--deny {}", f.text),
+                f.target.clone(),
+                f.ports,
+            ));
+        }
+        rules
+    }
+
+    /// The manifest (if any) and the flags, as one network configuration.
+    /// `audit` is the `--audit` flag, which wins over the manifest's.
+    pub fn resolve(&self, audit: Option<&str>) -> Result<Resolved, String> {
+        let manifest = self.manifest.as_deref().map(read_manifest).transpose()?;
+        let mut rules = Vec::new();
+        let mut listen = Vec::new();
+        let mut dns = DnsConfig::System;
+        let mut audit_dest = None;
+        if let Some(m) = manifest {
+            rules = m.rules;
+            listen = m.listen;
+            if let Some(addr) = m.dns_server {
+                dns = DnsConfig::Server(addr);
+            }
+            // A relative audit path is relative to the manifest's directory.
+            let base = self
+                .manifest
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new(""));
+            audit_dest = m.audit.map(|a| audit_dest_of(&a, base));
+        }
+        rules.extend(self.rules());
+        if let Some(addr) = self.dns_server {
+            dns = DnsConfig::Server(addr);
+        }
+        if let Some(a) = audit {
+            audit_dest = Some(audit_dest_of(a, Path::new("")));
+        }
+        let policy = Policy::new(rules);
+        let warnings = policy
+            .allow_all_rules()
+            .map(|r| {
+                format!(
+                    "warden: warning: rule {} ({r}) allows {} everywhere; grant only what the program needs",
+                    r.id,
+                    match r.effect {
+                        warden_policy::Effect::Allow(rights) => rights.to_string(),
+                        warden_policy::Effect::Deny => String::new(),
+                    }
+                )
+            })
+            .collect();
+        Ok(Resolved {
+            network: Network {
+                policy,
+                dns,
+                audit: audit_dest,
+            },
+            listen,
+            warnings,
+        })
+    }
+}
+
+fn audit_dest_of(s: &str, base: &Path) -> AuditDest {
+    if s == "-" {
+        AuditDest::Stderr
+    } else {
+        AuditDest::File(base.join(s))
+    }
+}
+
+/// Parse what `explain` is asked about: `HOST:PORT`, `IP:PORT`,
+/// `[IPv6]:PORT`, or for `resolve` a bare name.
+pub fn explain_target(
+    action: warden_policy::Action,
+    s: &str,
+) -> Result<warden_policy::Target, String> {
+    use warden_policy::{Action, Target};
+    if action == Action::Resolve {
+        return Ok(Target::Name {
+            host: s.to_string(),
+            port: None,
+        });
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(Target::Addr(addr));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}`: expected HOST:PORT, IP:PORT or [IPv6]:PORT"))?;
+    if host.contains(':') || host.starts_with('[') {
+        return Err(format!("`{s}`: expected [IPv6]:PORT"));
+    }
+    if host.parse::<Cidr>().is_ok() && host.contains('/') {
+        return Err(format!("`{s}`: explain one address, not a block"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{s}`: `{port}` is not a port (0-65535)"))?;
+    Ok(Target::Name {
+        host: host.to_string(),
+        port: Some(port),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_policy::{Action, Target};
+
+    fn args(
+        allow_connect: &[&str],
+        allow_listen: &[&str],
+        allow_udp: &[&str],
+        deny: &[&str],
+    ) -> NetworkArgs {
+        NetworkArgs {
+            allow_connect: allow_connect.iter().map(|s| flag(s).unwrap()).collect(),
+            allow_listen: allow_listen
+                .iter()
+                .map(|s| listen_flag(s).unwrap())
+                .collect(),
+            allow_udp: allow_udp.iter().map(|s| flag(s).unwrap()).collect(),
+            deny: deny.iter().map(|s| flag(s).unwrap()).collect(),
+            ..NetworkArgs::default()
+        }
+    }
+
+    fn decide(p: &Policy, action: Action, t: &str) -> (bool, String) {
+        let d = p.decide(action, &explain_target(action, t).unwrap());
+        (d.is_allowed(), d.rule)
+    }
+
+    #[test]
+    fn flags_expand_to_their_rights() {
+        let a = args(
+            &["api.test:8080", "127.0.0.1:9000-9001"],
+            &["127.0.0.1:7000"],
+            &["127.0.0.1:5353"],
+            &["127.0.0.1:9001"],
+        );
+        let p = a.resolve(None).unwrap().network.policy;
+        assert_eq!(
+            decide(&p, Action::Connect, "api.test:8080"),
+            (true, "--allow-connect api.test:8080".into())
+        );
+        assert!(decide(&p, Action::Resolve, "api.test").0);
+        assert!(decide(&p, Action::Connect, "127.0.0.1:9000").0);
+        assert_eq!(
+            decide(&p, Action::Connect, "127.0.0.1:9001"),
+            (false, "--deny 127.0.0.1:9001".into())
+        );
+        assert!(!decide(&p, Action::Resolve, "127.0.0.1.nip.io").0);
+        assert!(decide(&p, Action::Bind, "127.0.0.1:7000").0);
+        assert!(decide(&p, Action::Listen, "127.0.0.1:7000").0);
+        assert!(!decide(&p, Action::Connect, "127.0.0.1:7000").0);
+        assert!(decide(&p, Action::Accept, "127.0.0.9:41000").0);
+        assert!(decide(&p, Action::Accept, "[::1]:41000").0);
+        assert!(decide(&p, Action::UdpBind, "0.0.0.0:0").0);
+        assert!(decide(&p, Action::UdpBind, "127.0.0.1:0").0);
+        assert!(!decide(&p, Action::UdpBind, "127.0.0.1:5353").0);
+        assert!(decide(&p, Action::UdpSend, "127.0.0.1:5353").0);
+        assert!(decide(&p, Action::UdpRecv, "127.0.0.1:5353").0);
+        assert!(!decide(&p, Action::UdpSend, "127.0.0.1:5354").0);
+        assert!(!decide(&p, Action::Connect, "127.0.0.1:5353").0);
+    }
+
+    #[test]
+    fn allow_all_draws_a_warning() {
+        let r = args(&["0.0.0.0/0:*", "10.0.0.0/8:*"], &[], &[], &[])
+            .resolve(None)
+            .unwrap();
+        assert_eq!(
+            r.warnings,
+            [
+                "warden: warning: rule --allow-connect 0.0.0.0/0:* (allow connect 0.0.0.0/0:*) allows connect everywhere; grant only what the program needs"
+            ]
+        );
+        assert!(
+            args(&["10.0.0.0/8:*"], &[], &[], &[])
+                .resolve(None)
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_flag_values_say_what_was_expected() {
+        assert_eq!(
+            listen_flag("example.com:80").unwrap_err(),
+            "`example.com:80`: a listening address is an IP or a CIDR (127.0.0.1:8080, [::1]:8000-8999, 0.0.0.0:443), not a name"
+        );
+        assert!(
+            flag("api.example.com")
+                .unwrap_err()
+                .contains("expected TARGET:PORTS")
+        );
+        assert!(pattern("a*.b").is_err());
+        assert_eq!(
+            dns_server("dns:53").unwrap_err(),
+            "expected IP:PORT, like 127.0.0.1:53 or [::1]:53, not `dns:53`"
+        );
+        assert!(explain_target(Action::Connect, "api.test").is_err());
+        assert!(explain_target(Action::Connect, "api.test:x").is_err());
+        assert_eq!(
+            explain_target(Action::Connect, "[::1]:80").unwrap(),
+            Target::Addr("[::1]:80".parse().unwrap())
+        );
+    }
+}

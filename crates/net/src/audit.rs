@@ -1,0 +1,343 @@
+//! The audit log: one JSON object per line for every decision the gate
+//! makes.
+//!
+//! Records go through a bounded queue to a writer thread, so a slow disk or
+//! a stalled pipe never blocks the guest: when the queue is full the record
+//! is dropped and counted, and [`AuditLog::finish`] reports the count.
+//!
+//! A record's fields: `ts` (RFC 3339, UTC, milliseconds), `instance` (this
+//! run), `module_sha256` (the guest's bytes), `event` (the action: connect,
+//! bind, listen, accept, udp-bind, udp-send, udp-recv, resolve,
+//! http-request), `addr` (`IP:PORT`, or null for a name), `name` (the host
+//! name, or the name an address was resolved from, or null), `port` (for a
+//! name with a port), `decision` (allow or deny), `rule` and `reason`.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use warden_policy::{Action, Decision, Target};
+
+/// How many records may wait for the writer before new ones are dropped.
+pub const QUEUE: usize = 8192;
+
+/// Where records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditDest {
+    /// Standard error.
+    Stderr,
+    /// A file, appended to (created 0600 if missing).
+    File(PathBuf),
+}
+
+/// Errors opening the audit log.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open audit log {}: {source}", path.display())]
+pub struct AuditError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
+/// What happened to the records, reported at exit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSummary {
+    /// Records written.
+    pub written: u64,
+    /// Records dropped because the queue was full.
+    pub dropped: u64,
+    /// The first write error, after which nothing more was written.
+    pub error: Option<String>,
+}
+
+/// The audit log of one guest instance.
+pub struct AuditLog {
+    tx: Mutex<Option<SyncSender<String>>>,
+    dropped: AtomicU64,
+    writer: Mutex<Option<JoinHandle<(u64, Option<String>)>>>,
+    instance: String,
+    module_sha256: String,
+}
+
+impl AuditLog {
+    /// Open `dest` for the instance `instance` of the guest whose bytes hash
+    /// to `module_sha256`.
+    pub fn open(dest: &AuditDest, instance: &str, module_sha256: &str) -> Result<Self, AuditError> {
+        let out: Box<dyn Write + Send> = match dest {
+            AuditDest::Stderr => Box::new(io::stderr()),
+            AuditDest::File(path) => Box::new(open_file(path).map_err(|source| AuditError {
+                path: path.clone(),
+                source,
+            })?),
+        };
+        Ok(Self::with_writer(out, QUEUE, instance, module_sha256))
+    }
+
+    /// An audit log writing to `out`, with room for `queue` waiting records.
+    pub fn with_writer(
+        out: Box<dyn Write + Send>,
+        queue: usize,
+        instance: &str,
+        module_sha256: &str,
+    ) -> Self {
+        let (tx, rx) = sync_channel(queue);
+        let writer = std::thread::Builder::new()
+            .name("warden-audit".into())
+            .spawn(move || write_all(rx, out))
+            .expect("spawning the audit writer thread");
+        AuditLog {
+            tx: Mutex::new(Some(tx)),
+            dropped: AtomicU64::new(0),
+            writer: Mutex::new(Some(writer)),
+            instance: instance.to_string(),
+            module_sha256: module_sha256.to_string(),
+        }
+    }
+
+    /// Record one decision about `action` on `target`.
+    pub fn record(&self, action: Action, target: &Target, decision: &Decision) {
+        let (addr, name, port) = match target {
+            Target::Addr(a) => (Some(a.to_string()), decision.name.clone(), None),
+            Target::Name { host, port } => (None, Some(host.clone()), *port),
+        };
+        let mut rec = serde_json::json!({
+            "ts": rfc3339(SystemTime::now()),
+            "instance": self.instance,
+            "module_sha256": self.module_sha256,
+            "event": action.as_str(),
+            "addr": addr,
+            "name": name,
+            "decision": decision.verdict.as_str(),
+            "rule": decision.rule,
+            "reason": decision.reason,
+        });
+        if let Some(port) = port {
+            rec["port"] = port.into();
+        }
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = tx.as_ref() else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match tx.try_send(rec.to_string()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Close the queue, wait for the writer to write what is queued, and
+    /// say what happened. Records after this are dropped (and counted).
+    pub fn finish(&self) -> AuditSummary {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (written, error) = match writer.map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => (0, Some("the audit writer thread panicked".to_string())),
+            None => (0, None),
+        };
+        AuditSummary {
+            written,
+            dropped: self.dropped.load(Ordering::Relaxed),
+            error,
+        }
+    }
+}
+
+fn open_file(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The writer thread: write lines as they come, flushing whenever the queue
+/// runs dry, until every sender is gone.
+fn write_all(rx: Receiver<String>, out: Box<dyn Write + Send>) -> (u64, Option<String>) {
+    let mut out = BufWriter::new(out);
+    let mut written = 0;
+    while let Ok(line) = rx.recv() {
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if let Err(e) = writeln!(out, "{line}") {
+                return (written, Some(e.to_string()));
+            }
+            written += 1;
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            return (written, Some(e.to_string()));
+        }
+    }
+    (written, None)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    use warden_policy::Verdict;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    /// A writer that blocks until the test lets it go, and keeps what it got.
+    struct Gated {
+        go: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+        got: Arc<Mutex<Vec<u8>>>,
+        waited: bool,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.waited {
+                let _ = self.go.lock().unwrap().recv();
+                self.waited = true;
+            }
+            self.got.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn decision(v: Verdict) -> Decision {
+        Decision {
+            verdict: v,
+            rule: "r1".into(),
+            reason: "because".into(),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_never_blocks_and_drops_are_counted() {
+        let (go_tx, go_rx) = channel();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let out = Gated {
+            go: Arc::new(Mutex::new(go_rx)),
+            got: got.clone(),
+            waited: false,
+        };
+        // A tiny queue so the stall shows.
+        let log = AuditLog::with_writer(Box::new(out), 4, "i1", "abc");
+        let target = Target::Addr("127.0.0.1:80".parse().unwrap());
+        for _ in 0..200 {
+            log.record(Action::Connect, &target, &decision(Verdict::Allow));
+        }
+        go_tx.send(()).unwrap();
+        let s = log.finish();
+        assert_eq!(s.written + s.dropped, 200, "{s:?}");
+        // Through at most: the queue, what fits in the writer's 8 KiB
+        // buffer before its first (stalled) write, and one in hand.
+        assert!(s.dropped >= 100, "{s:?}");
+        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count() as u64, s.written);
+    }
+
+    #[test]
+    fn records_carry_every_field() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        struct Keep(Arc<Mutex<Vec<u8>>>);
+        impl Write for Keep {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = AuditLog::with_writer(Box::new(Keep(got.clone())), 16, "inst", "sha");
+        log.record(
+            Action::HttpRequest,
+            &Target::Name {
+                host: "api.test".into(),
+                port: Some(8080),
+            },
+            &decision(Verdict::Deny),
+        );
+        let mut pinned = decision(Verdict::Allow);
+        pinned.name = Some("api.test".into());
+        log.record(
+            Action::Connect,
+            &Target::Addr("127.0.0.1:8080".parse().unwrap()),
+            &pinned,
+        );
+        assert_eq!(
+            log.finish(),
+            AuditSummary {
+                written: 2,
+                dropped: 0,
+                error: None
+            }
+        );
+        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        let recs: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs[0]["event"], "http-request");
+        assert_eq!(recs[0]["addr"], serde_json::Value::Null);
+        assert_eq!(recs[0]["name"], "api.test");
+        assert_eq!(recs[0]["port"], 8080);
+        assert_eq!(recs[0]["decision"], "deny");
+        assert_eq!(recs[0]["rule"], "r1");
+        assert_eq!(recs[0]["reason"], "because");
+        assert_eq!(recs[0]["instance"], "inst");
+        assert_eq!(recs[0]["module_sha256"], "sha");
+        assert!(recs[0]["ts"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(recs[1]["addr"], "127.0.0.1:8080");
+        assert_eq!(recs[1]["name"], "api.test");
+        assert_eq!(recs[1]["decision"], "allow");
+    }
+}

@@ -1,0 +1,171 @@
+//! wasi:http outgoing requests, whose only way out is the gate.
+//!
+//! wasi-http's default client (which would connect wherever the guest
+//! says) is not compiled in. Here a request is decided on its host name
+//! and port (`http-request`, needing the `connect` right), the name is
+//! resolved once on the host, each address is decided (`connect`, allowed
+//! through the name's pin) and only allowed addresses are dialled. The
+//! guest sees `HTTP-request-denied` for a refused request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use warden_net::{Action, ConnectError, Gate, LookupError, Target};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// How long to wait for a connection when the guest does not say.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hooks: every request goes through `gate`.
+pub(crate) struct GatedHttp {
+    pub(crate) gate: Arc<Gate>,
+}
+
+impl GatedHttp {
+    pub(crate) fn new(gate: Arc<Gate>) -> Self {
+        GatedHttp { gate }
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for GatedHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        let gate = self.gate.clone();
+        Box::new(async move {
+            let (response, io) = send(&gate, request, options).await?;
+            Ok((
+                response,
+                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
+        })
+    }
+}
+
+async fn send(
+    gate: &Gate,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        impl Future<Output = Result<(), Error>> + Send + use<>,
+    ),
+    Error,
+> {
+    let uri = request.uri().clone();
+    let Target::Name {
+        host,
+        port: Some(port),
+    } = http_target(&uri)
+    else {
+        return Err(Error::HttpRequestUriInvalid);
+    };
+    if host.is_empty() {
+        return Err(Error::HttpRequestUriInvalid);
+    }
+    if uri.scheme() == Some(&Scheme::HTTPS) {
+        // Decided and audited like any request; there is no TLS client yet.
+        let target = Target::Name {
+            host: host.clone(),
+            port: Some(port),
+        };
+        if !gate.decide(Action::HttpRequest, target).is_allowed() {
+            return Err(Error::HttpRequestDenied);
+        }
+        eprintln!(
+            "warden: https://{host}:{port}: outgoing HTTPS is not supported yet; use http://"
+        );
+        return Err(Error::DestinationUnavailable);
+    }
+    let timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(CONNECT_TIMEOUT);
+    let stream = gate
+        .connect(Action::HttpRequest, &host, port, timeout)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Denied(_) => Error::HttpRequestDenied,
+            ConnectError::Lookup(LookupError::NotFound(_)) => Error::DnsError {
+                rcode: Some("NXDOMAIN".into()),
+                info_code: None,
+            },
+            ConnectError::Lookup(_) => Error::DnsError {
+                rcode: None,
+                info_code: None,
+            },
+            ConnectError::Timeout => Error::ConnectionTimeout,
+            _ => Error::ConnectionRefused,
+        })?;
+    let (mut sender, conn) = tokio::time::timeout(
+        timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
+    // Origin form on the wire; the authority goes in Host.
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Some(authority) = uri.authority() {
+            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+                request.headers_mut().insert(http::header::HOST, v);
+            }
+        }
+    }
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let conn = tokio::spawn(conn);
+    let first_byte = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(Duration::from_secs(600));
+    let response = tokio::time::timeout(first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??;
+    let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
+    Ok((response, async move {
+        match conn.await {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(Error::ConnectionTerminated),
+        }
+    }))
+}
+
+/// The host and port an outgoing request is aimed at, as the gate sees it.
+pub(crate) fn http_target(uri: &http::Uri) -> Target {
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Target::Name {
+        host: uri.host().unwrap_or_default().to_string(),
+        port: Some(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_target_uses_scheme_default_ports() {
+        let t = |u: &str| http_target(&u.parse().unwrap()).to_string();
+        assert_eq!(t("http://example.com/x"), "example.com:80");
+        assert_eq!(t("https://example.com/"), "example.com:443");
+        assert_eq!(t("http://127.0.0.1:8080/"), "127.0.0.1:8080");
+        assert_eq!(t("http://[::1]:81/"), "[::1]:81");
+    }
+}
