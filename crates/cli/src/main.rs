@@ -120,7 +120,8 @@ stdout and stderr, and nothing else unless granted below. Networking is denied u
 guest with an access-denied error, and Warden says once on stderr which flag would allow it.",
     after_help = "Exit status: the guest's own exit code; 124 when --timeout or --fuel stopped it; \
 134 when it trapped; 2 when Warden could not run it (bad flags, unreadable or unsupported file).\n\n\
-Examples:\n  warden run app.wasm --app-flag value\n  warden run --dir ./out::/out --dir-ro ./in::/in convert.wasm /in/a /out/b\n  \
+Examples:\n  warden run app.wasm --app-flag value\n  warden run --allow-connect api.example.com:443 --audit audit.jsonl client.wasm\n  \
+warden run --listen 127.0.0.1:6000 server.wasm\n  warden run --dir ./out::/out --dir-ro ./in::/in convert.wasm /in/a /out/b\n  \
 warden run --env HOME --env LOG=debug --max-memory 64MiB --timeout 2s --fuel 100000000 job.wasm"
 )]
 struct RunArgs {
@@ -192,6 +193,7 @@ struct RunArgs {
     /// Example: warden run app.wasm --port 8080
     #[arg(
         value_name = "FILE [ARGS]",
+        help_heading = "Arguments",
         required = true,
         num_args = 1..,
         trailing_var_arg = true

@@ -52,6 +52,7 @@ fn dns_server(s: &str) -> Result<SocketAddr, String> {
 
 /// The network flags `run` and `explain` share.
 #[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Network (nothing is allowed unless granted)")]
 pub struct NetworkArgs {
     /// Read grants, denies, listeners, the DNS server and the audit file
     /// from a TOML manifest (see `warden check`). Flags add to it.
@@ -117,10 +118,6 @@ fn any_net() -> [RuleTarget; 2] {
     ["0.0.0.0/0", "::/0"].map(|s| RuleTarget::Net(s.parse().expect("a valid block")))
 }
 
-fn unspecified_host() -> [RuleTarget; 2] {
-    ["0.0.0.0/32", "::/128"].map(|s| RuleTarget::Net(s.parse().expect("a valid block")))
-}
-
 impl NetworkArgs {
     /// The flags' rules, each with the flag text as its id.
     fn rules(&self) -> Vec<Rule> {
@@ -152,15 +149,16 @@ impl NetworkArgs {
                 rights = rights | Rights::RESOLVE;
             }
             rules.push(Rule::allow(&id, f.target.clone(), f.ports, rights));
-            // An ephemeral local port: on any interface (named explicitly,
-            // as unspecified addresses must be), or on an address of the
-            // target's own block (127.0.0.1:0 to talk to 127.0.0.1).
-            let mut locals = unspecified_host().to_vec();
+            // An ephemeral local port on any interface comes with the send
+            // right (see `Policy`); one on an address of the target's own
+            // block is granted here (127.0.0.1:0 to talk to 127.0.0.1).
             if let RuleTarget::Net(_) = f.target {
-                locals.push(f.target.clone());
-            }
-            for local in locals {
-                rules.push(Rule::allow(&id, local, Ports::one(0), Rights::UDP_BIND));
+                rules.push(Rule::allow(
+                    &id,
+                    f.target.clone(),
+                    Ports::one(0),
+                    Rights::UDP_BIND,
+                ));
             }
         }
         for p in &self.allow_resolve {

@@ -472,3 +472,115 @@ fn hostile_counts_get_einval_not_host_allocations() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// A connection to `port` from the local address `from`.
+fn connect_from(from: &str, port: u16) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    sock.bind(&local.into()).unwrap();
+    let to: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    sock.connect(&to.into()).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+#[test]
+fn accepted_peers_pass_the_gate_and_are_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("audit.jsonl");
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--deny",
+        "127.0.0.2:*",
+        "--audit",
+        p(&log),
+        p(&guest(Target::P1, "echo_std")),
+        "1",
+    ]);
+    // The denied peer is closed by the host (end of stream, or a reset
+    // when its bytes were unread) and never reaches the guest.
+    let mut refused = connect_from("127.0.0.2", server.port);
+    let _ = refused.write_all(b"nope\n");
+    let mut buf = Vec::new();
+    match refused.read_to_end(&mut buf) {
+        Ok(_) => assert_eq!(buf, b""),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    let served = exchange(connect_from("127.0.0.1", server.port), b"yes\n".to_vec());
+    assert_eq!(served, b"yes\n");
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "served 1 connections, echoed 4 bytes\n");
+    assert!(
+        r.stderr.contains("warden: denied accept 127.0.0.2:"),
+        "{}",
+        r.stderr
+    );
+    let audit = std::fs::read_to_string(&log).unwrap();
+    let recs: Vec<(String, String, String)> = audit
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ip = v["addr"]
+                .as_str()
+                .unwrap()
+                .rsplit_once(':')
+                .unwrap()
+                .0
+                .to_string();
+            (
+                v["event"].to_string(),
+                ip,
+                v["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let listen_rule = "--listen tcp0=127.0.0.1:0".to_string();
+    assert_eq!(
+        recs,
+        [
+            (
+                "\"accept\"".into(),
+                "127.0.0.2".into(),
+                "--deny 127.0.0.2:*".into()
+            ),
+            ("\"accept\"".into(), "127.0.0.1".into(), listen_rule),
+        ]
+    );
+}
+
+#[test]
+fn manifest_listeners_come_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = tmp.path().join("w.toml");
+    std::fs::write(
+        &manifest,
+        "version = 1\n[[listen]]\nname = \"web\"\naddr = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--manifest",
+        p(&manifest),
+        "--listen",
+        "admin=127.0.0.1:0",
+        p(&guest(Target::P1, "echo_std")),
+        "1",
+    ]);
+    assert_eq!(echo_round(&server, b"via manifest\n"), b"via manifest\n");
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("warden: fd 3 (web) listening on 127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("warden: fd 4 (admin) listening on 127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
+}

@@ -11,19 +11,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use warden_test_artifacts::{Target, guest};
 
-/// Allow twins of the network deny tests below. Each needs a grant, which
-/// the network-policy issue adds; they are listed so that they are written
-/// there, not forgotten. Nothing runs them yet.
-#[allow(dead_code)]
-const NETWORK_ALLOW_TWINS_FOR_POLICY_ISSUE: &[&str] = &[
-    "tcp connect 127.0.0.1 allowed by --allow-connect 127.0.0.1:PORT",
-    "tcp connect [::1] allowed by --allow-connect [::1]:PORT",
-    "tcp bind allowed by --allow-listen 127.0.0.1:*",
-    "name lookup allowed by --allow-resolve localhost",
-    "udp send allowed by --allow-udp 127.0.0.1:PORT",
-    "http get allowed by --allow-connect 127.0.0.1:PORT",
-];
-
 /// One test per WASI target for each check that takes the target: a check
 /// `name` becomes the tests `name::p1` and `name::p2`.
 macro_rules! for_each_target {
@@ -268,6 +255,8 @@ fn fs_nothing_without_grant(t: Target) {
 
 // ---------------------------------------------------------------- network
 
+/// The allow twin of this test is `policy.rs`'s
+/// `net_probe_works_when_everything_it_tries_is_granted`.
 #[test]
 fn network_is_denied_inside_the_guest_and_nothing_reaches_the_peer() {
     // Real loopback peers on one port: TCP (also the HTTP target) and UDP.
@@ -660,10 +649,28 @@ fn help_explains_every_run_flag_with_an_example() {
         "--cache-dir",
         "--no-cache",
         "--verbose",
+        "--manifest",
+        "--allow-connect",
+        "--allow-listen",
+        "--allow-udp",
+        "--allow-resolve",
+        "--deny",
+        "--dns-server",
+        "--audit",
     ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
+    // Examples may wrap across lines.
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
     for example in [
+        "--allow-connect api.example.com:443",
+        "--allow-listen 127.0.0.1:8080",
+        "--allow-udp 127.0.0.1:5353",
+        "--allow-resolve *.example.com",
+        "--deny 169.254.0.0/16:*",
+        "--dns-server 127.0.0.1:53",
+        "--audit audit.jsonl",
+        "--manifest warden.toml",
         "--dir ./data::/data",
         "--max-memory 64MiB",
         "--timeout 500ms",
@@ -673,7 +680,7 @@ fn help_explains_every_run_flag_with_an_example() {
         "Exit status",
     ] {
         assert!(
-            help.contains(example),
+            flat.contains(example),
             "{example} missing from help:\n{help}"
         );
     }

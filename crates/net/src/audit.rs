@@ -58,11 +58,14 @@ pub struct AuditSummary {
     pub error: Option<String>,
 }
 
+/// The writer thread: records written, and the first write error.
+type Writer = JoinHandle<(u64, Option<String>)>;
+
 /// The audit log of one guest instance.
 pub struct AuditLog {
     tx: Mutex<Option<SyncSender<String>>>,
     dropped: AtomicU64,
-    writer: Mutex<Option<JoinHandle<(u64, Option<String>)>>>,
+    writer: Mutex<Option<Writer>>,
     instance: String,
     module_sha256: String,
 }

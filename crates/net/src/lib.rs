@@ -165,14 +165,18 @@ impl Gate {
     /// Decide one action. Every ABI calls this and nothing else; every call
     /// is one audit record.
     pub fn decide(&self, action: Action, target: Target) -> Decision {
-        let decision = match &target {
-            Target::Addr(addr) => {
-                let names = lock(&self.pins).names_for(addr.ip(), Instant::now());
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                self.policy.decide_pinned(action, &target, &names)
-            }
-            Target::Name { .. } => self.policy.decide(action, &target),
+        let names = match &target {
+            Target::Addr(addr) => lock(&self.pins).names_for(addr.ip(), Instant::now()),
+            Target::Name { .. } => Vec::new(),
         };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.decide_as(action, target, &names)
+    }
+
+    /// Decide with `pinned` as the names the target address was resolved
+    /// from; audited and reported like every decision.
+    fn decide_as(&self, action: Action, target: Target, pinned: &[&str]) -> Decision {
+        let decision = self.policy.decide_pinned(action, &target, pinned);
         if let Some(audit) = &self.audit {
             audit.record(action, &target, &decision);
         }
@@ -273,7 +277,9 @@ impl Gate {
                 let mut last_denial = None;
                 for ip in self.lookup_pinned(name).await? {
                     let addr = SocketAddr::new(ip, port);
-                    let d = self.decide(Action::Connect, Target::Addr(addr));
+                    // These addresses came from this name's pin: its rules,
+                    // not those of other names sharing the address, decide.
+                    let d = self.decide_as(Action::Connect, Target::Addr(addr), &[name]);
                     if d.is_allowed() {
                         allowed.push(addr);
                     } else {

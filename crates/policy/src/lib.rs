@@ -194,6 +194,10 @@ pub struct Policy {
     suffix: HashMap<String, Vec<u32>>,
     any_name: Vec<u32>,
     transports: Transports,
+    /// The first grant with `connect`, and the first with `udp-send`: they
+    /// also allow the ephemeral local bind their traffic needs.
+    first_connect: Option<u32>,
+    first_udp_send: Option<u32>,
 }
 
 impl fmt::Debug for Policy {
@@ -242,6 +246,12 @@ impl Policy {
                 RuleTarget::Name(NamePattern::Any) => p.any_name.push(i),
             }
             if let Effect::Allow(r) = rule.effect {
+                if r.contains(Rights::CONNECT) {
+                    p.first_connect.get_or_insert(i);
+                }
+                if r.contains(Rights::UDP_SEND) {
+                    p.first_udp_send.get_or_insert(i);
+                }
                 let t = &mut p.transports;
                 t.tcp |=
                     r.intersects(Rights::CONNECT | Rights::BIND | Rights::LISTEN | Rights::ACCEPT);
@@ -360,6 +370,26 @@ impl Policy {
             return Decision::allow(
                 r,
                 format!("rule {} ({r}) allows {action} to {shown}", r.id),
+                None,
+            );
+        }
+        // An outgoing connection (or datagram) from a socket the guest did
+        // not bind binds an ephemeral port on every interface first: the
+        // grant for the traffic allows that bind, which accepts nothing.
+        let ephemeral = port == 0 && ip.is_unspecified();
+        let sender = match action {
+            Action::Bind => self.first_connect,
+            Action::UdpBind => self.first_udp_send,
+            _ => None,
+        };
+        if let (true, Some(i)) = (ephemeral, sender) {
+            let r = &self.rules[i as usize];
+            return Decision::allow(
+                r,
+                format!(
+                    "rule {} ({r}) allows outgoing traffic, which binds an ephemeral local port ({shown})",
+                    r.id
+                ),
                 None,
             );
         }
@@ -751,6 +781,36 @@ mod tests {
             "bad"
         );
         assert!(!pin("0.0.0.0:8000", Action::Connect, &["api.test"]).is_allowed());
+    }
+
+    #[test]
+    fn traffic_grants_allow_the_ephemeral_bind_they_need_and_no_more() {
+        let p = rules(&[("out", "10.0.0.0/8:443", Some(Rights::CONNECT))]);
+        for a in ["0.0.0.0:0", "[::]:0"] {
+            let d = addr(&p, Action::Bind, a);
+            assert!(d.is_allowed(), "{a}");
+            assert_eq!(d.rule, "out");
+        }
+        assert!(!addr(&p, Action::Bind, "0.0.0.0:8080").is_allowed());
+        assert!(!addr(&p, Action::Bind, "127.0.0.1:0").is_allowed());
+        assert!(!addr(&p, Action::Listen, "0.0.0.0:0").is_allowed());
+        assert!(!addr(&p, Action::UdpBind, "0.0.0.0:0").is_allowed());
+        let p = rules(&[
+            (
+                "dns",
+                "127.0.0.1:53",
+                Some(Rights::UDP_SEND | Rights::UDP_RECV),
+            ),
+            ("no-any", "0.0.0.0:*", None),
+        ]);
+        assert!(addr(&p, Action::UdpBind, "[::]:0").is_allowed());
+        assert_eq!(addr(&p, Action::UdpBind, "0.0.0.0:0").rule, "no-any");
+        assert!(!addr(&p, Action::Bind, "[::]:0").is_allowed());
+        assert!(
+            !Policy::deny_all()
+                .decide(Action::Bind, &Target::Addr("0.0.0.0:0".parse().unwrap()))
+                .is_allowed()
+        );
     }
 
     #[test]

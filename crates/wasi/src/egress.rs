@@ -119,12 +119,14 @@ async fn send(
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
     // Origin form on the wire; the authority goes in Host.
-    if !request.headers().contains_key(http::header::HOST) {
-        if let Some(authority) = uri.authority() {
-            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
-                request.headers_mut().insert(http::header::HOST, v);
-            }
-        }
+    let host_header = uri
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+    if let (false, Some(v)) = (
+        request.headers().contains_key(http::header::HOST),
+        host_header,
+    ) {
+        request.headers_mut().insert(http::header::HOST, v);
     }
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))

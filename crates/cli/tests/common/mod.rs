@@ -77,3 +77,4 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatu
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+pub mod peers;
