@@ -198,6 +198,8 @@ pub struct Policy {
     /// also allow the ephemeral local bind their traffic needs.
     first_connect: Option<u32>,
     first_udp_send: Option<u32>,
+    /// Each rule as `warden check` shows it, made once: decisions quote it.
+    texts: Vec<String>,
 }
 
 impl fmt::Debug for Policy {
@@ -258,9 +260,15 @@ impl Policy {
                 t.udp |= r.intersects(Rights::UDP_BIND | Rights::UDP_SEND | Rights::UDP_RECV);
                 t.resolve |= r.contains(Rights::RESOLVE);
             }
+            p.texts.push(rule.to_string());
             p.rules.push(rule);
         }
         p
+    }
+
+    /// Rule `i` and its text.
+    fn at(&self, i: u32) -> (&Rule, &str) {
+        (&self.rules[i as usize], &self.texts[i as usize])
     }
 
     /// The rules, in order.
@@ -345,20 +353,24 @@ impl Policy {
             ControlFlow::Continue(())
         });
         if let Some(i) = deny {
-            let r = &self.rules[i as usize];
+            let (r, t) = self.at(i);
             return Decision::deny(
                 &r.id,
-                format!("{shown} is denied by rule {} ({r})", r.id),
+                format!("{shown} is denied by rule {} ({t})", r.id),
                 None,
             );
         }
         let pinned: &[&str] = if pins_apply(action) { pinned } else { &[] };
         for name in pinned {
-            if let Some(r) = self.name_match(name, Some(port), need).deny {
+            if let Some((r, t)) = self
+                .name_match(name, Some(port), need)
+                .deny
+                .map(|i| self.at(i))
+            {
                 return Decision::deny(
                     &r.id,
                     format!(
-                        "{shown} was resolved from {name}, which rule {} denies ({r})",
+                        "{shown} was resolved from {name}, which rule {} denies ({t})",
                         r.id
                     ),
                     Some(name.to_string()),
@@ -366,10 +378,10 @@ impl Policy {
             }
         }
         if let Some(i) = allow {
-            let r = &self.rules[i as usize];
+            let (r, t) = self.at(i);
             return Decision::allow(
                 r,
-                format!("rule {} ({r}) allows {action} to {shown}", r.id),
+                format!("rule {} ({t}) allows {action} to {shown}", r.id),
                 None,
             );
         }
@@ -383,11 +395,11 @@ impl Policy {
             _ => None,
         };
         if let (true, Some(i)) = (ephemeral, sender) {
-            let r = &self.rules[i as usize];
+            let (r, t) = self.at(i);
             return Decision::allow(
                 r,
                 format!(
-                    "rule {} ({r}) allows outgoing traffic, which binds an ephemeral local port ({shown})",
+                    "rule {} ({t}) allows outgoing traffic, which binds an ephemeral local port ({shown})",
                     r.id
                 ),
                 None,
@@ -395,11 +407,15 @@ impl Policy {
         }
         if special.is_none() {
             for name in pinned {
-                if let Some(r) = self.name_match(name, Some(port), need).allow {
+                if let Some((r, t)) = self
+                    .name_match(name, Some(port), need)
+                    .allow
+                    .map(|i| self.at(i))
+                {
                     return Decision::allow(
                         r,
                         format!(
-                            "{ip} was resolved from {name}; rule {} ({r}) allows {action} to {name}:{port}",
+                            "{ip} was resolved from {name}; rule {} ({t}) allows {action} to {name}:{port}",
                             r.id
                         ),
                         Some(name.to_string()),
@@ -410,7 +426,8 @@ impl Policy {
         let reason = match (special, too_wide) {
             (Some((kind, _)), Some(i)) => format!(
                 "{ip} is a {kind} address, which only a rule naming it explicitly allows; rule {} ({}) is wider than that",
-                self.rules[i as usize].id, self.rules[i as usize]
+                self.at(i).0.id,
+                self.at(i).1
             ),
             _ => {
                 format!("no grant allows {action} to {shown}; network access is denied by default")
@@ -432,17 +449,17 @@ impl Policy {
             );
         };
         let m = self.name_match(&name, port, Rights::for_action(action));
-        if let Some(r) = m.deny {
+        if let Some((r, t)) = m.deny.map(|i| self.at(i)) {
             return Decision::deny(
                 &r.id,
-                format!("{target} is denied by rule {} ({r})", r.id),
+                format!("{target} is denied by rule {} ({t})", r.id),
                 Some(name),
             );
         }
-        if let Some(r) = m.allow {
+        if let Some((r, t)) = m.allow.map(|i| self.at(i)) {
             return Decision::allow(
                 r,
-                format!("rule {} ({r}) allows {action} to {target}", r.id),
+                format!("rule {} ({t}) allows {action} to {target}", r.id),
                 Some(name),
             );
         }
@@ -456,7 +473,7 @@ impl Policy {
     /// The first deny and the first grant (with `need`) among the name
     /// rules matching `name` at `port`. Without a port (name resolution),
     /// only a deny on every port applies.
-    fn name_match(&self, name: &str, port: Option<u16>, need: Rights) -> NameMatch<'_> {
+    fn name_match(&self, name: &str, port: Option<u16>, need: Rights) -> NameMatch {
         let mut m = NameMatch::default();
         let mut best: Option<u32> = None;
         let suffixes = name
@@ -479,7 +496,7 @@ impl Policy {
             }
             match r.effect {
                 Effect::Deny => {
-                    m.deny = Some(r);
+                    m.deny = Some(i);
                     return m;
                 }
                 Effect::Allow(rights) if rights.contains(need) => {
@@ -488,15 +505,16 @@ impl Policy {
                 Effect::Allow(_) => {}
             }
         }
-        m.allow = best.map(|i| &self.rules[i as usize]);
+        m.allow = best;
         m
     }
 }
 
+/// Indices of the first deny and the best grant among matching name rules.
 #[derive(Default)]
-struct NameMatch<'a> {
-    deny: Option<&'a Rule>,
-    allow: Option<&'a Rule>,
+struct NameMatch {
+    deny: Option<u32>,
+    allow: Option<u32>,
 }
 
 #[cfg(test)]

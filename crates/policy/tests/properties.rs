@@ -84,6 +84,17 @@ proptest! {
         let granted = rules
             .iter()
             .any(|r| inside(r) && matches!(r.effect, Effect::Allow(x) if x.contains(need)));
+        // The one derived grant: traffic rights allow the ephemeral bind
+        // (0.0.0.0:0) an unbound socket makes before sending.
+        let sender = match action {
+            Action::Bind => Some(Rights::CONNECT),
+            Action::UdpBind => Some(Rights::UDP_SEND),
+            _ => None,
+        };
+        let ephemeral = ip.is_unspecified() && port == 0 && sender.is_some_and(|need| {
+            rules.iter().any(|r| matches!(r.effect, Effect::Allow(x) if x.contains(need)))
+        });
+        let granted = granted || ephemeral;
         let denied = rules.iter().any(|r| inside(r) && r.effect == Effect::Deny);
         if allowed {
             prop_assert!(granted && !denied);
