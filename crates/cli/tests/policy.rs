@@ -972,3 +972,40 @@ fn explain_names_the_deciding_rule() {
         "warden: error: `api.example.com`: expected HOST:PORT, IP:PORT or [IPv6]:PORT\n"
     );
 }
+
+#[test]
+fn udp_bind_and_receive_have_their_deny_twins() {
+    let peer = UdpPeer::start("127.0.0.1");
+    let to = peer.addr.to_string();
+    // A local address outside the grant's block cannot be bound.
+    let elsewhere = format!("udp:127.0.0.2:0:{to}");
+    let r = net(&["--allow-udp", &to], &[&elsewhere]);
+    assert_eq!(r.stdout, format!("{elsewhere}: bind PermissionDenied\n"));
+    assert_eq!(peer.received(), 0);
+
+    // Sending allowed, receiving not: the reply is dropped by the host
+    // (and audited), so the guest waits until --timeout stops it.
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write(
+        tmp.path(),
+        "w.toml",
+        &format!(
+            "version = 1\naudit = \"audit.jsonl\"\n[[allow]]\nid = \"send-only\"\ntarget = \"127.0.0.1\"\nports = \"{}\"\nrights = [\"udp-send\"]\n",
+            peer.addr.port()
+        ),
+    );
+    let step = format!("udp:0.0.0.0:0:{to}");
+    let r = run(&["--timeout", "2s", "--manifest", &manifest, &client(), &step]);
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(peer.received(), 1, "the datagram was sent");
+    let recs = records(&std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap());
+    assert_eq!(
+        summary(&recs),
+        [
+            "udp-bind 0.0.0.0:0 allow send-only".to_string(),
+            format!("udp-send {to} allow send-only"),
+            format!("udp-recv {to} deny default-deny"),
+        ]
+    );
+}
