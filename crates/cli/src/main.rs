@@ -93,20 +93,10 @@ struct ExplainArgs {
 }
 
 fn action(s: &str) -> Result<Action, String> {
-    const ALL: [Action; 9] = [
-        Action::Connect,
-        Action::Bind,
-        Action::Listen,
-        Action::Accept,
-        Action::UdpBind,
-        Action::UdpSend,
-        Action::UdpRecv,
-        Action::Resolve,
-        Action::HttpRequest,
-    ];
-    ALL.into_iter()
-        .find(|a| a.as_str() == s)
-        .ok_or_else(|| format!("expected one of {}", ALL.map(|a| a.as_str()).join(", ")))
+    Action::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }
 
 #[derive(Args)]

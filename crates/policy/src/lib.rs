@@ -62,6 +62,24 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order the audit vocabulary lists them.
+    pub const ALL: [Action; 9] = [
+        Action::Connect,
+        Action::Bind,
+        Action::Listen,
+        Action::Accept,
+        Action::UdpBind,
+        Action::UdpSend,
+        Action::UdpRecv,
+        Action::Resolve,
+        Action::HttpRequest,
+    ];
+
+    /// The action called `name` (`connect`, `udp-send`, ...).
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     /// The action's name as used in messages, flags and audit records.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -521,17 +539,7 @@ struct NameMatch {
 mod tests {
     use super::*;
 
-    const ACTIONS: [Action; 9] = [
-        Action::Connect,
-        Action::Bind,
-        Action::Listen,
-        Action::Accept,
-        Action::UdpBind,
-        Action::UdpSend,
-        Action::UdpRecv,
-        Action::Resolve,
-        Action::HttpRequest,
-    ];
+    const ACTIONS: [Action; 9] = Action::ALL;
 
     #[test]
     fn empty_policy_denies_every_action_by_default_rule() {
