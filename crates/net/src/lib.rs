@@ -79,6 +79,10 @@ pub enum ConnectError {
     Timeout,
 }
 
+/// How many different denials stderr is told about, so that a guest trying
+/// many targets cannot flood it (or grow the set) without bound.
+pub const MAX_REPORTED: usize = 1024;
+
 /// Where the gate reports denials for the operator.
 pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
 
@@ -310,6 +314,13 @@ impl Gate {
     }
 
     fn report_once(&self, action: Action, target: Target, decision: &Decision) {
+        let mut reported = lock(&self.reported);
+        if reported.len() >= MAX_REPORTED || reported.contains(&(action, target.clone())) {
+            return;
+        }
+        reported.insert((action, target.clone()));
+        let full = reported.len() == MAX_REPORTED;
+        drop(reported);
         let mut line = format!(
             "warden: denied {action} {target} (rule {}): {}",
             decision.rule, decision.reason
@@ -322,10 +333,11 @@ impl Gate {
         } else {
             line.push_str("; a deny rule wins over every grant");
         }
-        let mut reported = lock(&self.reported);
-        if reported.insert((action, target)) {
-            drop(reported);
-            (self.reporter)(&line);
+        (self.reporter)(&line);
+        if full {
+            (self.reporter)(&format!(
+                "warden: {MAX_REPORTED} different denials reported; further ones are not shown here (the audit log has every decision)"
+            ));
         }
     }
 }
@@ -401,6 +413,22 @@ mod tests {
                 "warden: denied bind 127.0.0.1:9 (rule default-deny): no grant allows bind to 127.0.0.1:9; network access is denied by default; to allow it: --allow-listen 127.0.0.1:9",
                 "warden: denied http-request example.com:80 (rule default-deny): no grant allows http-request to example.com:80; network access is denied by default; to allow it: --allow-connect example.com:80",
             ]
+        );
+    }
+
+    #[test]
+    fn denial_reports_are_bounded() {
+        let (gate, lines) = recording_gate();
+        for port in 0..(MAX_REPORTED as u16 + 100) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            assert!(!gate.allows_addr(Action::Connect, addr));
+        }
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), MAX_REPORTED + 1);
+        assert!(
+            lines[MAX_REPORTED].contains("further ones are not shown"),
+            "{}",
+            lines[MAX_REPORTED]
         );
     }
 
