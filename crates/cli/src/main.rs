@@ -2,8 +2,10 @@
 //! the exit code of whatever the guest did.
 //!
 //! Exit codes: the guest's own code when it exits; 124 when `--timeout` or
-//! `--fuel` stopped it; 134 when it trapped; 2 for Warden's own errors (bad
-//! flags, an unreadable or unsupported file, a grant that cannot be set up).
+//! `--fuel` stopped it; 134 when it trapped; 130/143 when SIGINT/SIGTERM
+//! stopped Warden; 2 for Warden's own errors (bad flags, an unreadable or
+//! unsupported file, a grant that cannot be set up). `check` exits 0 or 2,
+//! `explain` 0 (allowed), 1 (denied) or 2.
 
 mod network;
 mod values;
@@ -109,7 +111,8 @@ stdout and stderr, and nothing else unless granted below. Networking is denied u
 (the network flags, or --manifest): a refused socket, name lookup or HTTP request fails inside the \
 guest with an access-denied error, and Warden says once on stderr which flag would allow it.",
     after_help = "Exit status: the guest's own exit code; 124 when --timeout or --fuel stopped it; \
-134 when it trapped; 2 when Warden could not run it (bad flags, unreadable or unsupported file).\n\n\
+134 when it trapped; 130 or 143 when SIGINT or SIGTERM stopped it (the audit log flushed first); 2 \
+when Warden could not run it (bad flags, unreadable or unsupported file).\n\n\
 Examples:\n  warden run app.wasm --app-flag value\n  warden run --allow-connect api.example.com:443 --audit audit.jsonl client.wasm\n  \
 warden run --listen 127.0.0.1:6000 server.wasm\n  warden run --dir ./out::/out --dir-ro ./in::/in convert.wasm /in/a /out/b\n  \
 warden run --env HOME --env LOG=debug --max-memory 64MiB --timeout 2s --fuel 100000000 job.wasm"

@@ -584,3 +584,37 @@ fn manifest_listeners_come_first() {
         r.stderr
     );
 }
+
+#[test]
+fn sigterm_stops_a_server_with_its_audit_log_flushed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("audit.jsonl");
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--audit",
+        p(&log),
+        p(&guest(Target::P1, "echo_std")),
+        "5",
+    ]);
+    assert_eq!(echo_round(&server, b"one\n"), b"one\n");
+    // SAFETY: signalling our own child process.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let r = server.finish();
+    assert_eq!(r.code, 143, "{}", r.stderr);
+    assert!(
+        r.stderr.ends_with("warden: stopped by SIGTERM\n"),
+        "{}",
+        r.stderr
+    );
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(audit.lines().count(), 1, "{audit}");
+    let rec: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (rec["event"].as_str(), rec["decision"].as_str()),
+        (Some("accept"), Some("allow"))
+    );
+}

@@ -363,6 +363,36 @@ fn initial_memory_over_the_limit_is_a_start_error() {
     );
 }
 
+/// Ctrl-C stops even a guest spinning in wasm code (which never yields to
+/// Warden's runtime): Warden waits for signals in a thread of its own.
+#[test]
+fn sigint_stops_a_spinning_guest() {
+    use std::io::BufRead;
+    let mut child = run_cmd(&["-v", p(&guest(Target::P1, "busy")), "forever"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("ready to start") {
+        let mut l = String::new();
+        assert_ne!(err.read_line(&mut l).unwrap(), 0, "no start line: {seen}");
+        seen.push_str(&l);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_bounded(
+        &mut child,
+        std::time::Duration::from_secs(20),
+        "SIGINT stops it",
+    );
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.ends_with("warden: stopped by SIGINT\n"), "{rest}");
+}
+
 fn timeout_stops_a_busy_guest(t: Target) {
     let r = run(&["--timeout", "300ms", p(&guest(t, "busy")), "forever"]);
     assert_eq!(r.code, 124);

@@ -11,6 +11,7 @@
 pub mod cache;
 mod limits;
 mod load;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -176,8 +177,12 @@ pub enum Outcome {
     Limit(LimitHit),
 }
 
-/// Run a guest to completion on a fresh runtime.
+/// Run a guest to completion on a fresh runtime. This is the process-level
+/// entry point: it also takes over SIGINT and SIGTERM, which stop Warden
+/// (exit status 130 or 143) after flushing the guest's audit log.
 pub fn run(cfg: &RunConfig) -> Result<Outcome, HostError> {
+    signals::install()
+        .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -229,6 +234,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
     log(&format!("ready to start after {:?}", started.elapsed()));
 
     let gate = gate(cfg, &guest)?;
+    signals::watch(&gate);
     let mut limiter_report = None;
     let run = execute(&engine, &compiled, cfg, &gate, bound, &mut limiter_report);
     let outcome = match cfg.limits.timeout {
@@ -247,20 +253,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
         }
         None => run.await,
     };
-    if let Some(summary) = gate.finish() {
-        if summary.dropped > 0 {
-            eprintln!(
-                "warden: audit: {} records dropped because the log writer fell behind ({} written)",
-                summary.dropped, summary.written
-            );
-        }
-        if let Some(error) = summary.error {
-            eprintln!(
-                "warden: audit: writing stopped after {} records: {error}",
-                summary.written
-            );
-        }
-    }
+    report_audit(gate.finish());
     let outcome = outcome?;
     if let (Some(max), Some(wanted)) = (cfg.limits.max_memory, limiter_report) {
         eprintln!(
@@ -268,6 +261,23 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Outcome, HostError> {
         );
     }
     Ok(outcome)
+}
+
+/// Say on stderr what the audit log could not write.
+fn report_audit(summary: Option<warden_net::AuditSummary>) {
+    let Some(summary) = summary else { return };
+    if summary.dropped > 0 {
+        eprintln!(
+            "warden: audit: {} records dropped because the log writer fell behind ({} written)",
+            summary.dropped, summary.written
+        );
+    }
+    if let Some(error) = summary.error {
+        eprintln!(
+            "warden: audit: writing stopped after {} records: {error}",
+            summary.written
+        );
+    }
 }
 
 /// The instance's gate: the operator's policy (plus, for pre-opened
