@@ -114,10 +114,6 @@ pub fn read_manifest(path: &Path) -> Result<manifest::Manifest, String> {
     manifest::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
-fn any_net() -> [RuleTarget; 2] {
-    ["0.0.0.0/0", "::/0"].map(|s| RuleTarget::Net(s.parse().expect("a valid block")))
-}
-
 impl NetworkArgs {
     /// The flags' rules, each with the flag text as its id.
     fn rules(&self) -> Vec<Rule> {
@@ -138,7 +134,7 @@ impl NetworkArgs {
                 f.ports,
                 Rights::BIND | Rights::LISTEN,
             ));
-            for peer in any_net() {
+            for peer in RuleTarget::every_address() {
                 rules.push(Rule::allow(&id, peer, Ports::ANY, Rights::ACCEPT));
             }
         }

@@ -288,11 +288,10 @@ fn gate(cfg: &RunConfig, guest: &load::Guest) -> Result<Arc<Gate>, HostError> {
     if !cfg.listeners.is_empty() {
         let mut rules = policy.rules().to_vec();
         for spec in &cfg.listeners {
-            for any in ["0.0.0.0/0", "::/0"] {
-                let net = any.parse().expect("a valid block");
+            for peer in RuleTarget::every_address() {
                 rules.push(Rule::allow(
                     format!("--listen {}={}", spec.name, spec.addr),
-                    RuleTarget::Net(net),
+                    peer,
                     Ports::ANY,
                     Rights::ACCEPT,
                 ));

@@ -169,9 +169,13 @@ impl Gate {
     /// Decide one action. Every ABI calls this and nothing else; every call
     /// is one audit record.
     pub fn decide(&self, action: Action, target: Target) -> Decision {
+        // Only traffic to a peer can go through a pin; binds, listens and
+        // accepts (a server's hot path) skip the pin table.
         let names = match &target {
-            Target::Addr(addr) => lock(&self.pins).names_for(addr.ip(), Instant::now()),
-            Target::Name { .. } => Vec::new(),
+            Target::Addr(addr) if action.follows_pins() => {
+                lock(&self.pins).names_for(addr.ip(), Instant::now())
+            }
+            _ => Vec::new(),
         };
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         self.decide_as(action, target, &names)
@@ -267,15 +271,10 @@ impl Gate {
         if !decision.is_allowed() {
             return Err(ConnectError::Denied(decision));
         }
-        let literal = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host)
-            .parse::<IpAddr>();
-        let candidates: Vec<SocketAddr> = match literal {
+        let candidates: Vec<SocketAddr> = match warden_policy::ip_literal(host) {
             // The decision above was on the address itself.
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => {
                 let name = decision.name.as_deref().unwrap_or(host);
                 let mut allowed = Vec::new();
                 let mut last_denial = None;

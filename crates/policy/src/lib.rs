@@ -25,12 +25,12 @@ mod trie;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 pub use rule::{
-    Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, normalize_name,
-    parse_target_ports,
+    Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, ip_literal,
+    normalize_name, parse_target_ports,
 };
 use trie::Trie;
 
@@ -78,6 +78,16 @@ impl Action {
     /// The action called `name` (`connect`, `udp-send`, ...).
     pub fn from_name(name: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// Whether an address may get this action through the name it was
+    /// resolved from (traffic to a peer: connect, http-request, udp-send,
+    /// udp-recv), not only through an address grant.
+    pub fn follows_pins(self) -> bool {
+        matches!(
+            self,
+            Action::Connect | Action::HttpRequest | Action::UdpSend | Action::UdpRecv
+        )
     }
 
     /// The action's name as used in messages, flags and audit records.
@@ -228,14 +238,6 @@ impl fmt::Debug for Policy {
     }
 }
 
-/// Actions an address may get through the name it was resolved from.
-fn pins_apply(action: Action) -> bool {
-    matches!(
-        action,
-        Action::Connect | Action::HttpRequest | Action::UdpSend | Action::UdpRecv
-    )
-}
-
 impl Policy {
     /// The empty policy, which denies every action.
     pub fn deny_all() -> Self {
@@ -317,17 +319,10 @@ impl Policy {
     pub fn decide_pinned(&self, action: Action, target: &Target, pinned: &[&str]) -> Decision {
         match target {
             Target::Addr(addr) => self.decide_addr(action, *addr, pinned),
-            Target::Name { host, port } => {
-                let literal = host
-                    .strip_prefix('[')
-                    .and_then(|h| h.strip_suffix(']'))
-                    .unwrap_or(host)
-                    .parse::<IpAddr>();
-                match literal {
-                    Ok(ip) => self.decide_addr(action, SocketAddr::new(ip, port.unwrap_or(0)), &[]),
-                    Err(_) => self.decide_name(action, host, *port),
-                }
-            }
+            Target::Name { host, port } => match ip_literal(host) {
+                Some(ip) => self.decide_addr(action, SocketAddr::new(ip, port.unwrap_or(0)), &[]),
+                None => self.decide_name(action, host, *port),
+            },
         }
     }
 
@@ -378,7 +373,7 @@ impl Policy {
                 None,
             );
         }
-        let pinned: &[&str] = if pins_apply(action) { pinned } else { &[] };
+        let pinned: &[&str] = if action.follows_pins() { pinned } else { &[] };
         for name in pinned {
             if let Some((r, t)) = self
                 .name_match(name, Some(port), need)

@@ -406,6 +406,16 @@ pub fn normalize_name(name: &str) -> Option<String> {
     ok.then_some(name)
 }
 
+/// The IP a host names when it is an IP literal (`10.0.0.1`, `::1`, or
+/// bracketed `[::1]` as in a URL), else `None`.
+pub fn ip_literal(host: &str) -> Option<IpAddr> {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse()
+        .ok()
+}
+
 /// What a rule is about: an address block or a name pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RuleTarget {
@@ -414,6 +424,16 @@ pub enum RuleTarget {
     /// Names matching a pattern (and, for connects, the addresses they were
     /// resolved to while the answer lives).
     Name(NamePattern),
+}
+
+impl RuleTarget {
+    /// Every IPv4 and every IPv6 address (`0.0.0.0/0` and `::/0`), as rules
+    /// about peers use it ("accept from any peer").
+    pub fn every_address() -> [RuleTarget; 2] {
+        let v4 = Cidr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).expect("a /0 block");
+        let v6 = Cidr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).expect("a /0 block");
+        [RuleTarget::Net(v4), RuleTarget::Net(v6)]
+    }
 }
 
 impl fmt::Display for RuleTarget {
