@@ -19,6 +19,7 @@
 //! looked up by exact name and by each label suffix. [`manifest`] reads the
 //! operator's TOML file into rules.
 
+mod decision;
 pub mod manifest;
 mod rule;
 mod trie;
@@ -27,15 +28,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::Arc;
+
+pub use decision::{DEFAULT_DENY, Decision, IP_LITERAL, MAX_SHOWN, Remedy, Verdict, shorten};
+use decision::{Quoted, Shown, Why};
 
 pub use rule::{
     Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, ip_literal,
     normalize_name, parse_target_ports,
 };
 use trie::Trie;
-
-/// The rule id reported when no grant matched and the default applied.
-pub const DEFAULT_DENY: &str = "default-deny";
 
 /// A network action a guest can attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,64 +141,6 @@ impl fmt::Display for Target {
     }
 }
 
-/// Allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The action may proceed.
-    Allow,
-    /// The action is refused.
-    Deny,
-}
-
-impl Verdict {
-    /// `allow` or `deny`, as the audit log writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allow => "allow",
-            Verdict::Deny => "deny",
-        }
-    }
-}
-
-/// The answer to one question, with the rule that gave it and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Allow or deny.
-    pub verdict: Verdict,
-    /// The id of the rule that decided ([`DEFAULT_DENY`] when none matched).
-    pub rule: String,
-    /// Why, in words an operator can act on.
-    pub reason: String,
-    /// The host name the decision turned on: the target's own, or the name
-    /// an address was resolved from when that name's rule decided.
-    pub name: Option<String>,
-}
-
-impl Decision {
-    /// Whether the action may proceed.
-    pub fn is_allowed(&self) -> bool {
-        self.verdict == Verdict::Allow
-    }
-
-    fn allow(rule: &Rule, reason: String, name: Option<String>) -> Decision {
-        Decision {
-            verdict: Verdict::Allow,
-            rule: rule.id.clone(),
-            reason,
-            name,
-        }
-    }
-
-    fn deny(rule: &str, reason: String, name: Option<String>) -> Decision {
-        Decision {
-            verdict: Verdict::Deny,
-            rule: rule.to_string(),
-            reason,
-            name,
-        }
-    }
-}
-
 /// Which transports a policy could ever allow. The runtime keeps a transport
 /// switched off entirely when no grant could use it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -209,11 +153,26 @@ pub struct Transports {
     pub resolve: bool,
 }
 
+/// What the host knows about an address beyond the address itself, for
+/// [`Policy::decide_known`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// Names that a permitted lookup resolved to this address, while the
+    /// answers live (DNS pins): their grants reach it.
+    pub resolved_from: &'a [&'a str],
+    /// Names of deny rules that the host itself resolved to this address:
+    /// their denies cover it.
+    pub address_of: &'a [&'a str],
+    /// Set when the host could not resolve the denied names: traffic to
+    /// any address is refused, since it might be one of theirs.
+    pub denied_names_unknown: Option<&'a str>,
+}
+
 /// The operator's network grants for one guest.
 ///
 /// `Policy::default()` is the empty policy: it grants nothing, so every
 /// [`Policy::decide`] is a denial by [`DEFAULT_DENY`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
     v4: Trie,
@@ -226,8 +185,30 @@ pub struct Policy {
     /// also allow the ephemeral local bind their traffic needs.
     first_connect: Option<u32>,
     first_udp_send: Option<u32>,
-    /// Each rule as `warden check` shows it, made once: decisions quote it.
-    texts: Vec<String>,
+    /// Each rule's id and text as `warden check` shows it, made once:
+    /// decisions quote them.
+    quotes: Vec<Quoted>,
+    default_deny: Arc<str>,
+    ip_literal: Arc<str>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            rules: Vec::new(),
+            v4: Trie::default(),
+            v6: Trie::default(),
+            exact: HashMap::new(),
+            suffix: HashMap::new(),
+            any_name: Vec::new(),
+            transports: Transports::default(),
+            first_connect: None,
+            first_udp_send: None,
+            quotes: Vec::new(),
+            default_deny: DEFAULT_DENY.into(),
+            ip_literal: IP_LITERAL.into(),
+        }
+    }
 }
 
 impl fmt::Debug for Policy {
@@ -280,15 +261,18 @@ impl Policy {
                 t.udp |= r.intersects(Rights::UDP_BIND | Rights::UDP_SEND | Rights::UDP_RECV);
                 t.resolve |= r.contains(Rights::RESOLVE);
             }
-            p.texts.push(rule.to_string());
+            p.quotes.push(Quoted {
+                id: rule.id.as_str().into(),
+                text: rule.to_string().into(),
+            });
             p.rules.push(rule);
         }
         p
     }
 
-    /// Rule `i` and its text.
-    fn at(&self, i: u32) -> (&Rule, &str) {
-        (&self.rules[i as usize], &self.texts[i as usize])
+    /// Rule `i` as decisions quote it.
+    fn quote(&self, i: u32) -> &Quoted {
+        &self.quotes[i as usize]
     }
 
     /// The rules, in order.
@@ -302,31 +286,51 @@ impl Policy {
         self.rules.iter().filter(|r| r.is_allow_all())
     }
 
+    /// The exact host names that deny rules name. A deny on a name covers
+    /// the addresses it resolves to: the host resolves these names itself
+    /// and passes their answers as [`Known::address_of`].
+    pub fn denied_names(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().filter_map(|(name, rules)| {
+            rules
+                .iter()
+                .any(|&i| self.rules[i as usize].effect == Effect::Deny)
+                .then_some(name.as_str())
+        })
+    }
+
     /// Which transports any grant of this policy could use.
     pub fn transports(&self) -> Transports {
         self.transports
     }
 
-    /// Decide whether `action` on `target` is allowed.
+    /// Decide whether `action` on `target` is allowed, knowing nothing more
+    /// about the target than itself.
     pub fn decide(&self, action: Action, target: &Target) -> Decision {
-        self.decide_pinned(action, target, &[])
+        self.decide_known(action, target, &Known::default())
     }
 
-    /// Decide, where the target address was resolved (for a permitted
-    /// lookup, still live) from the names in `pinned`. Such an address may
-    /// be reached by those names' grants, at their ports, for connects and
-    /// UDP traffic; denies on those names apply to it too.
-    pub fn decide_pinned(&self, action: Action, target: &Target, pinned: &[&str]) -> Decision {
+    /// Decide, with what the host knows about the target address (see
+    /// [`Known`]). Pins and denied names' addresses count only for traffic
+    /// to a peer (connect, http-request, udp-send, udp-recv).
+    pub fn decide_known(&self, action: Action, target: &Target, known: &Known<'_>) -> Decision {
         match target {
-            Target::Addr(addr) => self.decide_addr(action, *addr, pinned),
+            Target::Addr(addr) => self.decide_addr(action, *addr, known),
             Target::Name { host, port } => match ip_literal(host) {
-                Some(ip) => self.decide_addr(action, SocketAddr::new(ip, port.unwrap_or(0)), &[]),
-                None => self.decide_name(action, host, *port),
+                Some(ip) if action == Action::Resolve => Decision::allow(
+                    &Quoted {
+                        id: self.ip_literal.clone(),
+                        text: self.ip_literal.clone(),
+                    },
+                    Why::IpLiteral { ip },
+                    None,
+                ),
+                Some(ip) => self.decide_addr(action, SocketAddr::new(ip, port.unwrap_or(0)), known),
+                None => self.decide_name(action, target, host, *port),
             },
         }
     }
 
-    fn decide_addr(&self, action: Action, addr: SocketAddr, pinned: &[&str]) -> Decision {
+    fn decide_addr(&self, action: Action, addr: SocketAddr, known: &Known<'_>) -> Decision {
         let ip = canonical_ip(addr.ip());
         let port = addr.port();
         let shown = SocketAddr::new(ip, port);
@@ -366,35 +370,66 @@ impl Policy {
             ControlFlow::Continue(())
         });
         if let Some(i) = deny {
-            let (r, t) = self.at(i);
+            let rule = self.quote(i);
             return Decision::deny(
-                &r.id,
-                format!("{shown} is denied by rule {} ({t})", r.id),
+                rule.id.clone(),
+                Why::AddrDenied {
+                    shown,
+                    rule: rule.clone(),
+                },
                 None,
             );
         }
-        let pinned: &[&str] = if action.follows_pins() { pinned } else { &[] };
-        for name in pinned {
-            if let Some((r, t)) = self
-                .name_match(name, Some(port), need)
-                .deny
-                .map(|i| self.at(i))
-            {
+        let traffic = action.follows_pins();
+        if traffic {
+            if let Some(why) = known.denied_names_unknown {
                 return Decision::deny(
-                    &r.id,
-                    format!(
-                        "{shown} was resolved from {name}, which rule {} denies ({t})",
-                        r.id
-                    ),
-                    Some(name.to_string()),
+                    self.default_deny.clone(),
+                    Why::DeniedNamesUnknown {
+                        shown,
+                        why: why.into(),
+                    },
+                    None,
                 );
+            }
+            for name in known.resolved_from {
+                if let Some(i) = self.name_match(name, Some(port), need).deny {
+                    let rule = self.quote(i);
+                    return Decision::deny(
+                        rule.id.clone(),
+                        Why::ResolvedFromDenied {
+                            shown,
+                            name: (*name).into(),
+                            rule: rule.clone(),
+                        },
+                        Some((*name).into()),
+                    );
+                }
+            }
+            for name in known.address_of {
+                if let Some(i) = self.name_match(name, Some(port), need).deny {
+                    let rule = self.quote(i);
+                    return Decision::deny(
+                        rule.id.clone(),
+                        Why::AddressOfDenied {
+                            shown,
+                            name: (*name).into(),
+                            rule: rule.clone(),
+                        },
+                        Some((*name).into()),
+                    );
+                }
             }
         }
         if let Some(i) = allow {
-            let (r, t) = self.at(i);
+            let rule = self.quote(i);
             return Decision::allow(
-                r,
-                format!("rule {} ({t}) allows {action} to {shown}", r.id),
+                rule,
+                Why::AddrAllowed {
+                    action,
+                    shown,
+                    rule: rule.clone(),
+                },
                 None,
             );
         }
@@ -408,77 +443,102 @@ impl Policy {
             _ => None,
         };
         if let (true, Some(i)) = (ephemeral, sender) {
-            let (r, t) = self.at(i);
+            let rule = self.quote(i);
             return Decision::allow(
-                r,
-                format!(
-                    "rule {} ({t}) allows outgoing traffic, which binds an ephemeral local port ({shown})",
-                    r.id
-                ),
+                rule,
+                Why::Ephemeral {
+                    shown,
+                    rule: rule.clone(),
+                },
                 None,
             );
         }
+        let resolved_from = if traffic { known.resolved_from } else { &[] };
         if special.is_none() {
-            for name in pinned {
-                if let Some((r, t)) = self
-                    .name_match(name, Some(port), need)
-                    .allow
-                    .map(|i| self.at(i))
-                {
+            for name in resolved_from {
+                if let Some(i) = self.name_match(name, Some(port), need).allow {
+                    let rule = self.quote(i);
+                    let name: Arc<str> = (*name).into();
                     return Decision::allow(
-                        r,
-                        format!(
-                            "{ip} was resolved from {name}; rule {} ({t}) allows {action} to {name}:{port}",
-                            r.id
-                        ),
-                        Some(name.to_string()),
+                        rule,
+                        Why::PinAllowed {
+                            action,
+                            ip,
+                            name: name.clone(),
+                            port,
+                            rule: rule.clone(),
+                        },
+                        Some(name),
                     );
                 }
             }
         }
-        let reason = match (special, too_wide) {
-            (Some((kind, _)), Some(i)) => format!(
-                "{ip} is a {kind} address, which only a rule naming it explicitly allows; rule {} ({}) is wider than that",
-                self.at(i).0.id,
-                self.at(i).1
-            ),
-            _ => {
-                format!("no grant allows {action} to {shown}; network access is denied by default")
-            }
+        let why = match (special, too_wide) {
+            (Some((kind, _)), Some(i)) => Why::SpecialTooWide {
+                ip,
+                kind,
+                rule: self.quote(i).clone(),
+            },
+            _ => Why::NoGrant {
+                action,
+                shown: Shown::Addr(shown),
+            },
         };
-        Decision::deny(DEFAULT_DENY, reason, pinned.first().map(|n| n.to_string()))
+        Decision::deny(
+            self.default_deny.clone(),
+            why,
+            resolved_from.first().map(|n| (*n).into()),
+        )
     }
 
-    fn decide_name(&self, action: Action, host: &str, port: Option<u16>) -> Decision {
-        let target = Target::Name {
-            host: host.to_string(),
-            port,
-        };
+    fn decide_name(
+        &self,
+        action: Action,
+        target: &Target,
+        host: &str,
+        port: Option<u16>,
+    ) -> Decision {
         let Some(name) = normalize_name(host) else {
+            let shown = Shown::of(target);
+            let Shown::Name { host, .. } = &shown else {
+                unreachable!("a name target shows as a name")
+            };
+            let host = host.clone();
             return Decision::deny(
-                DEFAULT_DENY,
-                format!("`{host}` is not a valid host name"),
-                Some(host.to_string()),
+                self.default_deny.clone(),
+                Why::InvalidName { host: shown },
+                Some(host),
             );
         };
+        let shown = Shown::of(target);
         let m = self.name_match(&name, port, Rights::for_action(action));
-        if let Some((r, t)) = m.deny.map(|i| self.at(i)) {
+        let name: Arc<str> = name.into();
+        if let Some(i) = m.deny {
+            let rule = self.quote(i);
             return Decision::deny(
-                &r.id,
-                format!("{target} is denied by rule {} ({t})", r.id),
+                rule.id.clone(),
+                Why::NameDenied {
+                    shown,
+                    rule: rule.clone(),
+                },
                 Some(name),
             );
         }
-        if let Some((r, t)) = m.allow.map(|i| self.at(i)) {
+        if let Some(i) = m.allow {
+            let rule = self.quote(i);
             return Decision::allow(
-                r,
-                format!("rule {} ({t}) allows {action} to {target}", r.id),
+                rule,
+                Why::NameAllowed {
+                    action,
+                    shown,
+                    rule: rule.clone(),
+                },
                 Some(name),
             );
         }
         Decision::deny(
-            DEFAULT_DENY,
-            format!("no grant allows {action} to {target}; network access is denied by default"),
+            self.default_deny.clone(),
+            Why::NoGrant { action, shown },
             Some(name),
         )
     }
@@ -555,11 +615,19 @@ mod tests {
         for action in ACTIONS {
             for target in &targets {
                 let d = policy.decide(action, target);
-                assert_eq!(d.verdict, Verdict::Deny, "{action} {target}");
+                assert_eq!(d.verdict(), Verdict::Deny, "{action} {target}");
                 assert!(!d.is_allowed());
-                assert_eq!(d.rule, DEFAULT_DENY);
-                assert!(d.reason.contains(action.as_str()), "{}", d.reason);
-                assert!(d.reason.contains(&target.to_string()), "{}", d.reason);
+                assert_eq!(d.rule(), DEFAULT_DENY);
+                assert!(
+                    d.reason().to_string().contains(action.as_str()),
+                    "{}",
+                    d.reason().to_string()
+                );
+                assert!(
+                    d.reason().to_string().contains(&target.to_string()),
+                    "{}",
+                    d.reason().to_string()
+                );
             }
         }
         assert_eq!(policy.transports(), Transports::default());
@@ -624,9 +692,9 @@ mod tests {
         let p = rules(&[("web", "10.0.0.0/8:80-89", Some(Rights::CONNECT))]);
         let d = addr(&p, Action::Connect, "10.1.2.3:80");
         assert!(d.is_allowed());
-        assert_eq!(d.rule, "web");
+        assert_eq!(d.rule(), "web");
         assert_eq!(
-            d.reason,
+            d.reason().to_string(),
             "rule web (allow connect 10.0.0.0/8:80-89) allows connect to 10.1.2.3:80"
         );
         assert!(addr(&p, Action::Connect, "10.1.2.3:89").is_allowed());
@@ -639,7 +707,7 @@ mod tests {
         ] {
             let d = addr(&p, action, a);
             assert!(!d.is_allowed(), "{action} {a}");
-            assert_eq!(d.rule, DEFAULT_DENY);
+            assert_eq!(d.rule(), DEFAULT_DENY);
         }
         assert_eq!(
             p.transports(),
@@ -664,9 +732,9 @@ mod tests {
             let p = rules(&spec);
             let d = addr(&p, Action::Connect, "169.254.169.254:80");
             assert!(!d.is_allowed());
-            assert_eq!(d.rule, "no-meta");
+            assert_eq!(d.rule(), "no-meta");
             assert_eq!(
-                d.reason,
+                d.reason().to_string(),
                 "169.254.169.254:80 is denied by rule no-meta (deny 169.254.169.254/32:*)"
             );
             assert!(addr(&p, Action::Connect, "169.254.169.253:80").is_allowed());
@@ -683,7 +751,7 @@ mod tests {
             assert!(addr(&p, Action::Connect, a).is_allowed(), "{a}");
         }
         for a in ["127.0.0.66:1", "[::ffff:127.0.0.66]:1", "[::127.0.0.66]:1"] {
-            assert_eq!(addr(&p, Action::Connect, a).rule, "no-66", "{a}");
+            assert_eq!(addr(&p, Action::Connect, a).rule(), "no-66", "{a}");
         }
         // A rule written in mapped form is the IPv4 rule.
         let p = rules(&[("m", "[::ffff:10.0.0.0/104]:*", Some(Rights::CONNECT))]);
@@ -708,9 +776,11 @@ mod tests {
             let d = addr(&p, Action::Connect, a);
             assert!(!d.is_allowed(), "{a}");
             assert!(
-                d.reason.contains("only a rule naming it explicitly"),
+                d.reason()
+                    .to_string()
+                    .contains("only a rule naming it explicitly"),
                 "{a}: {}",
-                d.reason
+                d.reason()
             );
         }
         assert!(addr(&p, Action::Connect, "8.8.8.8:80").is_allowed());
@@ -740,11 +810,14 @@ mod tests {
         assert!(!name(&p, Action::Resolve, "example.com", None).is_allowed());
         assert!(!name(&p, Action::Resolve, "evilexample.com", None).is_allowed());
         let d = name(&p, Action::Resolve, "evil.example.com", None);
-        assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Deny, "bad"));
+        assert_eq!((d.verdict(), d.rule()), (Verdict::Deny, "bad"));
         assert!(!name(&p, Action::Resolve, "db.internal", None).is_allowed());
         assert!(name(&p, Action::Connect, "db.internal", Some(5432)).is_allowed());
         let d = name(&p, Action::Resolve, "not a name", None);
-        assert_eq!(d.reason, "`not a name` is not a valid host name");
+        assert_eq!(
+            d.reason().to_string(),
+            "`not a name` is not a valid host name"
+        );
         // An IP literal as a host is decided as the address.
         assert!(!name(&p, Action::HttpRequest, "127.0.0.1", Some(443)).is_allowed());
         let p = rules(&[("lo", "127.0.0.1:8080", Some(Rights::CONNECT))]);
@@ -764,7 +837,7 @@ mod tests {
         ]);
         assert!(name(&p, Action::Resolve, "mx.example.com", None).is_allowed());
         assert_eq!(
-            name(&p, Action::Connect, "mx.example.com", Some(25)).rule,
+            name(&p, Action::Connect, "mx.example.com", Some(25)).rule(),
             "no-25"
         );
     }
@@ -781,24 +854,31 @@ mod tests {
             ("no-66", "127.0.0.66:*", None),
         ]);
         let pin = |a: &str, action: Action, names: &[&str]| {
-            p.decide_pinned(action, &Target::Addr(a.parse().unwrap()), names)
+            p.decide_known(
+                action,
+                &Target::Addr(a.parse().unwrap()),
+                &Known {
+                    resolved_from: names,
+                    ..Known::default()
+                },
+            )
         };
         let d = pin("127.0.0.5:8000", Action::Connect, &["api.test"]);
         assert!(d.is_allowed());
-        assert_eq!(d.name.as_deref(), Some("api.test"));
+        assert_eq!(d.name(), Some("api.test"));
         assert_eq!(
-            d.reason,
+            d.reason().to_string(),
             "127.0.0.5 was resolved from api.test; rule api (allow connect,resolve api.test:8000-8001) allows connect to api.test:8000"
         );
         assert!(!pin("127.0.0.5:8002", Action::Connect, &["api.test"]).is_allowed());
         assert!(!pin("127.0.0.5:8000", Action::Connect, &[]).is_allowed());
         assert!(!pin("127.0.0.5:8000", Action::Bind, &["api.test"]).is_allowed());
         assert_eq!(
-            pin("127.0.0.66:8000", Action::Connect, &["api.test"]).rule,
+            pin("127.0.0.66:8000", Action::Connect, &["api.test"]).rule(),
             "no-66"
         );
         assert_eq!(
-            pin("127.0.0.5:8000", Action::Connect, &["api.test", "bad.test"]).rule,
+            pin("127.0.0.5:8000", Action::Connect, &["api.test", "bad.test"]).rule(),
             "bad"
         );
         assert!(!pin("0.0.0.0:8000", Action::Connect, &["api.test"]).is_allowed());
@@ -810,7 +890,7 @@ mod tests {
         for a in ["0.0.0.0:0", "[::]:0"] {
             let d = addr(&p, Action::Bind, a);
             assert!(d.is_allowed(), "{a}");
-            assert_eq!(d.rule, "out");
+            assert_eq!(d.rule(), "out");
         }
         assert!(!addr(&p, Action::Bind, "0.0.0.0:8080").is_allowed());
         assert!(!addr(&p, Action::Bind, "127.0.0.1:0").is_allowed());
@@ -825,13 +905,161 @@ mod tests {
             ("no-any", "0.0.0.0:*", None),
         ]);
         assert!(addr(&p, Action::UdpBind, "[::]:0").is_allowed());
-        assert_eq!(addr(&p, Action::UdpBind, "0.0.0.0:0").rule, "no-any");
+        assert_eq!(addr(&p, Action::UdpBind, "0.0.0.0:0").rule(), "no-any");
         assert!(!addr(&p, Action::Bind, "[::]:0").is_allowed());
         assert!(
             !Policy::deny_all()
                 .decide(Action::Bind, &Target::Addr("0.0.0.0:0".parse().unwrap()))
                 .is_allowed()
         );
+    }
+
+    #[test]
+    fn nat64_spellings_decide_as_ipv4() {
+        let p = rules(&[
+            ("v6", "[::/0]:*", Some(Rights::CONNECT)),
+            ("lo", "127.0.0.0/8:*", Some(Rights::CONNECT)),
+            ("no-66", "127.0.0.66:*", None),
+        ]);
+        // The IPv6 allow-all does not reach an IPv4 address denied by rule
+        // through either NAT64 prefix.
+        for a in [
+            "[64:ff9b::7f00:42]:80",
+            "[64:ff9b:1::7f00:42]:80",
+            "[64:ff9b:1:abcd::7f00:42]:80",
+        ] {
+            let d = addr(&p, Action::Connect, a);
+            assert_eq!(d.rule(), "no-66", "{a}");
+        }
+        assert_eq!(
+            addr(&p, Action::Connect, "[64:ff9b::7f00:1]:80").rule(),
+            "lo"
+        );
+        // An IPv4 address no rule grants stays denied in NAT64 form.
+        let d = addr(&p, Action::Connect, "[64:ff9b::a00:1]:80");
+        assert!(!d.is_allowed());
+        assert_eq!(
+            d.reason().to_string(),
+            "no grant allows connect to 10.0.0.1:80; network access is denied by default"
+        );
+        // A rule written in the well-known NAT64 form is an IPv4 rule.
+        assert_eq!(
+            "[64:ff9b::a00:0/104]".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert!("[64:ff9b:1::/48]".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn resolving_an_ip_literal_needs_no_grant() {
+        let d = name(&Policy::deny_all(), Action::Resolve, "127.0.0.1", None);
+        assert!(d.is_allowed());
+        assert_eq!(d.rule(), IP_LITERAL);
+        assert_eq!(
+            d.reason().to_string(),
+            "127.0.0.1 is an IP literal: it resolves to itself and no lookup leaves the host"
+        );
+        assert!(name(&Policy::deny_all(), Action::Resolve, "[::1]", None).is_allowed());
+        assert!(!name(&Policy::deny_all(), Action::Connect, "127.0.0.1", Some(80)).is_allowed());
+    }
+
+    #[test]
+    fn traffic_from_a_peer_is_from_it() {
+        let p = rules(&[(
+            "peers",
+            "127.0.0.0/8:*",
+            Some(Rights::ACCEPT | Rights::UDP_RECV),
+        )]);
+        for action in [Action::Accept, Action::UdpRecv] {
+            let d = addr(&p, action, "127.0.0.2:4000");
+            assert_eq!(
+                d.reason().to_string(),
+                format!(
+                    "rule peers (allow accept,udp-recv 127.0.0.0/8:*) allows {action} from 127.0.0.2:4000"
+                )
+            );
+            let d = addr(&p, action, "10.0.0.2:4000");
+            assert_eq!(
+                d.reason().to_string(),
+                format!(
+                    "no grant allows {action} from 10.0.0.2:4000; network access is denied by default"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_deny_on_a_name_covers_the_addresses_the_host_resolved_it_to() {
+        let p = rules(&[
+            (
+                "corp",
+                "*.corp.test:*",
+                Some(Rights::CONNECT | Rights::RESOLVE),
+            ),
+            ("lo", "127.0.0.0/8:*", Some(Rights::CONNECT)),
+            ("secret", "secret.corp.test:*", None),
+            ("db", "db.corp.test:5432", None),
+        ]);
+        let mut names: Vec<_> = p.denied_names().collect();
+        names.sort();
+        assert_eq!(names, ["db.corp.test", "secret.corp.test"]);
+        let t = Target::Addr("127.0.0.9:443".parse().unwrap());
+        let known = |resolved_from, address_of| Known {
+            resolved_from,
+            address_of,
+            denied_names_unknown: None,
+        };
+        // alias.corp.test resolved to secret's address: still secret's.
+        let d = p.decide_known(
+            Action::Connect,
+            &t,
+            &known(&["alias.corp.test"], &["secret.corp.test"]),
+        );
+        assert_eq!(d.rule(), "secret");
+        assert_eq!(d.name(), Some("secret.corp.test"));
+        assert_eq!(
+            d.reason().to_string(),
+            "127.0.0.9 is an address of secret.corp.test, which rule secret denies (deny secret.corp.test:*); a deny on a name covers the addresses it resolves to"
+        );
+        // Even reached through an address grant.
+        assert_eq!(
+            p.decide_known(Action::Connect, &t, &known(&[], &["secret.corp.test"]))
+                .rule(),
+            "secret"
+        );
+        // A deny on some ports covers the address at those ports only.
+        assert!(
+            p.decide_known(Action::Connect, &t, &known(&[], &["db.corp.test"]))
+                .is_allowed()
+        );
+        let db = Target::Addr("127.0.0.9:5432".parse().unwrap());
+        assert_eq!(
+            p.decide_known(Action::Connect, &db, &known(&[], &["db.corp.test"]))
+                .rule(),
+            "db"
+        );
+        // Listening on an address is not traffic to the denied host.
+        let p2 = rules(&[
+            ("web", "127.0.0.9:443", Some(Rights::BIND)),
+            ("secret", "secret.corp.test:*", None),
+        ]);
+        assert!(
+            p2.decide_known(Action::Bind, &t, &known(&[], &["secret.corp.test"]))
+                .is_allowed()
+        );
+        // Unknown denied names: traffic fails closed.
+        let unknown = Known {
+            denied_names_unknown: Some("no DNS server answered"),
+            ..Known::default()
+        };
+        let d = p.decide_known(Action::Connect, &t, &unknown);
+        assert!(!d.is_allowed());
+        assert!(
+            d.reason()
+                .to_string()
+                .contains("cannot resolve now (no DNS server answered)")
+        );
+        assert!(p2.decide_known(Action::Bind, &t, &unknown).is_allowed());
     }
 
     #[test]
@@ -844,5 +1072,8 @@ mod tests {
         ]);
         let ids: Vec<_> = p.allow_all_rules().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["all", "names"]);
+        // Accepting from every peer is what a listener does: no warning.
+        let p = rules(&[("peers", "0.0.0.0/0:*", Some(Rights::ACCEPT))]);
+        assert_eq!(p.allow_all_rules().count(), 0);
     }
 }

@@ -180,20 +180,30 @@ impl FromStr for Ports {
     }
 }
 
-/// The form an address is compared in: IPv4-mapped (`::ffff:a.b.c.d`) and
-/// IPv4-compatible (`::a.b.c.d`) IPv6 addresses become the IPv4 address they
-/// carry, so that every spelling of one host decides alike. `::` and `::1`
-/// stay IPv6 (unspecified and loopback).
+/// The form an address is compared in: every IPv6 spelling of an IPv4
+/// address becomes that IPv4 address, so that all spellings of one host
+/// decide alike. Those spellings are IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`), and NAT64: the well-known prefix
+/// `64:ff9b::/96` and the local-use `64:ff9b:1::/48` (RFC 6052, 8215), whose
+/// last 32 bits are the IPv4 address (the /96 embedding; on a NAT64 network
+/// such an address reaches that IPv4 host). `::` and `::1` stay IPv6
+/// (unspecified and loopback).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if v6 != Ipv6Addr::UNSPECIFIED && v6 != Ipv6Addr::LOCALHOST => {
-            match v6.to_ipv4() {
-                Some(v4) => IpAddr::V4(v4),
-                None => ip,
-            }
-        }
-        _ => ip,
+    let IpAddr::V6(v6) = ip else { return ip };
+    if v6 == Ipv6Addr::UNSPECIFIED || v6 == Ipv6Addr::LOCALHOST {
+        return ip;
     }
+    if let Some(v4) = v6.to_ipv4() {
+        return IpAddr::V4(v4);
+    }
+    let s = v6.segments();
+    let well_known = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let local_use = s[..3] == [0x64, 0xff9b, 1];
+    if well_known || local_use {
+        let bits = u128::from(v6) as u32;
+        return IpAddr::V4(Ipv4Addr::from(bits));
+    }
+    ip
 }
 
 /// Addresses a grant reaches only when it names them explicitly: a rule
@@ -329,6 +339,14 @@ impl FromStr for Cidr {
                 .filter(|l| *l <= max)
                 .ok_or_else(|| format!("`/{l}` is not a prefix length for {ip} (0-{max})"))?,
         };
+        if let IpAddr::V6(v6) = ip {
+            let seg = v6.segments();
+            if len < 96 && (seg[..3] == [0x64, 0xff9b, 1] && len >= 48) {
+                return Err(format!(
+                    "`{s}`: addresses in the NAT64 prefix 64:ff9b:1::/48 are decided as the IPv4 address in their last 32 bits; write the IPv4 block instead (or a /96 or longer prefix)"
+                ));
+            }
+        }
         Cidr::new(ip, len).ok_or_else(|| format!("`{s}` is not an address block"))
     }
 }
@@ -543,7 +561,10 @@ impl Rule {
             RuleTarget::Name(n) => *n == NamePattern::Any,
         };
         let all_ports = self.ports.is_any() || self.effect == Effect::Allow(Rights::RESOLVE);
-        matches!(self.effect, Effect::Allow(_)) && wide && all_ports
+        // Accepting from every peer is what serving means; the listening
+        // address is the grant that matters, and it is warned about itself.
+        let serving_only = self.effect == Effect::Allow(Rights::ACCEPT);
+        matches!(self.effect, Effect::Allow(_)) && wide && all_ports && !serving_only
     }
 }
 

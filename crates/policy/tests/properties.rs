@@ -56,7 +56,7 @@ fn rule() -> impl Strategy<Value = Rule> {
 
 fn decide(p: &Policy, action: Action, ip: IpAddr, port: u16) -> (bool, String) {
     let d = p.decide(action, &Target::Addr(SocketAddr::new(ip, port)));
-    (d.is_allowed(), d.rule)
+    (d.is_allowed(), d.rule().to_string())
 }
 
 proptest! {
