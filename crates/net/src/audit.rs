@@ -8,9 +8,18 @@
 //! A record's fields: `ts` (RFC 3339, UTC, milliseconds), `instance` (this
 //! run), `module_sha256` (the guest's bytes), `event` (the action: connect,
 //! bind, listen, accept, udp-bind, udp-send, udp-recv, resolve,
-//! http-request), `addr` (`IP:PORT`, or null for a name), `name` (the host
-//! name, or the name an address was resolved from, or null), `port` (for a
-//! name with a port), `decision` (allow or deny), `rule` and `reason`.
+//! http-request; or `limit` when a limit stopped the guest), `addr`
+//! (`IP:PORT`, or null for a name), `name` (the host name, or the name an
+//! address was resolved from, or null; at most
+//! [`MAX_SHOWN`](warden_policy::MAX_SHOWN) bytes of it), `port` (for a name
+//! with a port), `decision` (allow or deny), `rule` and `reason`. A `limit`
+//! record names the limit in `limit` and `rule` and says what happened in
+//! `reason`.
+//!
+//! Only records that reached the file count as written: a record is
+//! counted once the write and the flush after it succeeded. After a write
+//! error nothing more is written, and the records that came after are
+//! counted as lost, apart from the ones dropped because the queue was full.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
@@ -22,7 +31,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use warden_policy::{Action, Decision, Target};
+use warden_policy::{Action, Decision, Target, shorten};
 
 /// How many records may wait for the writer before new ones are dropped.
 pub const QUEUE: usize = 8192;
@@ -50,21 +59,25 @@ pub struct AuditError {
 /// What happened to the records, reported at exit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditSummary {
-    /// Records written.
+    /// Records written (and flushed).
     pub written: u64,
-    /// Records dropped because the queue was full.
+    /// Records dropped because the queue was full (the writer fell behind).
     pub dropped: u64,
+    /// Records not written because writing had failed.
+    pub lost: u64,
     /// The first write error, after which nothing more was written.
     pub error: Option<String>,
 }
 
-/// The writer thread: records written, and the first write error.
-type Writer = JoinHandle<(u64, Option<String>)>;
+/// The writer thread: records written, records in hand when writing
+/// failed, and the first write error.
+type Writer = JoinHandle<(u64, u64, Option<String>)>;
 
 /// The audit log of one guest instance.
 pub struct AuditLog {
     tx: Mutex<Option<SyncSender<String>>>,
     dropped: AtomicU64,
+    lost: AtomicU64,
     writer: Mutex<Option<Writer>>,
     instance: String,
     module_sha256: String,
@@ -99,6 +112,7 @@ impl AuditLog {
         AuditLog {
             tx: Mutex::new(Some(tx)),
             dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
             instance: instance.to_string(),
             module_sha256: module_sha256.to_string(),
@@ -108,49 +122,80 @@ impl AuditLog {
     /// Record one decision about `action` on `target`.
     pub fn record(&self, action: Action, target: &Target, decision: &Decision) {
         let (addr, name, port) = match target {
-            Target::Addr(a) => (Some(a.to_string()), decision.name.clone(), None),
-            Target::Name { host, port } => (None, Some(host.clone()), *port),
+            Target::Addr(a) => (
+                Some(a.to_string()),
+                decision.name().map(str::to_string),
+                None,
+            ),
+            Target::Name { host, port } => (None, Some(shorten(host).into_owned()), *port),
         };
-        let mut rec = serde_json::json!({
-            "ts": rfc3339(SystemTime::now()),
-            "instance": self.instance,
-            "module_sha256": self.module_sha256,
-            "event": action.as_str(),
-            "addr": addr,
-            "name": name,
-            "decision": decision.verdict.as_str(),
-            "rule": decision.rule,
-            "reason": decision.reason,
-        });
+        let mut rec = self.base(action.as_str());
+        rec.insert("addr".into(), addr.into());
+        rec.insert("name".into(), name.into());
+        rec.insert("decision".into(), decision.verdict().as_str().into());
+        rec.insert("rule".into(), decision.rule().into());
+        rec.insert("reason".into(), decision.reason().to_string().into());
         if let Some(port) = port {
-            rec["port"] = port.into();
+            rec.insert("port".into(), port.into());
         }
+        self.send(rec);
+    }
+
+    /// Record that a limit stopped the guest: `limit` names it (`timeout`,
+    /// `fuel`, ...), `reason` says what happened.
+    pub fn record_limit(&self, limit: &str, reason: &str) {
+        let mut rec = self.base("limit");
+        rec.insert("addr".into(), serde_json::Value::Null);
+        rec.insert("name".into(), serde_json::Value::Null);
+        rec.insert("decision".into(), "deny".into());
+        rec.insert("limit".into(), limit.into());
+        rec.insert("rule".into(), limit.into());
+        rec.insert("reason".into(), reason.into());
+        self.send(rec);
+    }
+
+    /// The fields every record has.
+    fn base(&self, event: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut rec = serde_json::Map::new();
+        rec.insert("ts".into(), rfc3339(SystemTime::now()).into());
+        rec.insert("instance".into(), self.instance.as_str().into());
+        rec.insert("module_sha256".into(), self.module_sha256.as_str().into());
+        rec.insert("event".into(), event.into());
+        rec
+    }
+
+    fn send(&self, rec: serde_json::Map<String, serde_json::Value>) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = tx.as_ref() else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.lost.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match tx.try_send(rec.to_string()) {
+        match tx.try_send(serde_json::Value::Object(rec).to_string()) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The writer stopped after a write error.
+            Err(TrySendError::Disconnected(_)) => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
     /// Close the queue, wait for the writer to write what is queued, and
-    /// say what happened. Records after this are dropped (and counted).
+    /// say what happened. Records after this are lost (and counted).
     pub fn finish(&self) -> AuditSummary {
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (written, error) = match writer.map(JoinHandle::join) {
+        let (written, in_hand, error) = match writer.map(JoinHandle::join) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => (0, Some("the audit writer thread panicked".to_string())),
-            None => (0, None),
+            Some(Err(_)) => (0, 0, Some("the audit writer thread panicked".to_string())),
+            None => (0, 0, None),
         };
         AuditSummary {
             written,
             dropped: self.dropped.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed) + in_hand,
             error,
         }
     }
@@ -165,24 +210,36 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// The writer thread: write lines as they come, flushing whenever the queue
-/// runs dry, until every sender is gone.
-fn write_all(rx: Receiver<String>, out: Box<dyn Write + Send>) -> (u64, Option<String>) {
+/// runs dry, until every sender is gone. Returns the records written and
+/// flushed, the records in hand when writing failed (written into the
+/// buffer, or still queued), and the error.
+fn write_all(rx: Receiver<String>, out: Box<dyn Write + Send>) -> (u64, u64, Option<String>) {
     let mut out = BufWriter::new(out);
     let mut written = 0;
+    let failed = |unflushed: u64, rx: Receiver<String>, e: io::Error| {
+        // Stop taking records (senders now count them as lost), and count
+        // the ones already queued.
+        let queued = rx.try_iter().count() as u64;
+        (unflushed + queued, e.to_string())
+    };
     while let Ok(line) = rx.recv() {
         let mut next = Some(line);
+        let mut unflushed = 0;
         while let Some(line) = next {
+            unflushed += 1;
             if let Err(e) = writeln!(out, "{line}") {
-                return (written, Some(e.to_string()));
+                let (lost, e) = failed(unflushed, rx, e);
+                return (written, lost, Some(e));
             }
-            written += 1;
             next = rx.try_recv().ok();
         }
         if let Err(e) = out.flush() {
-            return (written, Some(e.to_string()));
+            let (lost, e) = failed(unflushed, rx, e);
+            return (written, lost, Some(e));
         }
+        written += unflushed;
     }
-    (written, None)
+    (written, 0, None)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -253,13 +310,22 @@ mod tests {
         }
     }
 
+    /// A real decision: an allow by rule r1, or the default deny.
     fn decision(v: Verdict) -> Decision {
-        Decision {
-            verdict: v,
-            rule: "r1".into(),
-            reason: "because".into(),
-            name: None,
-        }
+        let rule = warden_policy::Rule::allow(
+            "r1",
+            "127.0.0.0/8".parse().unwrap(),
+            warden_policy::Ports::ANY,
+            warden_policy::Rights::CONNECT,
+        );
+        let policy = match v {
+            Verdict::Allow => warden_policy::Policy::new([rule]),
+            Verdict::Deny => warden_policy::Policy::deny_all(),
+        };
+        policy.decide(
+            Action::Connect,
+            &Target::Addr("127.0.0.1:8080".parse().unwrap()),
+        )
     }
 
     #[test]
@@ -301,27 +367,47 @@ mod tests {
             }
         }
         let log = AuditLog::with_writer(Box::new(Keep(got.clone())), 16, "inst", "sha");
+        let target = Target::Name {
+            host: "api.test".into(),
+            port: Some(8080),
+        };
+        let policy = warden_policy::Policy::deny_all();
         log.record(
             Action::HttpRequest,
-            &Target::Name {
-                host: "api.test".into(),
-                port: Some(8080),
-            },
-            &decision(Verdict::Deny),
+            &target,
+            &policy.decide(Action::HttpRequest, &target),
         );
-        let mut pinned = decision(Verdict::Allow);
-        pinned.name = Some("api.test".into());
-        log.record(
+        let pin_rule = warden_policy::Rule::allow(
+            "api",
+            "api.test".parse().unwrap(),
+            warden_policy::Ports::ANY,
+            warden_policy::Rights::CONNECT,
+        );
+        let addr = Target::Addr("127.0.0.1:8080".parse().unwrap());
+        let pinned = warden_policy::Policy::new([pin_rule]).decide_known(
             Action::Connect,
-            &Target::Addr("127.0.0.1:8080".parse().unwrap()),
-            &pinned,
+            &addr,
+            &warden_policy::Known {
+                resolved_from: &["api.test"],
+                ..Default::default()
+            },
         );
+        log.record(Action::Connect, &addr, &pinned);
+        let long = Target::Name {
+            host: "x".repeat(100_000),
+            port: None,
+        };
+        log.record(
+            Action::Resolve,
+            &long,
+            &policy.decide(Action::Resolve, &long),
+        );
+        log.record_limit("timeout", "the guest ran past its time limit of 1s");
         assert_eq!(
             log.finish(),
             AuditSummary {
-                written: 2,
-                dropped: 0,
-                error: None
+                written: 4,
+                ..AuditSummary::default()
             }
         );
         let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
@@ -334,13 +420,51 @@ mod tests {
         assert_eq!(recs[0]["name"], "api.test");
         assert_eq!(recs[0]["port"], 8080);
         assert_eq!(recs[0]["decision"], "deny");
-        assert_eq!(recs[0]["rule"], "r1");
-        assert_eq!(recs[0]["reason"], "because");
+        assert_eq!(recs[0]["rule"], "default-deny");
+        assert_eq!(
+            recs[0]["reason"],
+            "no grant allows http-request to api.test:8080; network access is denied by default"
+        );
         assert_eq!(recs[0]["instance"], "inst");
         assert_eq!(recs[0]["module_sha256"], "sha");
         assert!(recs[0]["ts"].as_str().unwrap().ends_with('Z'));
         assert_eq!(recs[1]["addr"], "127.0.0.1:8080");
         assert_eq!(recs[1]["name"], "api.test");
         assert_eq!(recs[1]["decision"], "allow");
+        assert_eq!(recs[1]["rule"], "api");
+        // A huge name is cut, in the name and in the reason.
+        assert!(recs[2]["name"].as_str().unwrap().len() < 300);
+        assert!(recs[2]["reason"].as_str().unwrap().len() < 400);
+        assert_eq!(recs[3]["event"], "limit");
+        assert_eq!(recs[3]["limit"], "timeout");
+        assert_eq!(recs[3]["decision"], "deny");
+    }
+
+    /// A writer whose writes all fail, as on a full disk.
+    struct Full;
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(28))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::Error::from_raw_os_error(28))
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_writes_nothing_and_says_so() {
+        let log = AuditLog::with_writer(Box::new(Full), 16, "i", "s");
+        let target = Target::Addr("127.0.0.1:80".parse().unwrap());
+        log.record(Action::Connect, &target, &decision(Verdict::Deny));
+        // Let the writer fail, then record more: lost, not "dropped".
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..5 {
+            log.record(Action::Connect, &target, &decision(Verdict::Deny));
+        }
+        let s = log.finish();
+        assert_eq!(s.written, 0, "{s:?}");
+        assert_eq!(s.dropped, 0, "{s:?}");
+        assert_eq!(s.lost, 6, "{s:?}");
+        assert!(s.error.unwrap().contains("No space left on device"));
     }
 }

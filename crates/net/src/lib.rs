@@ -6,10 +6,11 @@
 //! whatever ABI it arrives through, is decided by one function:
 //! [`Gate::decide`]. The gate asks the instance's [`Policy`], with the names
 //! the address was resolved from while those answers live (DNS pins, see
-//! [`resolve`]), writes every decision to the [`audit`] log, and tells the
-//! operator about each kind of denial once on stderr, naming the rule that
-//! decided it and the flag that would allow it. The ABI layers in
-//! `warden-wasi` only translate; they hold no policy of their own.
+//! [`resolve`]) and the addresses of denied names, writes every decision to
+//! the [`audit`] log, and tells the operator about each kind of denial once
+//! (a [`report::Notice`], carrying the grant that would allow it as data:
+//! the binary words it as a flag). The ABI layers in `warden-wasi` only
+//! translate; they hold no policy of their own.
 //!
 //! Host-side network work for the guest also lives here, behind the gate:
 //! [`Gate::resolve`] (a permitted lookup, pinned), [`Gate::connect`] (the
@@ -18,27 +19,36 @@
 //! the connections accepted on them, each accept decided by the gate).
 
 pub mod audit;
+mod denied;
+pub mod out;
+pub mod report;
 pub mod resolve;
 pub mod sockets;
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use audit::{AuditDest, AuditLog, AuditSummary};
+pub use report::{Notice, Reporter};
 pub use resolve::{DnsConfig, LookupError};
-pub use warden_policy::{Action, Decision, Policy, Target, Transports, Verdict};
+pub use warden_policy::{Action, Decision, Policy, Remedy, Target, Transports, Verdict, shorten};
 
+use denied::DeniedNames;
+use report::Reported;
 use resolve::{Pins, Resolver};
 
 /// Why [`Gate::resolve`] gave no addresses.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
+    /// Not a host name DNS could carry (over 253 bytes, a label over 63,
+    /// characters a name cannot hold). Refused before any decision.
+    #[error("`{0}` is not a valid host name")]
+    InvalidName(String),
     /// The policy refused the lookup.
-    #[error("resolving {} is denied by rule {}", .0.name.as_deref().unwrap_or("the name"), .0.rule)]
-    Denied(Decision),
+    #[error("resolving {} is denied by rule {}", .0.name().unwrap_or("the name"), .0.rule())]
+    Denied(Box<Decision>),
     /// The lookup was allowed and failed.
     #[error(transparent)]
     Lookup(#[from] LookupError),
@@ -60,8 +70,11 @@ enum PermitKind {
 #[non_exhaustive]
 pub enum ConnectError {
     /// The policy refused the request or every address the name has.
-    #[error("denied by rule {}: {}", .0.rule, .0.reason)]
-    Denied(Decision),
+    #[error("denied by rule {}: {}", .0.rule(), .0.reason())]
+    Denied(Box<Decision>),
+    /// The host is not a valid host name.
+    #[error("`{0}` is not a valid host name")]
+    InvalidName(String),
     /// The name did not resolve.
     #[error(transparent)]
     Lookup(#[from] LookupError),
@@ -79,15 +92,14 @@ pub enum ConnectError {
     Timeout,
 }
 
-/// How many different denials stderr is told about, so that a guest trying
-/// many targets cannot flood it (or grow the set) without bound.
-pub const MAX_REPORTED: usize = 1024;
+pub use report::{MAX_REMOTE_REPORTED, MAX_REPORTED};
 
-/// Where the gate reports denials for the operator.
-pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
+/// The most outgoing HTTP requests one instance has in flight at once;
+/// more wait for one to finish.
+pub const MAX_HTTP_IN_FLIGHT: usize = 64;
 
-/// Builds a [`Gate`]. Defaults: denials reported on stderr, no audit log,
-/// the system's DNS configuration.
+/// Builds a [`Gate`]. Defaults: denials reported on stderr in plain words,
+/// no audit log, the system's DNS configuration.
 pub struct GateBuilder {
     policy: Policy,
     reporter: Reporter,
@@ -116,13 +128,16 @@ impl GateBuilder {
 
     /// The gate.
     pub fn build(self) -> Arc<Gate> {
+        let denied = DeniedNames::new(self.policy.denied_names().map(str::to_string).collect());
         Arc::new(Gate {
             policy: self.policy,
             pins: Mutex::new(Pins::default()),
-            reported: Mutex::new(HashSet::new()),
+            denied,
+            reported: Reported::default(),
             reporter: self.reporter,
             audit: self.audit,
             resolver: Resolver::new(self.dns),
+            http: Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_IN_FLIGHT)),
         })
     }
 }
@@ -131,11 +146,12 @@ impl GateBuilder {
 pub struct Gate {
     policy: Policy,
     pins: Mutex<Pins>,
-    /// (action, target) pairs already reported, so each is said once.
-    reported: Mutex<HashSet<(Action, Target)>>,
+    denied: DeniedNames,
+    reported: Reported,
     reporter: Reporter,
     audit: Option<AuditLog>,
     resolver: Resolver,
+    http: Arc<tokio::sync::Semaphore>,
 }
 
 /// A poisoned lock only means another thread panicked while holding it;
@@ -154,7 +170,7 @@ impl Gate {
     pub fn builder(policy: Policy) -> GateBuilder {
         GateBuilder {
             policy,
-            reporter: Box::new(|line| eprintln!("{line}")),
+            reporter: report::plain_reporter(),
             audit: None,
             dns: DnsConfig::System,
         }
@@ -166,30 +182,58 @@ impl Gate {
         self.policy.transports()
     }
 
+    /// Get ready to decide `action`: for traffic to a peer, make sure the
+    /// addresses of denied names are known (see the `denied` module). ABI
+    /// layers that can wait call this before [`Gate::decide`]; one that
+    /// does not gets decisions that fail closed until they are known.
+    pub async fn prepare(self: &Arc<Self>, action: Action) {
+        if action.follows_pins() && !self.denied.is_fresh() {
+            // On a task of its own: the resolver's futures are not `Sync`,
+            // and socket checks must be.
+            let gate = self.clone();
+            let _ = tokio::spawn(async move { gate.denied.refresh(&gate.resolver).await }).await;
+        }
+    }
+
     /// Decide one action. Every ABI calls this and nothing else; every call
     /// is one audit record.
     pub fn decide(&self, action: Action, target: Target) -> Decision {
-        // Only traffic to a peer can go through a pin; binds, listens and
-        // accepts (a server's hot path) skip the pin table.
-        let names = match &target {
-            Target::Addr(addr) if action.follows_pins() => {
-                lock(&self.pins).names_for(addr.ip(), Instant::now())
-            }
-            _ => Vec::new(),
-        };
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.decide_as(action, target, &names)
+        self.decide_as(action, target, None)
     }
 
-    /// Decide with `pinned` as the names the target address was resolved
-    /// from; audited and reported like every decision.
-    fn decide_as(&self, action: Action, target: Target, pinned: &[&str]) -> Decision {
-        let decision = self.policy.decide_pinned(action, &target, pinned);
+    /// Decide, with the names the target address was resolved from given
+    /// (`Some`) rather than looked up in the pin table. Audited and
+    /// reported like every decision.
+    fn decide_as(&self, action: Action, target: Target, pinned: Option<&[&str]>) -> Decision {
+        // Only traffic to a peer can go through a pin or hit a denied
+        // name's address; binds, listens and accepts (a server's hot path)
+        // skip both tables.
+        let decision = match &target {
+            Target::Addr(addr) if action.follows_pins() => {
+                let looked_up;
+                let resolved_from: Vec<&str> = match pinned {
+                    Some(names) => names.to_vec(),
+                    None => {
+                        looked_up = lock(&self.pins).names_for(addr.ip(), Instant::now());
+                        looked_up.iter().map(String::as_str).collect()
+                    }
+                };
+                let owners = self.denied.owners(addr.ip());
+                let address_of: Vec<&str> = owners.names.iter().map(|n| &**n).collect();
+                let known = warden_policy::Known {
+                    resolved_from: &resolved_from,
+                    address_of: &address_of,
+                    denied_names_unknown: owners.unknown.as_deref(),
+                };
+                self.policy.decide_known(action, &target, &known)
+            }
+            _ => self.policy.decide(action, &target),
+        };
         if let Some(audit) = &self.audit {
             audit.record(action, &target, &decision);
         }
         if !decision.is_allowed() {
-            self.report_once(action, target, &decision);
+            self.report_once(action, &target, &decision);
         }
         decision
     }
@@ -207,10 +251,17 @@ impl Gate {
     }
 
     /// Decide a lookup of `name` for the guest (`resolve`). An IP literal
-    /// needs no decision: it resolves to itself and nothing leaves the host.
+    /// needs no decision: it resolves to itself and nothing leaves the
+    /// host. A string that is not a host name is refused before anything
+    /// is decided, recorded or reported.
     pub fn permit_resolve(&self, name: &str) -> Result<ResolvePermit, ResolveError> {
-        if let Ok(ip) = name.parse::<IpAddr>() {
+        if let Some(ip) = warden_policy::ip_literal(name) {
             return Ok(ResolvePermit(PermitKind::Literal(ip)));
+        }
+        if warden_policy::normalize_name(name).is_none() {
+            return Err(ResolveError::InvalidName(
+                warden_policy::shorten(name).into_owned(),
+            ));
         }
         let decision = self.decide(
             Action::Resolve,
@@ -220,9 +271,9 @@ impl Gate {
             },
         );
         if !decision.is_allowed() {
-            return Err(ResolveError::Denied(decision));
+            return Err(ResolveError::Denied(Box::new(decision)));
         }
-        let name = decision.name.unwrap_or_else(|| name.to_string());
+        let name = decision.name().unwrap_or(name).to_string();
         Ok(ResolvePermit(PermitKind::Name(name)))
     }
 
@@ -250,17 +301,34 @@ impl Gate {
         Ok(addrs)
     }
 
+    /// A place among this instance's outgoing HTTP requests in flight
+    /// (at most [`MAX_HTTP_IN_FLIGHT`]); hold it for the request's life.
+    pub async fn http_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.http
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the HTTP semaphore is never closed")
+    }
+
     /// Open a TCP connection on the guest's behalf (the HTTP egress path):
     /// `action` on `host:port` is decided first; a name is then resolved
     /// once on the host (and pinned), and only the addresses the gate
     /// allows `connect` to are tried, in order, each within `timeout`.
     pub async fn connect(
-        &self,
+        self: &Arc<Self>,
         action: Action,
         host: &str,
         port: u16,
         timeout: Duration,
     ) -> Result<tokio::net::TcpStream, ConnectError> {
+        let literal = warden_policy::ip_literal(host);
+        if literal.is_none() && warden_policy::normalize_name(host).is_none() {
+            return Err(ConnectError::InvalidName(
+                warden_policy::shorten(host).into_owned(),
+            ));
+        }
+        self.prepare(Action::Connect).await;
         let decision = self.decide(
             action,
             Target::Name {
@@ -269,20 +337,20 @@ impl Gate {
             },
         );
         if !decision.is_allowed() {
-            return Err(ConnectError::Denied(decision));
+            return Err(ConnectError::Denied(Box::new(decision)));
         }
-        let candidates: Vec<SocketAddr> = match warden_policy::ip_literal(host) {
+        let candidates: Vec<SocketAddr> = match literal {
             // The decision above was on the address itself.
             Some(ip) => vec![SocketAddr::new(ip, port)],
             None => {
-                let name = decision.name.as_deref().unwrap_or(host);
+                let name = decision.name().unwrap_or(host).to_string();
                 let mut allowed = Vec::new();
                 let mut last_denial = None;
-                for ip in self.lookup_pinned(name).await? {
+                for ip in self.lookup_pinned(&name).await? {
                     let addr = SocketAddr::new(ip, port);
                     // These addresses came from this name's pin: its rules,
                     // not those of other names sharing the address, decide.
-                    let d = self.decide_as(Action::Connect, Target::Addr(addr), &[name]);
+                    let d = self.decide_as(Action::Connect, Target::Addr(addr), Some(&[&name]));
                     if d.is_allowed() {
                         allowed.push(addr);
                     } else {
@@ -290,7 +358,7 @@ impl Gate {
                     }
                 }
                 match (allowed.is_empty(), last_denial) {
-                    (true, Some(d)) => return Err(ConnectError::Denied(d)),
+                    (true, Some(d)) => return Err(ConnectError::Denied(Box::new(d))),
                     _ => allowed,
                 }
             }
@@ -306,73 +374,44 @@ impl Gate {
         Err(last.unwrap_or(ConnectError::Timeout))
     }
 
+    /// Record that a limit stopped the guest (`limit` names it: `timeout`,
+    /// `fuel`, ...; `reason` says what happened).
+    pub fn record_limit(&self, limit: &str, reason: &str) {
+        if let Some(audit) = &self.audit {
+            audit.record_limit(limit, reason);
+        }
+    }
+
     /// Flush and close the audit log, if there is one, and say what
     /// happened to its records.
     pub fn finish(&self) -> Option<AuditSummary> {
         self.audit.as_ref().map(AuditLog::finish)
     }
 
-    fn report_once(&self, action: Action, target: Target, decision: &Decision) {
-        let mut reported = lock(&self.reported);
-        if reported.len() >= MAX_REPORTED || reported.contains(&(action, target.clone())) {
+    fn report_once(&self, action: Action, target: &Target, decision: &Decision) {
+        let Some(last) = self.reported.first(action, target) else {
             return;
-        }
-        reported.insert((action, target.clone()));
-        let full = reported.len() == MAX_REPORTED;
-        drop(reported);
-        let mut line = format!(
-            "warden: denied {action} {target} (rule {}): {}",
-            decision.rule, decision.reason
-        );
-        if decision.rule == warden_policy::DEFAULT_DENY {
-            if let Some(hint) = hint(action, &target) {
-                line.push_str("; to allow it: ");
-                line.push_str(&hint);
-            }
+        };
+        let remedy = if decision.by_deny_rule() {
+            None
         } else {
-            line.push_str("; a deny rule wins over every grant");
-        }
-        (self.reporter)(&line);
-        if full {
-            (self.reporter)(&format!(
-                "warden: {MAX_REPORTED} different denials reported; further ones are not shown here (the audit log has every decision)"
-            ));
-        }
-    }
-}
-
-/// The flag that would allow `action` on `target`.
-fn hint(action: Action, target: &Target) -> Option<String> {
-    let flag = match action {
-        Action::Connect | Action::HttpRequest => "--allow-connect",
-        Action::Bind | Action::Listen | Action::Accept => "--allow-listen",
-        Action::UdpBind | Action::UdpSend | Action::UdpRecv => "--allow-udp",
-        Action::Resolve => "--allow-resolve",
-        _ => return None,
-    };
-    match target {
-        Target::Name { host, port: None } => Some(format!("{flag} {host}")),
-        Target::Name {
-            host,
-            port: Some(p),
-        } if host.contains(':') && !host.starts_with('[') => Some(format!("{flag} [{host}]:{p}")),
-        Target::Name {
-            host,
-            port: Some(p),
-        } => Some(format!("{flag} {host}:{p}")),
-        // A peer's port is its own ephemeral one; the grant is for the host.
-        Target::Addr(a) if action == Action::Accept || action == Action::UdpRecv => {
-            let ip = match a {
-                SocketAddr::V4(v4) => v4.ip().to_string(),
-                SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
-            };
-            Some(if action == Action::Accept {
-                format!("a manifest grant with the accept right for {ip}")
+            Remedy::for_denial(action, target)
+        };
+        (self.reporter)(&Notice::Denied {
+            action,
+            target,
+            decision,
+            remedy,
+        });
+        if last {
+            let remote = matches!(action, Action::Accept | Action::UdpRecv);
+            let budget = if remote {
+                MAX_REMOTE_REPORTED
             } else {
-                format!("{flag} {ip}:*")
-            })
+                MAX_REPORTED
+            };
+            (self.reporter)(&Notice::Quiet { remote, budget });
         }
-        Target::Addr(a) => Some(format!("{flag} {a}")),
     }
 }
 
@@ -380,18 +419,20 @@ fn hint(action: Action, target: &Target) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn recording_gate() -> (Arc<Gate>, Arc<Mutex<Vec<String>>>) {
+    fn recording_gate(policy: Policy) -> (Arc<Gate>, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        let gate = Gate::builder(Policy::deny_all())
-            .reporter(Box::new(move |l| sink.lock().unwrap().push(l.to_string())))
+        let gate = Gate::builder(policy)
+            .reporter(Arc::new(move |n| {
+                sink.lock().unwrap().push(report::plain(n))
+            }))
             .build();
         (gate, lines)
     }
 
     #[test]
     fn empty_policy_gate_denies_and_reports_each_denial_once() {
-        let (gate, lines) = recording_gate();
+        let (gate, lines) = recording_gate(Policy::deny_all());
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert!(!gate.allows_addr(Action::Connect, addr));
         assert!(!gate.allows_addr(Action::Connect, addr));
@@ -403,21 +444,21 @@ mod tests {
                 port: Some(80),
             },
         );
-        assert_eq!(http.verdict, Verdict::Deny);
+        assert_eq!(http.verdict(), Verdict::Deny);
         let lines = lines.lock().unwrap();
         assert_eq!(
             *lines,
             [
-                "warden: denied connect 127.0.0.1:9 (rule default-deny): no grant allows connect to 127.0.0.1:9; network access is denied by default; to allow it: --allow-connect 127.0.0.1:9",
-                "warden: denied bind 127.0.0.1:9 (rule default-deny): no grant allows bind to 127.0.0.1:9; network access is denied by default; to allow it: --allow-listen 127.0.0.1:9",
-                "warden: denied http-request example.com:80 (rule default-deny): no grant allows http-request to example.com:80; network access is denied by default; to allow it: --allow-connect example.com:80",
+                "warden: denied connect 127.0.0.1:9 (rule default-deny): no grant allows connect to 127.0.0.1:9; network access is denied by default; to allow it, grant connect on 127.0.0.1/32:9",
+                "warden: denied bind 127.0.0.1:9 (rule default-deny): no grant allows bind to 127.0.0.1:9; network access is denied by default; to allow it, grant bind on 127.0.0.1/32:9",
+                "warden: denied http-request example.com:80 (rule default-deny): no grant allows http-request to example.com:80; network access is denied by default; to allow it, grant connect on example.com:80",
             ]
         );
     }
 
     #[test]
     fn denial_reports_are_bounded() {
-        let (gate, lines) = recording_gate();
+        let (gate, lines) = recording_gate(Policy::deny_all());
         for port in 0..(MAX_REPORTED as u16 + 100) {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             assert!(!gate.allows_addr(Action::Connect, addr));
@@ -432,8 +473,77 @@ mod tests {
     }
 
     #[test]
+    fn peers_are_reported_once_per_address_on_their_own_budget() {
+        let (gate, lines) = recording_gate(Policy::deny_all());
+        // One peer connecting from 30 ports: one line.
+        for port in 40_000..40_030 {
+            assert!(!gate.allows_addr(Action::Accept, SocketAddr::from(([127, 0, 0, 2], port))));
+        }
+        assert_eq!(lines.lock().unwrap().len(), 1);
+        assert!(lines.lock().unwrap()[0].contains("accept from 127.0.0.2:40000"));
+        // Many peers exhaust only the remote budget...
+        for i in 0..(MAX_REMOTE_REPORTED as u32 + 50) {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            assert!(!gate.allows_addr(Action::UdpRecv, SocketAddr::from((ip, 53))));
+        }
+        let n = lines.lock().unwrap().len();
+        // The accept above shares the remote budget; then the budget line.
+        assert_eq!(n, MAX_REMOTE_REPORTED + 1);
+        // ...and the guest's own denials are still told.
+        assert!(!gate.allows_addr(Action::Connect, SocketAddr::from(([127, 0, 0, 1], 9))));
+        assert_eq!(lines.lock().unwrap().len(), n + 1);
+    }
+
+    #[test]
+    fn an_invalid_name_is_refused_before_any_decision() {
+        let (gate, lines) = recording_gate(Policy::deny_all());
+        let huge = "a".repeat(1 << 20);
+        let e = gate.permit_resolve(&huge).unwrap_err();
+        assert!(matches!(e, ResolveError::InvalidName(_)));
+        assert!(e.to_string().len() < 400);
+        let long_label = format!("{}.test", "a".repeat(64));
+        assert!(matches!(
+            gate.permit_resolve(&long_label).unwrap_err(),
+            ResolveError::InvalidName(_)
+        ));
+        assert!(
+            lines.lock().unwrap().is_empty(),
+            "nothing decided, nothing said"
+        );
+        // An IP literal needs no decision either.
+        assert!(gate.permit_resolve("127.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn without_their_addresses_denied_names_fail_closed() {
+        let (t, p) = warden_policy::parse_target_ports("127.0.0.0/8:*").unwrap();
+        let (dt, dp) = warden_policy::parse_target_ports("secret.test:*").unwrap();
+        let policy = Policy::new([
+            warden_policy::Rule::allow(
+                "lo",
+                t,
+                p,
+                warden_policy::Rights::CONNECT | warden_policy::Rights::BIND,
+            ),
+            warden_policy::Rule::deny("secret", dt, dp),
+        ]);
+        let (gate, _) = recording_gate(policy);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+        // Not prepared: the denied name's addresses are unknown.
+        let d = gate.decide(Action::Connect, Target::Addr(addr));
+        assert!(!d.is_allowed());
+        assert!(
+            d.reason().to_string().contains("not resolved yet"),
+            "{}",
+            d.reason()
+        );
+        // Binds are no traffic to a peer.
+        assert!(gate.allows_addr(Action::Bind, addr));
+    }
+
+    #[test]
     fn empty_policy_switches_every_transport_off() {
-        let (gate, _) = recording_gate();
+        let (gate, _) = recording_gate(Policy::deny_all());
         assert_eq!(gate.transports(), Transports::default());
     }
 }

@@ -27,6 +27,21 @@ pub const MIN_PIN: Duration = Duration::from_secs(10);
 /// the oldest.
 pub const MAX_PINS: usize = 4096;
 
+/// At most this many addresses of one answer are kept (and given to the
+/// guest): a DNS answer can hold thousands.
+pub const MAX_PIN_ADDRS: usize = 64;
+
+/// At most this many lookups are in flight at once per instance.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// At most this many lookups wait for one of those places; past that a
+/// lookup fails at once with a transient error.
+pub const MAX_WAITING: usize = 1024;
+
+/// Lookups that reach a DNS server start at this rate at most, per
+/// instance (a burst of as many is allowed); pinned answers are free.
+pub const LOOKUPS_PER_SECOND: u32 = 100;
+
 /// Which DNS servers to ask.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DnsConfig {
@@ -52,11 +67,38 @@ pub enum LookupError {
         /// Why.
         reason: String,
     },
+    /// Too many lookups are waiting already; try again later.
+    #[error("too many name lookups at once ({MAX_IN_FLIGHT} in flight, {MAX_WAITING} waiting)")]
+    Busy,
 }
 
 pub(crate) struct Resolver {
     config: DnsConfig,
     inner: tokio::sync::OnceCell<Result<TokioResolver, String>>,
+    in_flight: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    pace: std::sync::Mutex<Pace>,
+}
+
+/// A token bucket: [`LOOKUPS_PER_SECOND`] tokens a second, as many at most.
+struct Pace {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    /// Take a token, or say how long until one is there.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let rate = f64::from(LOOKUPS_PER_SECOND);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
 }
 
 impl Resolver {
@@ -64,7 +106,45 @@ impl Resolver {
         Resolver {
             config,
             inner: tokio::sync::OnceCell::new(),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            pace: std::sync::Mutex::new(Pace {
+                tokens: f64::from(LOOKUPS_PER_SECOND),
+                at: Instant::now(),
+            }),
         }
+    }
+
+    /// Wait for a place among the lookups in flight and for the pace, or
+    /// fail at once when too many wait already.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, LookupError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// Counts a waiter until it is dropped, even when the lookup is
+        /// abandoned while it waits.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let waiting = Waiting(&self.waiting);
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            return Err(LookupError::Busy);
+        }
+        let permit = self.in_flight.acquire().await;
+        loop {
+            let wait = self
+                .pace
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(Instant::now());
+            match wait {
+                None => break,
+                Some(d) => tokio::time::sleep(d).await,
+            }
+        }
+        drop(waiting);
+        permit.map_err(|_| LookupError::Busy)
     }
 
     async fn get(&self) -> Result<&TokioResolver, String> {
@@ -101,11 +181,12 @@ impl Resolver {
             name: name.to_string(),
             reason,
         };
+        let _admitted = self.admit().await?;
         let resolver = self.get().await.map_err(failed)?;
         // A trailing dot: the name is absolute, no search domains.
         match resolver.lookup_ip(format!("{name}.")).await {
             Ok(found) => {
-                let addrs: Vec<IpAddr> = found.iter().collect();
+                let addrs: Vec<IpAddr> = found.iter().take(MAX_PIN_ADDRS).collect();
                 if addrs.is_empty() {
                     return Err(LookupError::NotFound(name.to_string()));
                 }

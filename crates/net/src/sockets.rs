@@ -277,7 +277,7 @@ mod tests {
         let rule =
             warden_policy::Rule::allow("peers", target, ports, warden_policy::Rights::ACCEPT);
         crate::Gate::builder(crate::Policy::new([rule]))
-            .reporter(Box::new(|_| {}))
+            .reporter(std::sync::Arc::new(|_| {}))
             .build()
     }
 

@@ -1,0 +1,173 @@
+//! What the gate tells the operator, as data.
+//!
+//! The gate reports each kind of denial once, through a [`Reporter`] the
+//! embedder provides; the `warden` binary words a [`Notice`] (and the
+//! [`Remedy`] it carries) as the flag that would allow the action, while
+//! this library knows no flag names. [`plain_reporter`] words notices
+//! without flags.
+//!
+//! Reports are bounded twice over: [`MAX_REPORTED`] different denials of
+//! what the guest itself tried (keyed by action and target), and
+//! [`MAX_REMOTE_REPORTED`] of what remote peers did (accepts and received
+//! datagrams, keyed by action and the peer's address without its port), so
+//! that neither a guest sweeping ports nor peers connecting from many
+//! ports can flood stderr, grow the sets, or hide the other's denials.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use warden_policy::{Action, Decision, Remedy, Target};
+
+/// How many different denials of the guest's own actions are reported.
+pub const MAX_REPORTED: usize = 1024;
+
+/// How many different denied peers (accepts, received datagrams) are
+/// reported.
+pub const MAX_REMOTE_REPORTED: usize = 256;
+
+/// Something the operator should hear about once.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Notice<'a> {
+    /// An action was refused (said once per kind, see the module docs).
+    Denied {
+        /// What was tried.
+        action: Action,
+        /// On what.
+        target: &'a Target,
+        /// The decision, with its rule and reason.
+        decision: &'a Decision,
+        /// The grant that would allow it, when the default refused it and
+        /// a rule can express one.
+        remedy: Option<Remedy>,
+    },
+    /// The budget of reports is spent; further denials of this kind go
+    /// only to the audit log.
+    Quiet {
+        /// Whether it is the budget for remote peers' actions.
+        remote: bool,
+        /// How many were reported.
+        budget: usize,
+    },
+}
+
+/// Where the gate's notices go.
+pub type Reporter = Arc<dyn Fn(&Notice<'_>) + Send + Sync>;
+
+/// A reporter that writes each notice as one line on stderr, without
+/// naming flags.
+pub fn plain_reporter() -> Reporter {
+    Arc::new(|n| crate::out::line(&plain(n)))
+}
+
+/// A notice in words, without flags.
+pub fn plain(n: &Notice<'_>) -> String {
+    match n {
+        Notice::Denied {
+            action,
+            target,
+            decision,
+            remedy,
+        } => {
+            let mut line = denied_line(*action, target, decision);
+            if let Some(r) = remedy {
+                line.push_str(&format!(
+                    "; to allow it, grant {} on {}:{}",
+                    r.rights, r.target, r.ports
+                ));
+            }
+            line
+        }
+        Notice::Quiet { remote, budget } => quiet_line(*remote, *budget),
+    }
+}
+
+/// `warden: denied ACTION TARGET (rule R): REASON`.
+pub fn denied_line(action: Action, target: &Target, decision: &Decision) -> String {
+    let shown = match target {
+        Target::Name { host, port } => {
+            let host = warden_policy::shorten(host);
+            match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.into_owned(),
+            }
+        }
+        Target::Addr(a) => a.to_string(),
+    };
+    let mut line = format!(
+        "warden: denied {action} {shown} (rule {}): {}",
+        decision.rule(),
+        decision.reason()
+    );
+    if decision.by_deny_rule() {
+        line.push_str("; a deny rule wins over every grant");
+    }
+    line
+}
+
+/// The line said when a report budget is spent.
+pub fn quiet_line(remote: bool, budget: usize) -> String {
+    let whose = if remote {
+        "peers (accepts and received datagrams)"
+    } else {
+        "the guest's actions"
+    };
+    format!(
+        "warden: {budget} different denials of {whose} reported; further ones are not shown here (the audit log has every decision)"
+    )
+}
+
+/// What a report is keyed by: remote peers by address alone (their ports
+/// are their own ephemeral ones).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Guest(Action, Target),
+    Remote(Action, IpAddr),
+}
+
+/// The two bounded sets of what was reported.
+#[derive(Default)]
+pub(crate) struct Reported {
+    guest: Mutex<HashSet<Key>>,
+    remote: Mutex<HashSet<Key>>,
+}
+
+impl Reported {
+    /// Whether this denial should be reported: `None` when it was already
+    /// or its budget is spent; `Some(true)` when it is the last one the
+    /// budget allows (then say [`Notice::Quiet`] after it).
+    pub(crate) fn first(&self, action: Action, target: &Target) -> Option<bool> {
+        let (key, set, budget) = match (action, target) {
+            (Action::Accept | Action::UdpRecv, Target::Addr(a)) => (
+                Key::Remote(action, warden_policy::canonical_ip(a.ip())),
+                &self.remote,
+                MAX_REMOTE_REPORTED,
+            ),
+            // Keys hold at most a shortened name: a guest cannot grow the
+            // set by megabytes.
+            (_, Target::Name { host, port }) => (
+                Key::Guest(
+                    action,
+                    Target::Name {
+                        host: warden_policy::shorten(host).into_owned(),
+                        port: *port,
+                    },
+                ),
+                &self.guest,
+                MAX_REPORTED,
+            ),
+            _ => (
+                Key::Guest(action, target.clone()),
+                &self.guest,
+                MAX_REPORTED,
+            ),
+        };
+        let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= budget || set.contains(&key) {
+            return None;
+        }
+        set.insert(key);
+        Some(set.len() == budget)
+    }
+}
