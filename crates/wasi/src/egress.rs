@@ -58,7 +58,7 @@ impl WasiHttpHooks for GatedHttp {
 }
 
 async fn send(
-    gate: &Gate,
+    gate: &Arc<Gate>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<
@@ -79,6 +79,19 @@ async fn send(
     if host.is_empty() {
         return Err(Error::HttpRequestUriInvalid);
     }
+    // Credentials in the authority (`user:pass@host`) would travel in the
+    // Host header and could make a lax virtual-host router pick another
+    // site than the one decided: refused.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        warden_net::out::line(&format!(
+            "warden: refused an outgoing HTTP request whose authority carries userinfo ({}): only host[:port] may name the destination",
+            warden_net::shorten(uri.authority().map_or("", |a| a.as_str()))
+        ));
+        return Err(Error::HttpRequestDenied);
+    }
+    // One place among the instance's requests in flight, held until the
+    // connection is done.
+    let slot = gate.http_slot().await;
     if uri.scheme() == Some(&Scheme::HTTPS) {
         // Decided and audited like any request; there is no TLS client yet.
         let target = Target::Name {
@@ -88,9 +101,9 @@ async fn send(
         if !gate.decide(Action::HttpRequest, target).is_allowed() {
             return Err(Error::HttpRequestDenied);
         }
-        eprintln!(
+        warden_net::out::line(&format!(
             "warden: https://{host}:{port}: outgoing HTTPS is not supported yet; use http://"
-        );
+        ));
         return Err(Error::DestinationUnavailable);
     }
     let timeout = options
@@ -101,6 +114,7 @@ async fn send(
         .await
         .map_err(|e| match e {
             ConnectError::Denied(_) => Error::HttpRequestDenied,
+            ConnectError::InvalidName(_) => Error::HttpRequestUriInvalid,
             ConnectError::Lookup(LookupError::NotFound(_)) => Error::DnsError {
                 rcode: Some("NXDOMAIN".into()),
                 info_code: None,
@@ -118,16 +132,17 @@ async fn send(
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
-    // Origin form on the wire; the authority goes in Host.
-    let host_header = uri
-        .authority()
-        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
-    if let (false, Some(v)) = (
-        request.headers().contains_key(http::header::HOST),
-        host_header,
-    ) {
-        request.headers_mut().insert(http::header::HOST, v);
-    }
+    // Origin form on the wire; Host is exactly the host[:port] decided,
+    // whatever the request carried.
+    let host_header = match uri.port_u16() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let host_header =
+        http::HeaderValue::from_str(&host_header).map_err(|_| Error::HttpRequestUriInvalid)?;
+    request
+        .headers_mut()
+        .insert(http::header::HOST, host_header);
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
         .build()
@@ -141,10 +156,12 @@ async fn send(
         .map_err(|_| Error::ConnectionReadTimeout)??;
     let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
     Ok((response, async move {
-        match conn.await {
+        let done = match conn.await {
             Ok(r) => r.map_err(Error::from),
             Err(_) => Err(Error::ConnectionTerminated),
-        }
+        };
+        drop(slot);
+        done
     }))
 }
 

@@ -16,7 +16,9 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub mod http_fields;
 pub mod p1;
+pub mod stdio;
 
 pub use p1::{P1Ctx, link_p1};
 
@@ -51,7 +53,8 @@ pub struct DirGrant {
 
 /// Everything a guest is given apart from the network, which the gate holds.
 /// `Grants::default()` gives nothing: no arguments, no environment, no
-/// directories.
+/// directories; stdin, stdout and stderr are the host's (output through
+/// Warden's writer, see [`stdio`]).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// The guest's arguments, `args[0]` being the program name.
@@ -66,7 +69,11 @@ pub struct Grants {
 /// through `gate`. Stdio is the host's.
 pub fn wasi_builder(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiCtxBuilder, WasiError> {
     let mut b = WasiCtxBuilder::new();
-    b.inherit_stdio().args(&grants.args).envs(&grants.env);
+    b.inherit_stdin()
+        .stdout(stdio::HostOutput::STDOUT)
+        .stderr(stdio::HostOutput::STDERR)
+        .args(&grants.args)
+        .envs(&grants.env);
     for dir in &grants.dirs {
         let perms = if dir.read_only {
             FsPerms::ReadOnly
@@ -87,8 +94,12 @@ pub fn wasi_builder(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiCtxBuilder,
         .allow_ip_name_lookup(transports.resolve);
     let gate = gate.clone();
     b.socket_addr_check(move |addr, usage| {
-        let allowed = gate.allows_addr(socket_action(usage), addr);
-        Box::pin(async move { allowed })
+        let gate = gate.clone();
+        Box::pin(async move {
+            let action = socket_action(usage);
+            gate.prepare(action).await;
+            gate.allows_addr(action, addr)
+        })
     });
     Ok(b)
 }
@@ -126,13 +137,27 @@ pub fn p1_ctx(
 ) -> Result<P1Ctx, WasiError> {
     let mut b = wasi_builder(grants, gate)?;
     if !listeners.is_empty() {
+        // These describe the descriptor table, so they replace an --env of
+        // the same name rather than sit beside it.
+        let ours = ["LISTEN_FDS", "LISTEN_FDNAMES", "FD_COUNT", "FD_NAMES"];
+        let env: Vec<_> = grants
+            .env
+            .iter()
+            .filter(|(k, _)| !ours.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        b = wasi_builder(
+            &Grants {
+                env,
+                ..grants.clone()
+            },
+            gate,
+        )?;
         let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
         let all: Vec<&str> = ["stdin", "stdout", "stderr"]
             .into_iter()
             .chain(names.iter().copied())
             .collect();
-        // These describe the descriptor table, so they win over a --env of
-        // the same name.
         b.env("LISTEN_FDS", listeners.len().to_string())
             .env("LISTEN_FDNAMES", names.join(":"))
             .env("FD_COUNT", all.len().to_string())
@@ -147,6 +172,11 @@ pub fn p1_ctx(
     ))
 }
 
+/// The most resources (open files, sockets, streams, pollables, HTTP
+/// objects, ...) a component instance holds at once; making one more fails
+/// (a trap, as wasmtime reports a full table).
+pub const MAX_RESOURCES: usize = 10_000;
+
 /// The state a component guest's WASI and wasi:http implementations use.
 pub struct ComponentCtx {
     wasi: WasiCtx,
@@ -157,11 +187,18 @@ pub struct ComponentCtx {
 
 impl ComponentCtx {
     /// The context for a component with `grants`, network through `gate`.
+    /// Its resource table holds at most [`MAX_RESOURCES`] entries, and each
+    /// header map the guest fills at most
+    /// [`http_fields::FIELD_SIZE_LIMIT`] bytes.
     pub fn new(grants: &Grants, gate: &Arc<Gate>) -> Result<Self, WasiError> {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(http_fields::FIELD_SIZE_LIMIT);
         Ok(Self {
             wasi: wasi_builder(grants, gate)?.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             hooks: GatedHttp::new(gate.clone()),
         })
     }
@@ -231,10 +268,12 @@ pub fn link_component<T: HasComponentCtx>(
         wasmtime_wasi_http::p3::add_to_linker(linker).map_err(WasiError::Link)?;
     }
     // Replace wasmtime's ip-name-lookup (on or off, no policy) with the
-    // gated one.
+    // gated one, and count the header maps a guest makes.
     linker.allow_shadowing(true);
-    lookup::link(linker, abi).map_err(WasiError::Link)?;
+    let shadowed =
+        lookup::link(linker, abi).and_then(|()| http_fields::link(linker, abi == ComponentAbi::P3));
     linker.allow_shadowing(false);
+    shadowed.map_err(WasiError::Link)?;
     Ok(())
 }
 

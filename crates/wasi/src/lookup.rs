@@ -53,6 +53,7 @@ fn p2_code(e: &LookupError) -> p2::network::ErrorCode {
 fn p3_code(e: &ResolveError) -> p3::ip_name_lookup::ErrorCode {
     use p3::ip_name_lookup::ErrorCode;
     match e {
+        ResolveError::InvalidName(_) => ErrorCode::InvalidArgument,
         ResolveError::Denied(_) => ErrorCode::AccessDenied,
         ResolveError::Lookup(LookupError::NotFound(_)) => ErrorCode::NameUnresolvable,
         _ => ErrorCode::TemporaryResolverFailure,
@@ -136,6 +137,7 @@ impl p2::ip_name_lookup::Host for GatedLookup<'_> {
 
 fn p2_resolve_code(e: &ResolveError) -> p2::network::ErrorCode {
     match e {
+        ResolveError::InvalidName(_) => p2::network::ErrorCode::InvalidArgument,
         ResolveError::Denied(_) => p2::network::ErrorCode::AccessDenied,
         ResolveError::Lookup(l) => p2_code(l),
         _ => p2::network::ErrorCode::TemporaryResolverFailure,
