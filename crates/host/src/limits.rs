@@ -1,42 +1,111 @@
 //! Resource limits for one guest instance.
+//!
+//! Linear memories and tables are what a guest grows in host memory from
+//! wasm code. [`MemoryLimiter`] counts both against one budget: the bytes of
+//! all of an instance's memories plus [`TABLE_ELEMENT_BYTES`] per table
+//! element, at most `max_memory`; and table elements on their own against
+//! `max_table_elements`. A growth past either fails inside the guest
+//! (`memory.grow` and `table.grow` return -1), as the wasm specification
+//! allows. An instance also has at most [`MAX_INSTANCES`] core instances,
+//! [`MAX_TABLES`] tables and [`MAX_MEMORIES`] memories.
 
 use std::time::Duration;
 
-/// The limits an operator sets. `Limits::default()` sets none.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Host bytes counted for one table element (a reference is a pointer).
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// The default for [`Limits::max_table_elements`]: 10 million elements
+/// (80 MB), far above what real programs' function tables need.
+pub const DEFAULT_MAX_TABLE_ELEMENTS: u64 = 10_000_000;
+
+/// The default for [`Limits::max_module_size`]: 128 MiB.
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 128 << 20;
+
+/// The default for [`Limits::compile_timeout`]: two minutes.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The most core instances one guest instance may create (a component is
+/// made of a few).
+pub const MAX_INSTANCES: usize = 1000;
+
+/// The most tables one guest instance may have.
+pub const MAX_TABLES: usize = 1000;
+
+/// The most linear memories one guest instance may have.
+pub const MAX_MEMORIES: usize = 100;
+
+/// The limits an operator sets. `Limits::default()` sets no memory, time or
+/// fuel limit, and the default bounds on tables, program size and
+/// compilation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of linear memory, for each memory and for all of the
-    /// instance's memories together.
+    /// Bytes of linear memory plus table elements (see the module docs),
+    /// for the whole instance.
     pub max_memory: Option<u64>,
-    /// Wall-clock time for the whole run.
+    /// Table elements, all of the instance's tables together.
+    pub max_table_elements: u64,
+    /// Wall-clock time for the whole run, from the start of the guest.
     pub timeout: Option<Duration>,
     /// Fuel units (roughly, wasm instructions) the guest may use.
     pub fuel: Option<u64>,
+    /// The largest program file accepted (binary or text).
+    pub max_module_size: u64,
+    /// The longest compilation of one program may take (cache misses).
+    pub compile_timeout: Duration,
 }
 
-/// Enforces `max_memory` across all of an instance's memories: a growth that
-/// would pass the limit is refused, which the guest sees as `memory.grow`
-/// returning -1.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory: None,
+            max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
+            timeout: None,
+            fuel: None,
+            max_module_size: DEFAULT_MAX_MODULE_SIZE,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+        }
+    }
+}
+
+/// A growth the limiter refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A linear memory would have grown to this many bytes.
+    Memory(u64),
+    /// A table would have grown to this many elements.
+    Table(u64),
+}
+
+/// Enforces the limits above across all of an instance's memories and
+/// tables.
 #[derive(Debug)]
 pub struct MemoryLimiter {
-    max: Option<u64>,
-    used: u64,
-    refused: Option<u64>,
+    max_bytes: Option<u64>,
+    max_elements: u64,
+    memory: u64,
+    elements: u64,
+    refused: Option<Refusal>,
 }
 
 impl MemoryLimiter {
-    /// A limiter for `max` bytes in total (`None`: no limit).
-    pub fn new(max: Option<u64>) -> Self {
+    /// A limiter for `limits`.
+    pub fn new(limits: &Limits) -> Self {
         Self {
-            max,
-            used: 0,
+            max_bytes: limits.max_memory,
+            max_elements: limits.max_table_elements,
+            memory: 0,
+            elements: 0,
             refused: None,
         }
     }
 
-    /// The size of the first growth that was refused, if any.
-    pub fn first_refusal(&self) -> Option<u64> {
+    /// The first growth that was refused, if any.
+    pub fn first_refusal(&self) -> Option<Refusal> {
         self.refused
+    }
+
+    fn bytes(&self, memory: u64, elements: u64) -> u64 {
+        memory.saturating_add(elements.saturating_mul(TABLE_ELEMENT_BYTES))
     }
 }
 
@@ -51,24 +120,49 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         let (current, desired) = (current as u64, desired as u64);
-        let total = self.used - current.min(self.used) + desired;
-        if let Some(max) = self.max
-            && total > max
+        let memory = self.memory - current.min(self.memory) + desired;
+        if let Some(max) = self.max_bytes
+            && self.bytes(memory, self.elements) > max
         {
-            self.refused.get_or_insert(desired);
+            self.refused.get_or_insert(Refusal::Memory(desired));
             return Ok(false);
         }
-        self.used = total;
+        self.memory = memory;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(maximum.is_none_or(|m| desired <= m))
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        let (current, desired) = (current as u64, desired as u64);
+        let elements = self.elements - current.min(self.elements) + desired;
+        let over_bytes = self
+            .max_bytes
+            .is_some_and(|max| self.bytes(self.memory, elements) > max);
+        if elements > self.max_elements || over_bytes {
+            self.refused.get_or_insert(Refusal::Table(desired));
+            return Ok(false);
+        }
+        self.elements = elements;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -77,25 +171,49 @@ mod tests {
     use super::*;
     use wasmtime::ResourceLimiter;
 
+    fn limiter(max_memory: Option<u64>, max_table_elements: u64) -> MemoryLimiter {
+        MemoryLimiter::new(&Limits {
+            max_memory,
+            max_table_elements,
+            ..Limits::default()
+        })
+    }
+
     #[test]
     fn limit_is_for_all_memories_together() {
-        let mut l = MemoryLimiter::new(Some(100));
+        let mut l = limiter(Some(100), 1000);
         assert!(l.memory_growing(0, 60, None).unwrap());
         // A second memory may not take the total past the limit...
         assert!(!l.memory_growing(0, 50, None).unwrap());
-        assert_eq!(l.first_refusal(), Some(50));
+        assert_eq!(l.first_refusal(), Some(Refusal::Memory(50)));
         // ...but may use what is left.
         assert!(l.memory_growing(0, 40, None).unwrap());
         // The first memory growing from 60 to 61 now passes the total.
         assert!(!l.memory_growing(60, 61, None).unwrap());
-        assert_eq!(l.first_refusal(), Some(50));
+        assert_eq!(l.first_refusal(), Some(Refusal::Memory(50)));
+    }
+
+    #[test]
+    fn tables_count_against_elements_and_bytes() {
+        let mut l = limiter(Some(1000), 100);
+        assert!(l.table_growing(0, 100, None).unwrap());
+        assert!(!l.table_growing(0, 1, None).unwrap(), "over the elements");
+        assert_eq!(l.first_refusal(), Some(Refusal::Table(1)));
+        // 100 elements are 800 bytes: 200 bytes of memory are left.
+        assert!(l.memory_growing(0, 200, None).unwrap());
+        assert!(!l.memory_growing(200, 201, None).unwrap());
+        // Without a memory limit, only the element count applies.
+        let mut l = limiter(None, 1 << 20);
+        assert!(l.table_growing(0, 1 << 20, None).unwrap());
+        assert!(!l.table_growing(1 << 20, (1 << 20) + 1, None).unwrap());
     }
 
     #[test]
     fn no_limit_still_respects_declared_maximum() {
-        let mut l = MemoryLimiter::new(None);
+        let mut l = limiter(None, u64::MAX);
         assert!(l.memory_growing(0, 1 << 40, None).unwrap());
         assert!(!l.memory_growing(0, 10, Some(5)).unwrap());
+        assert!(!l.table_growing(0, 10, Some(5)).unwrap());
         assert_eq!(l.first_refusal(), None);
     }
 }

@@ -41,12 +41,32 @@ pub struct Guest {
 
 const SUPPORTED: &str = "supported: WASI preview1 core modules (.wasm or .wat) and components exporting wasi:cli/run@0.2.x or @0.3.x";
 
-/// Read `path` and classify it.
-pub fn read_guest(path: &Path) -> Result<Guest, HostError> {
-    let raw = std::fs::read(path).map_err(|source| HostError::Read {
+/// Read `path` (at most `max_size` bytes, else an error) and classify it.
+pub fn read_guest(path: &Path, max_size: u64) -> Result<Guest, HostError> {
+    use std::io::Read;
+    let read_error = |source| HostError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let len = file.metadata().map_err(read_error)?.len();
+    let too_large = |size| HostError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: max_size,
+    };
+    if len > max_size {
+        return Err(too_large(len));
+    }
+    // Read one byte past the limit: a file that grows, or a device that
+    // never ends, is refused too.
+    let mut raw = Vec::with_capacity(len as usize);
+    file.take(max_size + 1)
+        .read_to_end(&mut raw)
+        .map_err(read_error)?;
+    if raw.len() as u64 > max_size {
+        return Err(too_large(raw.len() as u64));
+    }
     let bytes = to_binary(path, raw)?;
     let kind = classify(path, &bytes)?;
     Ok(Guest {

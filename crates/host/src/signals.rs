@@ -1,11 +1,18 @@
-//! SIGINT and SIGTERM: stop, with the audit log flushed.
+//! Ending the process from another thread: signals, and the timeout's
+//! last resort.
 //!
-//! [`install`] blocks both signals in the calling thread (and so in every
-//! thread started after it: the runtime's, wasmtime's, the audit writer's)
-//! and waits for them in one thread of its own. When one arrives, the
-//! running guest's audit log is flushed and closed and Warden exits with
-//! 128 + the signal number (130, 143). This works whatever the guest is
-//! doing, even spinning in wasm code that never yields to the runtime.
+//! [`install`] blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in the calling
+//! thread (and so in every thread started after it: the runtime's,
+//! wasmtime's, the audit and stdio writers') and waits for them in one
+//! thread of its own. When one arrives, the running guest's audit log is
+//! flushed and closed and Warden exits with 128 + the signal number (130,
+//! 143, 129, 131). This works whatever the guest is doing, even spinning in
+//! wasm code that never yields to the runtime, and whatever state stderr is
+//! in (a line that cannot be written is dropped).
+//!
+//! Only one thread ever ends the process ([`exit`] holds a lock while it
+//! does), so a signal, the timeout's watchdog and the normal end cannot
+//! race each other's clean-up.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -15,19 +22,34 @@ use warden_net::Gate;
 /// The gate of the guest running now, whose audit log must be flushed.
 static RUNNING: Mutex<Option<Arc<Gate>>> = Mutex::new(None);
 
+/// How long an exit from another thread waits for queued output.
+const EXIT_DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Held by whoever ends the process.
+static EXITING: Mutex<()> = Mutex::new(());
+
+/// The signals Warden handles, and their names.
+const HANDLED: [(libc::c_int, &str); 4] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGQUIT, "SIGQUIT"),
+];
+
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set it is given; sigaddset adds
     // valid signal numbers to an initialised set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+        for (sig, _) in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
         set
     }
 }
 
-/// Take over SIGINT and SIGTERM for the process (see the module docs).
+/// Take over the handled signals for the process (see the module docs).
 pub(crate) fn install() -> io::Result<()> {
     let set = signal_set();
     // SAFETY: a valid, initialised set; the old mask is not wanted.
@@ -44,23 +66,42 @@ pub(crate) fn install() -> io::Result<()> {
                 if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                     continue;
                 }
-                let gate = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(gate) = gate {
-                    crate::report_audit(gate.finish());
-                }
-                let name = if sig == libc::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                eprintln!("warden: stopped by {name}");
-                std::process::exit(128 + sig);
+                let name = HANDLED
+                    .iter()
+                    .find(|(s, _)| *s == sig)
+                    .map_or("a signal", |(_, n)| n);
+                exit(128 + sig, |gate| {
+                    if let Some(gate) = gate {
+                        crate::run::report_audit(gate.finish());
+                    }
+                    warden_net::out::line(&format!("warden: stopped by {name}"));
+                });
             }
         })?;
     Ok(())
 }
 
-/// Flush `gate`'s audit log if a signal stops Warden.
+/// Flush `gate`'s audit log if the process is ended from another thread.
 pub(crate) fn watch(gate: &Arc<Gate>) {
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate.clone());
+}
+
+/// End the process with `code`, after `last` (given the running gate) has
+/// said and flushed what it must. The first caller wins; any other waits
+/// for the process to end.
+pub(crate) fn exit(code: i32, last: impl FnOnce(Option<Arc<Gate>>)) -> ! {
+    let _only_one = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    let gate = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    last(gate);
+    // What was said goes out if it can within a moment; a stderr nobody
+    // reads must not hold the exit.
+    warden_net::out::drain(Some(std::time::Instant::now() + EXIT_DRAIN));
+    std::process::exit(code)
+}
+
+/// Claim the end of the process for the normal path: after this, no signal
+/// or watchdog starts its own clean-up (they wait for the process to end).
+/// If one already has, this waits for it to end the process.
+pub(crate) fn claim_exit() {
+    std::mem::forget(EXITING.lock().unwrap_or_else(|e| e.into_inner()));
 }

@@ -1,0 +1,201 @@
+//! From a file to compiled code: the engine, the cache, and the bounds on
+//! both (a program size limit, and a time limit on reading and compiling).
+//!
+//! Compilation runs on a thread of its own, and the caller waits at most
+//! [`Limits::compile_timeout`]; past it, the run fails with
+//! [`HostError::CompileTimeout`] (the compiling thread cannot be stopped,
+//! and ends with the process). Memory used while compiling grows with the
+//! program's size, which [`Limits::max_module_size`] bounds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+use warden_wasi::ComponentAbi;
+
+use crate::load::{Guest, GuestKind};
+use crate::{CacheSetting, HostError, Limits, cache, read_guest};
+
+/// Compiled code, ready to instantiate.
+#[derive(Clone)]
+pub(crate) enum Compiled {
+    Module(Module),
+    Component(Component, ComponentAbi),
+}
+
+/// A program read, classified and compiled.
+pub(crate) struct Program {
+    pub(crate) guest: Guest,
+    pub(crate) compiled: Compiled,
+}
+
+/// The engine for `limits`: component model and its async ABI, epoch
+/// interruption when there is a timeout, fuel when there is fuel.
+pub(crate) fn engine(limits: &Limits) -> Result<Engine, HostError> {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .epoch_interruption(limits.timeout.is_some())
+        .consume_fuel(limits.fuel.is_some());
+    Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))
+}
+
+/// Progress lines for `--verbose`.
+pub(crate) type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Read, classify and compile `file` (or load it from the cache), within
+/// `limits.compile_timeout`.
+pub(crate) fn prepare(
+    engine: &Engine,
+    file: &Path,
+    limits: &Limits,
+    cache: &CacheSetting,
+    log: &Log,
+) -> Result<Program, HostError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (engine2, file2, limits2, cache2, log2) = (
+        engine.clone(),
+        file.to_path_buf(),
+        *limits,
+        cache.clone(),
+        log.clone(),
+    );
+    std::thread::Builder::new()
+        .name("warden-compile".into())
+        .spawn(move || {
+            let _ = tx.send(prepare_now(&engine2, &file2, &limits2, &cache2, &log2));
+        })
+        .map_err(|e| HostError::Engine(format!("cannot start the compiling thread: {e}")))?;
+    match rx.recv_timeout(limits.compile_timeout) {
+        Ok(result) => result,
+        Err(_) => Err(HostError::CompileTimeout {
+            path: file.to_path_buf(),
+            limit: limits.compile_timeout,
+        }),
+    }
+}
+
+fn prepare_now(
+    engine: &Engine,
+    file: &Path,
+    limits: &Limits,
+    cache: &CacheSetting,
+    log: &Log,
+) -> Result<Program, HostError> {
+    let guest = read_guest(file, limits.max_module_size)?;
+    log(&format!(
+        "{} is a {} (sha256 {})",
+        file.display(),
+        guest.kind.describe(),
+        hex::encode(guest.sha256)
+    ));
+    let cache = open_cache(cache, log);
+    let compiled = compile(engine, file, &guest, cache.as_ref(), log)?;
+    Ok(Program { guest, compiled })
+}
+
+fn open_cache(setting: &CacheSetting, log: &Log) -> Option<cache::Cache> {
+    let dir: PathBuf = match setting {
+        CacheSetting::Disabled => {
+            log("compile cache disabled");
+            return None;
+        }
+        CacheSetting::Dir(dir) => dir.clone(),
+        CacheSetting::Default => match cache::default_dir() {
+            Some(dir) => dir,
+            None => {
+                log("no user cache directory; compile cache disabled");
+                return None;
+            }
+        },
+    };
+    match cache::Cache::open(&dir) {
+        Ok(cache) => Some(cache),
+        Err(why) => {
+            warden_net::out::line(&format!(
+                "warden: warning: not using the compile cache: {why}"
+            ));
+            None
+        }
+    }
+}
+
+fn compile(
+    engine: &Engine,
+    path: &Path,
+    guest: &Guest,
+    cache: Option<&cache::Cache>,
+    log: &Log,
+) -> Result<Compiled, HostError> {
+    let kind_tag = match guest.kind {
+        GuestKind::Preview1 => "module",
+        GuestKind::Component(_) => "component",
+    };
+    let key = cache.map(|_| cache::Cache::key(engine, &guest.sha256, kind_tag));
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        let ignoring = |why: &dyn std::fmt::Display| {
+            warden_net::out::line(&format!(
+                "warden: warning: ignoring compile cache entry {}: {why}; recompiling",
+                cache.path(key).display()
+            ))
+        };
+        match cache.get(key) {
+            cache::Lookup::Hit(artifact) => match deserialize(engine, guest.kind, &artifact) {
+                Ok(compiled) => {
+                    log(&format!("cache hit: {}", cache.path(key).display()));
+                    return Ok(compiled);
+                }
+                Err(e) => ignoring(&e),
+            },
+            cache::Lookup::Miss => log(&format!("cache miss: {}", cache.path(key).display())),
+            cache::Lookup::Rejected(why) => ignoring(&why),
+        }
+    }
+    let t = Instant::now();
+    let compile_error = |e: wasmtime::Error| HostError::Compile {
+        path: path.to_path_buf(),
+        reason: format!("{e:#}"),
+    };
+    let (compiled, artifact) = match guest.kind {
+        GuestKind::Preview1 => {
+            let m = Module::new(engine, &guest.bytes).map_err(compile_error)?;
+            let a = cache.map(|_| m.serialize()).transpose();
+            (Compiled::Module(m), a)
+        }
+        GuestKind::Component(abi) => {
+            let c = Component::new(engine, &guest.bytes).map_err(compile_error)?;
+            let a = cache.map(|_| c.serialize()).transpose();
+            (Compiled::Component(c, abi), a)
+        }
+    };
+    log(&format!("compiled in {:?}", t.elapsed()));
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        let stored = artifact
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.map_or(Ok(()), |a| cache.put(key, &a).map_err(|e| e.to_string())));
+        match stored {
+            Ok(()) => log(&format!("cached at {}", cache.path(key).display())),
+            Err(e) => warden_net::out::line(&format!(
+                "warden: warning: cannot write the compile cache: {e}"
+            )),
+        }
+    }
+    Ok(compiled)
+}
+
+fn deserialize(engine: &Engine, kind: GuestKind, artifact: &[u8]) -> wasmtime::Result<Compiled> {
+    // SAFETY: wasmtime requires that the bytes came from its own
+    // `serialize`. They did: the entry passed a SHA-256 check bound to its
+    // key, it sits in a directory only this user can write, and wasmtime
+    // itself refuses artifacts of another version or engine configuration.
+    Ok(match kind {
+        GuestKind::Preview1 => Compiled::Module(unsafe { Module::deserialize(engine, artifact)? }),
+        GuestKind::Component(abi) => {
+            Compiled::Component(unsafe { Component::deserialize(engine, artifact)? }, abi)
+        }
+    })
+}

@@ -1,0 +1,183 @@
+//! What the host is asked to do, and how that can fail before a guest
+//! runs: the validated configuration the binary builds, and [`HostError`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_net::{AuditDest, DnsConfig, Policy, Reporter};
+use warden_wasi::{Grants, WasiError};
+
+use crate::Limits;
+
+/// Errors that stop Warden before or while starting a guest. These are the
+/// operator's problems (a bad file, an unusable grant), not the guest's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The guest file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The guest file is larger than the operator allows.
+    #[error("{}: the file is larger than the {limit}-byte limit on programs (it has {size} bytes or more)", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file is not a program Warden can run.
+    #[error("{}: {what}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What was found, and what is supported.
+        what: String,
+    },
+    /// wasmtime rejected the program.
+    #[error("{}: cannot compile: {reason}", path.display())]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's reason.
+        reason: String,
+    },
+    /// Compiling took longer than the operator allows.
+    #[error("{}: compiling took longer than the limit of {limit:?}; stopped", path.display())]
+    CompileTimeout {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The program could not be instantiated (an import Warden does not
+    /// provide, an initial memory larger than the memory limit, ...).
+    #[error("cannot start {}: {reason}", path.display())]
+    Start {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A grant could not be set up.
+    #[error(transparent)]
+    Wasi(#[from] WasiError),
+    /// The engine could not be configured.
+    #[error("cannot set up the wasmtime engine: {0}")]
+    Engine(String),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(warden_net::audit::AuditError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why (in use, permission denied, ...).
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pre-opened listeners were asked for a guest that cannot take them.
+    #[error("{}: pre-opened listeners work with preview1 modules only for now (this is a {kind}); a component binds through wasi:sockets", path.display())]
+    ListenUnsupported {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+}
+
+/// A listener the operator asks the host to bind for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// The name the guest sees in `LISTEN_FDNAMES` / `FD_NAMES`.
+    pub name: String,
+    /// The address to bind.
+    pub addr: std::net::SocketAddr,
+}
+
+/// The guest's network: what it may do, how names resolve, where decisions
+/// are recorded and told. `Network::default()` denies everything, uses the
+/// system's DNS configuration, keeps no audit log and tells denials in
+/// plain words on stderr.
+#[derive(Clone, Default)]
+pub struct Network {
+    /// The operator's grants and denies.
+    pub policy: Policy,
+    /// The DNS servers for permitted lookups.
+    pub dns: DnsConfig,
+    /// Where to write one JSON line per decision, if anywhere.
+    pub audit: Option<AuditDest>,
+    /// Where denials are told (`None`: plain words on stderr).
+    pub reporter: Option<Reporter>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("policy", &self.policy)
+            .field("dns", &self.dns)
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where compiled code is cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheSetting {
+    /// `<user cache dir>/warden`.
+    Default,
+    /// A directory of the operator's choice.
+    Dir(PathBuf),
+    /// No cache: compile on every start.
+    Disabled,
+}
+
+/// Words for how a run ended, for the paths that end the process from
+/// another thread (a limit that fired while the guest was stuck in the
+/// host): the binary's own wording, and the exit status to use.
+pub type LastWords = Arc<dyn Fn(&crate::Finished) -> u8 + Send + Sync>;
+
+/// A fully validated request to run one guest.
+#[derive(Clone)]
+pub struct RunConfig {
+    /// The guest file.
+    pub file: PathBuf,
+    /// Arguments, environment, directories and stdio.
+    pub grants: Grants,
+    /// Listeners to bind before the guest starts (preview1 fds 3, 4, ...).
+    pub listeners: Vec<ListenSpec>,
+    /// Network grants, name resolution, the audit log and denial reports.
+    pub network: Network,
+    /// Resource limits.
+    pub limits: Limits,
+    /// The compilation cache.
+    pub cache: CacheSetting,
+    /// Print progress (cache use, timings) to stderr.
+    pub verbose: bool,
+    /// How the binary words an ending (see [`LastWords`]); `None`: a plain
+    /// line, and the exit status 124 for a limit.
+    pub last_words: Option<LastWords>,
+}
+
+impl std::fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("file", &self.file)
+            .field("grants", &self.grants)
+            .field("listeners", &self.listeners)
+            .field("network", &self.network)
+            .field("limits", &self.limits)
+            .field("cache", &self.cache)
+            .field("verbose", &self.verbose)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,371 @@
+//! `run`: one guest, to completion, in this process.
+//!
+//! The order: take over the signals; bind the pre-opened listeners (a
+//! busy or privileged port fails here, before anything is compiled); read
+//! and compile the program within its bounds; build the gate (policy, DNS,
+//! audit log); run `_start` or `wasi:cli/run` under the limits; record a
+//! limit that ended it in the audit log; flush the audit log and the
+//! guest's output; say how it ended.
+//!
+//! `--timeout` works at three depths: the epoch stops a guest running wasm
+//! code; a timer stops one waiting in an asynchronous host call (sockets,
+//! DNS, HTTP, a full stdout, stdin); and a watchdog thread ends the process
+//! [`WATCHDOG_GRACE`] after the limit if neither could (a host call that
+//! blocked its thread), after flushing the audit log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Trap, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
+
+use warden_net::{AuditLog, Gate, Policy};
+use warden_policy::{Ports, Rights, Rule, RuleTarget};
+use warden_wasi::{ComponentAbi, NamedListener};
+
+use crate::compile::{self, Compiled, Program};
+use crate::instance;
+use crate::load::{Guest, GuestKind};
+use crate::{HostError, LimitHit, Limits, Outcome, Refusal, RunConfig, signals};
+
+/// How long after `--timeout` the watchdog ends the process when the
+/// guest could not be stopped by the epoch or the timer.
+pub const WATCHDOG_GRACE: Duration = Duration::from_millis(500);
+
+/// How long Warden waits for the guest's buffered output after a limit
+/// stopped it (the reader may have stopped reading).
+const DRAIN_AFTER_LIMIT: Duration = Duration::from_millis(200);
+
+/// How a run ended, with what the limiter refused on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// How the guest ended.
+    pub outcome: Outcome,
+    /// The first memory or table growth the limits refused, if any.
+    pub refused: Option<Refusal>,
+}
+
+/// Run a guest to completion on a fresh runtime. This is the process-level
+/// entry point: it also takes over SIGINT, SIGTERM, SIGHUP and SIGQUIT
+/// (see the signals module), and may end the process itself when a limit
+/// fires while the guest is stuck (see the module docs).
+pub fn run(cfg: &RunConfig) -> Result<Finished, HostError> {
+    signals::install()
+        .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(run_async(cfg));
+    // A guest stopped by a limit may leave a blocking host task behind (a
+    // read of stdin that never returns); do not wait for it.
+    runtime.shutdown_background();
+    signals::claim_exit();
+    result
+}
+
+/// Raise the soft limit on open files to the hard one: a guest's sockets
+/// and files are bounded by its resource table (see `warden_wasi`), and
+/// Warden's own descriptors (the audit log, accepted connections) should
+/// not be the first to run out.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit fills the struct it is given; setrlimit reads it.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Run a guest to completion on the current tokio runtime.
+pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
+    let started = Instant::now();
+    let verbose = cfg.verbose;
+    let log: compile::Log = Arc::new(move |msg: &str| {
+        if verbose {
+            warden_net::out::line(&format!("warden: {msg}"));
+        }
+    });
+    let engine = compile::engine(&cfg.limits)?;
+    // Bind first: a port in use or a privileged port fails here, with one
+    // clear error, before anything is compiled or run.
+    let mut bound = Vec::with_capacity(cfg.listeners.len());
+    for spec in &cfg.listeners {
+        let listener =
+            warden_net::sockets::bind_listener(spec.addr).map_err(|source| HostError::Listen {
+                addr: spec.addr,
+                source,
+            })?;
+        bound.push(listener);
+    }
+    let Program { guest, compiled } =
+        compile::prepare(&engine, &cfg.file, &cfg.limits, &cfg.cache, &log)?;
+    if !cfg.listeners.is_empty() && guest.kind != GuestKind::Preview1 {
+        return Err(HostError::ListenUnsupported {
+            path: cfg.file.clone(),
+            kind: guest.kind.describe(),
+        });
+    }
+    for (i, (spec, listener)) in cfg.listeners.iter().zip(&bound).enumerate() {
+        let local = listener.local_addr().unwrap_or(spec.addr);
+        warden_net::out::line(&format!(
+            "warden: fd {} ({}) listening on {local}",
+            3 + i,
+            spec.name
+        ));
+    }
+    log(&format!("ready to start after {:?}", started.elapsed()));
+
+    let gate = gate(cfg, &guest)?;
+    signals::watch(&gate);
+    let done = Arc::new(AtomicBool::new(false));
+    let deadline = cfg.limits.timeout.map(|t| Instant::now() + t);
+    if let Some(limit) = cfg.limits.timeout {
+        watchdog(&engine, &gate, cfg, limit, done.clone());
+    }
+    let mut refused = None;
+    let run = execute(&engine, &compiled, cfg, &gate, bound, &mut refused);
+    let outcome = match cfg.limits.timeout {
+        // The epoch stops a guest running wasm code; the timer also covers
+        // a guest waiting in a host call.
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(r) => r,
+            Err(_) => Ok(Outcome::Limit(LimitHit::Timeout(limit))),
+        },
+        None => run.await,
+    };
+    done.store(true, Ordering::SeqCst);
+    if let Ok(Outcome::Limit(hit)) = &outcome {
+        gate.record_limit(hit.name(), &hit.to_string());
+    }
+    report_audit(gate.finish());
+    let outcome = outcome?;
+    let drain_until = match outcome {
+        Outcome::Limit(_) => Some(Instant::now() + DRAIN_AFTER_LIMIT),
+        _ => deadline,
+    };
+    warden_net::out::drain(drain_until);
+    Ok(Finished { outcome, refused })
+}
+
+/// The last resort for `--timeout` (see the module docs).
+fn watchdog(
+    engine: &Engine,
+    gate: &Arc<Gate>,
+    cfg: &RunConfig,
+    limit: Duration,
+    done: Arc<AtomicBool>,
+) {
+    let engine = engine.clone();
+    let gate = gate.clone();
+    let last_words = cfg.last_words.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        engine.increment_epoch();
+        std::thread::sleep(WATCHDOG_GRACE);
+        if done.load(Ordering::SeqCst) {
+            return;
+        }
+        let hit = LimitHit::Timeout(limit);
+        let finished = Finished {
+            outcome: Outcome::Limit(hit),
+            refused: None,
+        };
+        let code = match &last_words {
+            Some(words) => i32::from(words(&finished)),
+            None => {
+                warden_net::out::line(&format!("warden: guest stopped: {hit}"));
+                124
+            }
+        };
+        signals::exit(code, |_| {
+            gate.record_limit(hit.name(), &hit.to_string());
+            report_audit(gate.finish());
+        });
+    });
+}
+
+/// Say on stderr what the audit log could not write.
+pub(crate) fn report_audit(summary: Option<warden_net::AuditSummary>) {
+    let Some(summary) = summary else { return };
+    if summary.dropped > 0 {
+        warden_net::out::line(&format!(
+            "warden: audit: {} records dropped because the log writer fell behind",
+            summary.dropped
+        ));
+    }
+    if let Some(error) = summary.error {
+        warden_net::out::line(&format!(
+            "warden: audit: writing the log failed after {} records were written: {error}; {} records were lost",
+            summary.written, summary.lost
+        ));
+    }
+}
+
+/// The instance's gate: the operator's policy (plus, for pre-opened
+/// listeners, accepting from any peer a deny does not refuse), its DNS
+/// configuration, audit log and reporter.
+fn gate(cfg: &RunConfig, guest: &Guest) -> Result<Arc<Gate>, HostError> {
+    let mut policy = cfg.network.policy.clone();
+    if !cfg.listeners.is_empty() {
+        let mut rules = policy.rules().to_vec();
+        for spec in &cfg.listeners {
+            for peer in RuleTarget::every_address() {
+                rules.push(Rule::allow(
+                    format!("--listen {}={}", spec.name, spec.addr),
+                    peer,
+                    Ports::ANY,
+                    Rights::ACCEPT,
+                ));
+            }
+        }
+        policy = Policy::new(rules);
+    }
+    let mut builder = Gate::builder(policy).dns(cfg.network.dns.clone());
+    if let Some(reporter) = &cfg.network.reporter {
+        builder = builder.reporter(reporter.clone());
+    }
+    if let Some(dest) = &cfg.network.audit {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let instance = format!("{:x}-{:x}", std::process::id(), now.as_nanos());
+        let log = AuditLog::open(dest, &instance, &hex::encode(guest.sha256))
+            .map_err(HostError::Audit)?;
+        builder = builder.audit(log);
+    }
+    Ok(builder.build())
+}
+
+async fn execute(
+    engine: &Engine,
+    compiled: &Compiled,
+    cfg: &RunConfig,
+    gate: &Arc<Gate>,
+    listeners: Vec<std::net::TcpListener>,
+    refused: &mut Option<Refusal>,
+) -> Result<Outcome, HostError> {
+    let start_error = |e: wasmtime::Error| HostError::Start {
+        path: cfg.file.clone(),
+        reason: format!("{e:#}"),
+    };
+    match compiled {
+        Compiled::Module(module) => {
+            let linker = instance::module_linker(engine)?;
+            let mut named = Vec::with_capacity(listeners.len());
+            for (spec, listener) in cfg.listeners.iter().zip(listeners) {
+                let listener = warden_net::sockets::Listener::new(listener).map_err(|source| {
+                    HostError::Listen {
+                        addr: spec.addr,
+                        source,
+                    }
+                })?;
+                named.push(NamedListener {
+                    name: spec.name.clone(),
+                    listener,
+                });
+            }
+            let ctx = warden_wasi::p1_ctx(&cfg.grants, gate, named)?;
+            let mut store = instance::store(engine, ctx, &cfg.limits)?;
+            let result = async {
+                let instance = match linker.instantiate_async(&mut store, module).await {
+                    Ok(i) => i,
+                    Err(e) if is_guest_failure(&e) => return Ok(Err(e)),
+                    Err(e) => return Err(start_error(e)),
+                };
+                let start = instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .map_err(|_| HostError::Start {
+                        path: cfg.file.clone(),
+                        reason:
+                            "the module exports no `_start` function, so it is not a WASI command"
+                                .into(),
+                    })?;
+                Ok(start.call_async(&mut store, ()).await.map(|()| Ok(())))
+            }
+            .await;
+            *refused = store.data().limiter.first_refusal();
+            Ok(finish(result?, &cfg.limits))
+        }
+        Compiled::Component(component, abi) => {
+            let linker = instance::component_linker(engine, *abi)?;
+            let mut store = instance::component_store(engine, &cfg.grants, gate, &cfg.limits)?;
+            let result = match abi {
+                ComponentAbi::P2 => {
+                    let pre = linker
+                        .instantiate_pre(component)
+                        .and_then(wasmtime_wasi::p2::bindings::CommandPre::new)
+                        .map_err(start_error)?;
+                    match pre.instantiate_async(&mut store).await {
+                        Ok(cmd) => cmd.wasi_cli_run().call_run(&mut store).await,
+                        Err(e) if is_guest_failure(&e) => Err(e),
+                        Err(e) => return Err(start_error(e)),
+                    }
+                }
+                ComponentAbi::P3 => {
+                    let pre = linker
+                        .instantiate_pre(component)
+                        .and_then(wasmtime_wasi::p3::bindings::CommandPre::new)
+                        .map_err(start_error)?;
+                    match pre.instantiate_async(&mut store).await {
+                        Ok(cmd) => store
+                            .run_concurrent(async move |a| cmd.wasi_cli_run().call_run(a).await)
+                            .await
+                            .and_then(|r| r),
+                        Err(e) if is_guest_failure(&e) => Err(e),
+                        Err(e) => return Err(start_error(e)),
+                    }
+                }
+            };
+            *refused = store.data().limiter.first_refusal();
+            Ok(finish(result, &cfg.limits))
+        }
+    }
+}
+
+/// An error raised by running guest code (a trap or an exit during a start
+/// function), as opposed to a failure to set the instance up.
+fn is_guest_failure(e: &wasmtime::Error) -> bool {
+    e.downcast_ref::<Trap>().is_some() || e.downcast_ref::<I32Exit>().is_some()
+}
+
+/// Turn the result of a `run`/`_start` call into an outcome.
+fn finish(result: wasmtime::Result<Result<(), ()>>, limits: &Limits) -> Outcome {
+    let e = match result {
+        Ok(Ok(())) => return Outcome::Exited(0),
+        Ok(Err(())) => return Outcome::Exited(1),
+        Err(e) => e,
+    };
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return Outcome::Exited(exit.0);
+    }
+    let trap = e.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt) => {
+            Outcome::Limit(LimitHit::Timeout(limits.timeout.unwrap_or_default()))
+        }
+        Some(Trap::OutOfFuel) => Outcome::Limit(LimitHit::Fuel(limits.fuel.unwrap_or_default())),
+        _ => Outcome::Trapped {
+            reason: trap.map_or_else(|| root_message(&e), |t| t.to_string()),
+            backtrace: e.downcast_ref::<WasmBacktrace>().map(backtrace_text),
+            detail: format!("{e:?}"),
+        },
+    }
+}
+
+/// wasmtime's frame list under our own heading, one frame per line.
+fn backtrace_text(bt: &WasmBacktrace) -> String {
+    let text = bt.to_string();
+    let frames = text.split_once('\n').map_or("", |(_, rest)| rest);
+    format!("wasm backtrace:\n{}\n", frames.trim_end())
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    e.chain()
+        .last()
+        .map_or_else(|| e.to_string(), |c| c.to_string())
+}
