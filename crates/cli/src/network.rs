@@ -206,24 +206,29 @@ impl NetworkArgs {
             audit_dest = Some(audit_dest_of(a, Path::new("")));
         }
         let policy = Policy::new(rules);
-        let warnings = policy
-            .allow_all_rules()
-            .map(|r| {
-                format!(
-                    "warden: warning: rule {} ({r}) allows {} everywhere; grant only what the program needs",
-                    r.id,
-                    match r.effect {
-                        warden_policy::Effect::Allow(rights) => rights.to_string(),
-                        warden_policy::Effect::Deny => String::new(),
-                    }
-                )
-            })
-            .collect();
+        // One warning per rule id (a flag makes several rules).
+        let mut warnings: Vec<String> = Vec::new();
+        let mut warned: Vec<&str> = Vec::new();
+        for r in policy.allow_all_rules() {
+            if warned.contains(&r.id.as_str()) {
+                continue;
+            }
+            warned.push(&r.id);
+            warnings.push(format!(
+                "warden: warning: rule {} ({r}) allows {} everywhere; grant only what the program needs",
+                r.id,
+                match r.effect {
+                    warden_policy::Effect::Allow(rights) => rights.to_string(),
+                    warden_policy::Effect::Deny => String::new(),
+                }
+            ));
+        }
         Ok(Resolved {
             network: Network {
                 policy,
                 dns,
                 audit: audit_dest,
+                reporter: None,
             },
             listen,
             warnings,
@@ -298,7 +303,7 @@ mod tests {
 
     fn decide(p: &Policy, action: Action, t: &str) -> (bool, String) {
         let d = p.decide(action, &explain_target(action, t).unwrap());
-        (d.is_allowed(), d.rule)
+        (d.is_allowed(), d.rule().to_string())
     }
 
     #[test]
@@ -353,6 +358,17 @@ mod tests {
                 .warnings
                 .is_empty()
         );
+        // A narrow listener accepts from every peer: no warning for that.
+        assert!(
+            args(&[], &["127.0.0.1:7777"], &[], &[])
+                .resolve(None)
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+        // A wide one is warned about once.
+        let r = args(&[], &["0.0.0.0/0:*"], &[], &[]).resolve(None).unwrap();
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
     }
 
     #[test]

@@ -41,9 +41,18 @@ pub fn size(s: &str) -> Result<u64, String> {
         .checked_mul(mult)
         .ok_or_else(|| format!("`{s}` is too large"))?;
     if bytes == 0 {
-        return Err("a memory limit of zero would leave the guest no memory at all".into());
+        return Err("a size limit of zero would allow nothing at all".into());
     }
     Ok(bytes)
+}
+
+/// Parse a count: a positive whole number.
+pub fn count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("a limit of zero would allow nothing at all".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number, like 100000")),
+    }
 }
 
 /// Parse a duration: a whole number and a unit, one of `ms`, `s`, `m`, `h`
@@ -214,7 +223,7 @@ mod tests {
         );
         assert_eq!(
             size("0MiB"),
-            Err("a memory limit of zero would leave the guest no memory at all".into())
+            Err("a size limit of zero would allow nothing at all".into())
         );
         assert_eq!(
             size("99999999999999999999"),

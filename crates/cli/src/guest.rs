@@ -1,0 +1,181 @@
+//! The flags that say what a guest gets and what bounds it: directories,
+//! environment, listeners, limits, the compile cache, the network and the
+//! audit log. `run` takes them (and `serve` will), and they become one
+//! validated [`RunConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgMatches, Args};
+use warden_host::{CacheSetting, Limits, ListenSpec, RunConfig};
+use warden_wasi::{DirGrant, Grants};
+
+use crate::network::NetworkArgs;
+use crate::values;
+
+/// What a guest is granted and how it is bounded.
+#[derive(Args)]
+pub struct GuestArgs {
+    /// Grant a host directory read-write, at GUEST inside the program
+    /// (default: the same path). Repeatable. Example: --dir ./data::/data
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = |s: &str| values::dir(s, false))]
+    dirs: Vec<DirGrant>,
+
+    /// Grant a host directory read-only: writes inside it fail in the
+    /// program with a permission error. Repeatable. Example: --dir-ro ./site::/site
+    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]", value_parser = |s: &str| values::dir(s, true))]
+    dirs_ro: Vec<DirGrant>,
+
+    /// Set an environment variable for the program, or copy one from
+    /// Warden's environment when only NAME is given. Repeatable; a later
+    /// NAME wins. Example: --env LOG=debug --env HOME
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = values::env)]
+    env: Vec<(String, String)>,
+
+    /// Bind and listen on ADDR before the program starts, and hand it the
+    /// listener: preview1 modules find listeners at fds 3, 4, ... in order
+    /// (before directories), announced in LISTEN_FDS/LISTEN_FDNAMES and
+    /// FD_COUNT/FD_NAMES. NAME defaults to tcp0, tcp1, ...; names must
+    /// differ. Repeatable. Example: --listen http=127.0.0.1:6000
+    #[arg(long = "listen", visible_alias = "tcplisten", value_name = "[NAME=]ADDR", value_parser = values::listen)]
+    listen: Vec<(Option<String>, std::net::SocketAddr)>,
+
+    /// Limit the guest's memory: linear memory plus 8 bytes per table
+    /// element, for the whole instance. A growth past it fails inside the
+    /// program (memory.grow and table.grow return -1). Units: B, KiB, MiB,
+    /// GiB (or KB, MB, GB). Example: --max-memory 64MiB
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    max_memory: Option<u64>,
+
+    /// Limit table elements, all tables together (default 10000000). A
+    /// growth past it fails inside the program. Example: --max-table-elements 100000
+    #[arg(long, value_name = "N", value_parser = values::count)]
+    max_table_elements: Option<u64>,
+
+    /// Refuse program files larger than SIZE (default 128MiB), binary or
+    /// text, before reading them whole. Example: --max-module-size 256MiB
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    max_module_size: Option<u64>,
+
+    /// Stop compiling a program that takes longer than this (default 2m);
+    /// Warden then exits with status 2. Compilation is not counted in
+    /// --timeout. Example: --compile-timeout 30s
+    #[arg(long, value_name = "DURATION", value_parser = values::duration)]
+    compile_timeout: Option<Duration>,
+
+    /// Stop the program after this much wall-clock time from its start
+    /// (exit code 124), whatever it is doing or waiting for. Units: us, ms,
+    /// s, m, h. Example: --timeout 500ms
+    #[arg(long, value_name = "DURATION", value_parser = values::duration)]
+    timeout: Option<Duration>,
+
+    /// Stop the program after it has used N units of fuel, about one per
+    /// wasm instruction (exit code 124). Example: --fuel 100000000
+    #[arg(long, value_name = "N", value_parser = values::fuel)]
+    fuel: Option<u64>,
+
+    /// Keep compiled code in DIR instead of the user cache directory
+    /// (~/.cache/warden on Linux). Example: --cache-dir /var/cache/warden
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile on every start; neither read nor write the compile cache.
+    /// Example: warden run --no-cache app.wasm
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Print what Warden does (file kind, cache use, timings) and full error
+    /// chains to stderr. Example: warden run -v app.wasm
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    network: NetworkArgs,
+
+    /// Write one JSON line per network decision (allowed or denied) to
+    /// FILE, appending; `-` is stderr. Example: --audit audit.jsonl
+    #[arg(long, value_name = "FILE")]
+    audit: Option<String>,
+}
+
+impl GuestArgs {
+    /// Turn the flags into one validated configuration for `file` with
+    /// `args` (argv[0] first). `matches` gives the command-line positions,
+    /// so that `--dir` and `--dir-ro` grants keep the operator's order (it
+    /// decides preview1 fd numbers).
+    pub fn into_config(
+        self,
+        matches: &ArgMatches,
+        file: PathBuf,
+        args: Vec<String>,
+    ) -> Result<RunConfig, String> {
+        let positions = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(|i| i.collect())
+                .unwrap_or_default()
+        };
+        let mut dirs: Vec<(usize, DirGrant)> =
+            positions("dirs").into_iter().zip(self.dirs).collect();
+        dirs.extend(positions("dirs_ro").into_iter().zip(self.dirs_ro));
+        dirs.sort_by_key(|(at, _)| *at);
+
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (name, value) in self.env {
+            env.retain(|(n, _)| *n != name);
+            env.push((name, value));
+        }
+
+        let mut resolved = self.network.resolve(self.audit.as_deref())?;
+        for w in &resolved.warnings {
+            warden_net::out::line(w);
+        }
+        resolved.network.reporter = Some(crate::report::reporter());
+        // The manifest's listeners first, then the flags'.
+        let mut listeners: Vec<ListenSpec> = Vec::new();
+        for (i, (name, addr)) in resolved
+            .listen
+            .into_iter()
+            .map(|l| (l.name, l.addr))
+            .chain(self.listen)
+            .enumerate()
+        {
+            let name = name.unwrap_or_else(|| format!("tcp{i}"));
+            if listeners.iter().any(|l| l.name == name) {
+                return Err(format!(
+                    "two listeners are named `{name}`: each listener needs its own name (--listen NAME=ADDR), since the guest finds them by name in LISTEN_FDNAMES"
+                ));
+            }
+            listeners.push(ListenSpec { name, addr });
+        }
+
+        let defaults = Limits::default();
+        Ok(RunConfig {
+            network: resolved.network,
+            file,
+            listeners,
+            grants: Grants {
+                args,
+                env,
+                dirs: dirs.into_iter().map(|(_, d)| d).collect(),
+            },
+            limits: Limits {
+                max_memory: self.max_memory,
+                max_table_elements: self
+                    .max_table_elements
+                    .unwrap_or(defaults.max_table_elements),
+                timeout: self.timeout,
+                fuel: self.fuel,
+                max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
+                compile_timeout: self.compile_timeout.unwrap_or(defaults.compile_timeout),
+            },
+            cache: match (self.no_cache, self.cache_dir) {
+                (true, _) => CacheSetting::Disabled,
+                (false, Some(dir)) => CacheSetting::Dir(dir),
+                (false, None) => CacheSetting::Default,
+            },
+            verbose: self.verbose,
+            last_words: None,
+        })
+    }
+}

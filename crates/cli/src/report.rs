@@ -1,0 +1,200 @@
+//! Warden's words for the operator: the libraries hand over data (a denial
+//! with the grant that would allow it, how a run ended), and this module
+//! words it with the flags the operator can type.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use warden_host::{Finished, LimitHit, Outcome, Refusal};
+use warden_net::report::{Notice, denied_line, quiet_line};
+use warden_net::{Action, Remedy};
+use warden_policy::{Rights, RuleTarget, parse_target_ports};
+
+use crate::values::show_duration;
+
+/// Exit code for a guest stopped by `--timeout` or `--fuel` (as timeout(1)).
+pub const EXIT_LIMIT: u8 = 124;
+/// Exit code for a guest that trapped (as a process killed by SIGABRT).
+pub const EXIT_TRAP: u8 = 134;
+
+/// One line on stdout; a closed stdout loses it, nothing more.
+pub fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+/// The gate's reporter for the command line: denials with the flag that
+/// would allow them.
+pub fn reporter() -> warden_net::Reporter {
+    Arc::new(|n| warden_net::out::line(&notice(n)))
+}
+
+/// A notice in the command line's words.
+pub fn notice(n: &Notice<'_>) -> String {
+    match n {
+        Notice::Denied {
+            action,
+            target,
+            decision,
+            remedy,
+        } => {
+            let mut line = denied_line(*action, target, decision);
+            if let Some(hint) = remedy.as_ref().and_then(|r| flag_for(*action, r)) {
+                line.push_str("; to allow it: ");
+                line.push_str(&hint);
+            }
+            line
+        }
+        Notice::Quiet { remote, budget } => quiet_line(*remote, *budget),
+        _ => String::from("warden: (a notice this version cannot word)"),
+    }
+}
+
+/// The flag that makes the grant `remedy`, when there is one and it is a
+/// valid flag (it is parsed back as the flag would be; a hint Warden itself
+/// would reject is never printed).
+fn flag_for(action: Action, remedy: &Remedy) -> Option<String> {
+    let target = match &remedy.target {
+        RuleTarget::Net(c) => {
+            let full = if c.addr().is_ipv4() { 32 } else { 128 };
+            match (c.prefix_len() == full, c.addr().is_ipv6()) {
+                (true, false) => c.addr().to_string(),
+                (true, true) => format!("[{}]", c.addr()),
+                (false, _) => remedy.target.to_string(),
+            }
+        }
+        RuleTarget::Name(n) => n.to_string(),
+    };
+    let ports = remedy.ports;
+    let r = remedy.rights;
+    let text = if r == Rights::RESOLVE {
+        format!("--allow-resolve {target}")
+    } else if r == Rights::CONNECT {
+        format!("--allow-connect {target}:{ports}")
+    } else if r == Rights::BIND || r == Rights::LISTEN {
+        format!("--allow-listen {target}:{ports}")
+    } else if r == Rights::UDP_BIND || r == Rights::UDP_SEND || r == Rights::UDP_RECV {
+        format!("--allow-udp {target}:{ports}")
+    } else if r == Rights::ACCEPT {
+        // No flag grants accepting from one peer: a listener accepts from
+        // any peer no deny refuses.
+        return Some(format!(
+            "a manifest grant with the accept right for {target} (listeners accept from every peer no deny refuses)"
+        ));
+    } else {
+        return None;
+    };
+    // The flag's value must parse as the flag parses it.
+    let value = text.split_once(' ').map_or("", |(_, v)| v);
+    let valid = if action == Action::Resolve {
+        value.parse::<warden_policy::NamePattern>().is_ok()
+    } else {
+        parse_target_ports(value).is_ok()
+    };
+    valid.then_some(text)
+}
+
+/// Say how a run ended and give the exit status: the guest's own code, 124
+/// for a limit, 134 for a trap. Also says what a limit refused on the way.
+pub fn ending(finished: &Finished, verbose: bool) -> u8 {
+    if let Some(refused) = finished.refused {
+        warden_net::out::line(&match refused {
+            Refusal::Memory(wanted) => format!(
+                "warden: --max-memory refused the guest's growth of linear memory to {wanted} bytes"
+            ),
+            Refusal::Table(wanted) => format!(
+                "warden: --max-table-elements (or --max-memory, which counts table elements too) refused the guest's growth of a table to {wanted} elements"
+            ),
+        });
+    }
+    match &finished.outcome {
+        // Exit codes are 8 bits on Unix; pass the guest's through as the OS
+        // would truncate it.
+        Outcome::Exited(code) => *code as u8,
+        Outcome::Limit(LimitHit::Timeout(d)) => {
+            warden_net::out::line(&format!(
+                "warden: guest stopped: --timeout {} reached",
+                show_duration(*d)
+            ));
+            EXIT_LIMIT
+        }
+        Outcome::Limit(LimitHit::Fuel(n)) => {
+            warden_net::out::line(&format!("warden: guest stopped: --fuel {n} exhausted"));
+            EXIT_LIMIT
+        }
+        Outcome::Trapped {
+            reason,
+            backtrace,
+            detail,
+        } => {
+            warden_net::out::line(&format!("warden: guest trapped: {reason}"));
+            if let Some(bt) = backtrace {
+                warden_net::out::raw(bt);
+            }
+            let rust_backtrace =
+                std::env::var("RUST_BACKTRACE").is_ok_and(|v| !v.is_empty() && v != "0");
+            if verbose || rust_backtrace {
+                warden_net::out::line(&format!("warden: full error: {detail}"));
+            }
+            EXIT_TRAP
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_net::Target;
+
+    fn hint(action: Action, target: Target) -> Option<String> {
+        flag_for(action, &Remedy::for_denial(action, &target)?)
+    }
+
+    #[test]
+    fn hints_are_flags_warden_accepts() {
+        let addr = |s: &str| Target::Addr(s.parse().unwrap());
+        let name = |h: &str, port| Target::Name {
+            host: h.into(),
+            port,
+        };
+        assert_eq!(
+            hint(Action::Connect, addr("127.0.0.1:9000")).unwrap(),
+            "--allow-connect 127.0.0.1:9000"
+        );
+        assert_eq!(
+            hint(Action::Connect, addr("[::1]:80")).unwrap(),
+            "--allow-connect [::1]:80"
+        );
+        assert_eq!(
+            hint(Action::Bind, addr("127.0.0.1:7000")).unwrap(),
+            "--allow-listen 127.0.0.1:7000"
+        );
+        assert_eq!(
+            hint(Action::UdpRecv, addr("127.0.0.2:5353")).unwrap(),
+            "--allow-udp 127.0.0.2:*"
+        );
+        assert_eq!(
+            hint(Action::Resolve, name("api.example.com", None)).unwrap(),
+            "--allow-resolve api.example.com"
+        );
+        assert_eq!(
+            hint(Action::HttpRequest, name("api.example.com", Some(8080))).unwrap(),
+            "--allow-connect api.example.com:8080"
+        );
+        assert!(
+            hint(Action::Accept, addr("127.0.0.2:4000"))
+                .unwrap()
+                .contains("manifest grant")
+        );
+        // No hint for what no flag could grant.
+        assert_eq!(hint(Action::Resolve, name("a*b.example.com", None)), None);
+        assert_eq!(hint(Action::Resolve, name(&"x".repeat(300), None)), None);
+        assert_eq!(
+            hint(
+                Action::HttpRequest,
+                name("evil.test:80@127.0.0.3", Some(80))
+            ),
+            None
+        );
+    }
+}
