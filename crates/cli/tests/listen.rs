@@ -288,7 +288,7 @@ fn listen_with_a_component_is_refused() {
     assert_eq!(r.stdout, "");
     assert!(
         r.stderr.contains(
-            "--listen works with preview1 modules only for now (this is a WASI 0.2 component)"
+            "pre-opened listeners work with preview1 modules only for now (this is a WASI 0.2 component)"
         ),
         "{}",
         r.stderr
@@ -616,5 +616,66 @@ fn sigterm_stops_a_server_with_its_audit_log_flushed() {
     assert_eq!(
         (rec["event"].as_str(), rec["decision"].as_str()),
         (Some("accept"), Some("allow"))
+    );
+}
+
+#[test]
+fn listener_variables_replace_the_operators_env() {
+    let r = run(&[
+        "--env",
+        "LISTEN_FDS=99",
+        "--env",
+        "FD_COUNT=99",
+        "--listen",
+        "web=127.0.0.1:0",
+        p(&guest(Target::P1, "cli")),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("env LISTEN_FDS=1\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("env FD_COUNT=4\n"), "{}", r.stdout);
+    assert!(!r.stdout.contains("99"), "{}", r.stdout);
+}
+
+#[test]
+fn duplicate_listener_names_are_refused() {
+    let r = run(&[
+        "--listen",
+        "web=127.0.0.1:0",
+        "--listen",
+        "web=127.0.0.1:0",
+        p(&guest(Target::P1, "cli")),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("two listeners are named `web`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_peer_connecting_many_times_is_reported_once() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--deny",
+        "127.0.0.2:*",
+        p(&guest(Target::P1, "echo_std")),
+        "1",
+    ]);
+    for _ in 0..30 {
+        let mut refused = connect_from("127.0.0.2", server.port);
+        let mut buf = Vec::new();
+        let _ = refused.read_to_end(&mut buf);
+    }
+    let served = exchange(connect_from("127.0.0.1", server.port), b"yes\n".to_vec());
+    assert_eq!(served, b"yes\n");
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("warden: denied accept").count(),
+        1,
+        "{}",
+        r.stderr
     );
 }

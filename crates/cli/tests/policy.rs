@@ -928,7 +928,7 @@ fn explain_names_the_deciding_rule() {
         (r.code, r.stdout.as_str()),
         (
             0,
-            "allow connect api.example.com:443\nrule: api\nreason: rule api (allow connect,resolve *.example.com:443) allows connect to api.example.com:443\n"
+            "allow connect api.example.com:443\nrule: api\nreason: rule api (allow connect,resolve *.example.com:443) allows connect to api.example.com:443\nnote: in a run this is refused for any address that a denied name resolves to (evil.example.com): the host resolves denied names itself\n"
         )
     );
     let r = explain(&["--manifest", &m, "connect", "api.example.com:444"]);
@@ -1006,6 +1006,187 @@ fn udp_bind_and_receive_have_their_deny_twins() {
             "udp-bind 0.0.0.0:0 allow send-only".to_string(),
             format!("udp-send {to} allow send-only"),
             format!("udp-recv {to} deny default-deny"),
+            // The timeout that stopped the guest is on the record too.
+            "limit ? deny timeout".to_string(),
         ]
     );
+}
+
+// ------------------------------------------------------------ issue 8
+
+#[test]
+fn a_deny_on_a_name_covers_its_address_whatever_name_reaches_it() {
+    let dns = Dns::start(&[
+        ("secret.corp.test", zone(&["127.0.0.1"])),
+        ("alias.corp.test", zone(&["127.0.0.1"])),
+    ]);
+    let peer = TcpPeer::start("127.0.0.1");
+    let port = peer.port();
+    let d = dns.addr.to_string();
+    let step = format!("connect:alias.corp.test:{port}");
+    let grant = format!("*.corp.test:{port}");
+    let r = net(
+        &[
+            "--dns-server",
+            &d,
+            "--allow-connect",
+            &grant,
+            "--deny",
+            "secret.corp.test:*",
+        ],
+        &[&step],
+    );
+    assert_eq!(r.stdout, format!("{step}: PermissionDenied\n"));
+    assert!(
+        r.stderr.contains(&format!(
+            "warden: denied connect 127.0.0.1:{port} (rule --deny secret.corp.test:*): 127.0.0.1 is an address of secret.corp.test"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(peer.accepted(), 0);
+    // Also through an address grant: the deny is on the host, not a name.
+    let addr_grant = format!("127.0.0.1:{port}");
+    let direct = format!("connect:127.0.0.1:{port}");
+    let r = net(
+        &[
+            "--dns-server",
+            &d,
+            "--allow-connect",
+            &addr_grant,
+            "--deny",
+            "secret.corp.test:*",
+        ],
+        &[&direct],
+    );
+    assert_eq!(r.stdout, format!("{direct}: PermissionDenied\n"));
+    assert_eq!(peer.accepted(), 0);
+    // The twin: without the deny, the alias reaches the peer.
+    let r = net(&["--dns-server", &d, "--allow-connect", &grant], &[&step]);
+    assert_eq!(r.stdout, format!("{step}: ok peer {port} got ping\n"));
+}
+
+#[test]
+fn nat64_spellings_of_a_denied_ipv4_address_are_denied() {
+    let explain = |args: &[&str]| ran(warden().arg("explain").args(args).output().unwrap());
+    let r = explain(&[
+        "--allow-connect",
+        "[::/0]:*",
+        "--deny",
+        "169.254.169.254:*",
+        "connect",
+        "[64:ff9b::a9fe:a9fe]:80",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("rule: --deny 169.254.169.254:*"),
+        "{}",
+        r.stdout
+    );
+    let r = explain(&[
+        "--allow-connect",
+        "[::/0]:*",
+        "--deny",
+        "169.254.169.254:*",
+        "connect",
+        "[64:ff9b:1::a9fe:a9fe]:80",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    // The twin: an IPv6 address outside the NAT64 prefixes is the grant's.
+    let r = explain(&[
+        "--allow-connect",
+        "[::/0]:*",
+        "--deny",
+        "169.254.169.254:*",
+        "connect",
+        "[2001:db8::a9fe:a9fe]:80",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn http_authority_with_userinfo_is_refused_and_host_is_what_was_decided() {
+    let peer = TcpPeer::start("127.0.0.3");
+    let port = peer.port();
+    let grant = format!("127.0.0.3:{port}");
+    let tricky = format!("http:http://evil.test:80@127.0.0.3:{port}/");
+    let plain = format!("http:http://127.0.0.3:{port}/p");
+    let r = net(&["--allow-connect", &grant], &[&tricky, &plain]);
+    assert_eq!(
+        r.stdout,
+        lines(&[
+            &format!("{tricky}: ErrorCode::HttpRequestDenied"),
+            &format!("{plain}: ok status 200 hello from {port}"),
+        ])
+    );
+    assert!(
+        r.stderr.contains("authority carries userinfo"),
+        "{}",
+        r.stderr
+    );
+    // Only the plain request arrived, with Host exactly as decided.
+    assert_eq!(
+        *peer.requests.lock().unwrap(),
+        [format!("GET /p HTTP/1.1 host=127.0.0.3:{port}")]
+    );
+}
+
+#[test]
+fn explain_says_what_run_does_for_ip_literals() {
+    let r = ran(warden()
+        .args(["explain", "resolve", "127.0.0.1"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "allow resolve 127.0.0.1\nrule: ip-literal\nreason: 127.0.0.1 is an IP literal: it resolves to itself and no lookup leaves the host\n"
+        )
+    );
+    // And a run resolves it with no grant at all.
+    let step = "resolve:127.0.0.1";
+    let r = net(&[], &[step]);
+    assert_eq!(r.stdout, format!("{step}: ok 127.0.0.1\n"));
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_written_says_so() {
+    let step = "connect:127.0.0.1:1";
+    let r = net(
+        &["--allow-connect", "127.0.0.1:9", "--audit", "/dev/full"],
+        &[step],
+    );
+    assert_eq!(r.stdout, format!("{step}: PermissionDenied\n"));
+    assert!(
+        r.stderr.contains(
+            "warden: audit: writing the log failed after 0 records were written: No space left on device"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("fell behind"), "{}", r.stderr);
+}
+
+#[test]
+fn only_allow_all_grants_warn_and_once() {
+    let hello = p(&guest(Target::P2, "hello")).to_string();
+    let r = run(&["--allow-listen", "127.0.0.1:7777", &hello]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let r = run(&["--allow-listen", "0.0.0.0/0:*", &hello]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stderr.matches("warning").count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn an_invalid_host_gets_no_hint_warden_would_reject() {
+    // An HTTP host that is no host name: refused as invalid, and stderr
+    // suggests no flag (none could be typed).
+    let step = "http:http://bad_name!.test/";
+    let r = net(&["--allow-connect", "127.0.0.1:9"], &[step]);
+    assert_eq!(
+        r.stdout,
+        format!("{step}: ErrorCode::HttpRequestUriInvalid\n")
+    );
+    assert!(!r.stderr.contains("to allow it"), "{}", r.stderr);
 }

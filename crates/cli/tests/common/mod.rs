@@ -78,3 +78,83 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatu
     }
 }
 pub mod peers;
+
+/// How a measured run went: its output, the most memory it held, and how
+/// long it took.
+pub struct Measured {
+    pub ran: Ran,
+    /// The child's peak resident set, KiB (`getrusage`'s `ru_maxrss`).
+    pub max_rss_kib: i64,
+    pub elapsed: Duration,
+}
+
+/// Run `cmd` to its end (stdin closed, stdout and stderr collected), at
+/// most `limit` (then it is killed and the test fails), and measure it.
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped with wait4, which also gives its resource use"
+)]
+pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
+    use std::process::Stdio;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    // Keep only the last 1 MiB of each: the test process must stay small,
+    // since a child's peak RSS counts what it shared with its parent
+    // before exec.
+    let read_out = std::thread::spawn(move || tail(&mut out));
+    let read_err = std::thread::spawn(move || tail(&mut err));
+    // Reap with wait4 to get the child's own resource use.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to a status and an rusage; WNOHANG.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert!(r == 0, "wait4 failed");
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("warden ran past {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    assert!(libc::WIFEXITED(status), "warden was killed by a signal");
+    Measured {
+        ran: Ran {
+            code: libc::WEXITSTATUS(status),
+            stdout: String::from_utf8_lossy(&read_out.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&read_err.join().unwrap()).into_owned(),
+        },
+        max_rss_kib: usage.ru_maxrss,
+        elapsed,
+    }
+}
+
+/// The last 1 MiB read from `r`, reading it to its end.
+fn tail(r: &mut impl std::io::Read) -> Vec<u8> {
+    const KEEP: usize = 1 << 20;
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * KEEP {
+                    kept.drain(..kept.len() - KEEP);
+                }
+            }
+        }
+    }
+}
