@@ -80,6 +80,12 @@ pub struct NetworkArgs {
     #[arg(long = "allow-udp", value_name = "TARGET", value_parser = flag)]
     pub allow_udp: Vec<Flag>,
 
+    /// Allow binding UDP sockets to ADDR:PORTS (an IP or CIDR), as a UDP
+    /// server does; what it may send to and receive from still needs
+    /// --allow-udp. Repeatable. Example: --allow-udp-bind 127.0.0.1:5353
+    #[arg(long = "allow-udp-bind", value_name = "ADDR:PORTS", value_parser = listen_flag)]
+    pub allow_udp_bind: Vec<Flag>,
+
     /// Allow resolving names matching PATTERN: a name, *.suffix (whole
     /// labels: *.example.com matches a.example.com, not example.com nor
     /// evilexample.com) or *. Repeatable. Example: --allow-resolve *.example.com
@@ -156,6 +162,14 @@ impl NetworkArgs {
                     Rights::UDP_BIND,
                 ));
             }
+        }
+        for f in &self.allow_udp_bind {
+            rules.push(Rule::allow(
+                format!("--allow-udp-bind {}", f.text),
+                f.target.clone(),
+                f.ports,
+                Rights::UDP_BIND,
+            ));
         }
         for p in &self.allow_resolve {
             let id = format!("--allow-resolve {p}");

@@ -73,7 +73,9 @@ fn flag_for(action: Action, remedy: &Remedy) -> Option<String> {
         format!("--allow-connect {target}:{ports}")
     } else if r == Rights::BIND || r == Rights::LISTEN {
         format!("--allow-listen {target}:{ports}")
-    } else if r == Rights::UDP_BIND || r == Rights::UDP_SEND || r == Rights::UDP_RECV {
+    } else if r == Rights::UDP_BIND {
+        format!("--allow-udp-bind {target}:{ports}")
+    } else if r == Rights::UDP_SEND || r == Rights::UDP_RECV {
         format!("--allow-udp {target}:{ports}")
     } else if r == Rights::ACCEPT {
         // No flag grants accepting from one peer: a listener accepts from

@@ -276,10 +276,21 @@ fn network_is_denied_inside_the_guest_and_nothing_reaches_the_peer() {
         ])
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    // The operator is told what was refused and by which rule.
+    // The operator is told what was refused and by which rule: creating
+    // a socket is no network access, every address it is used with is.
     assert!(
         r.stderr
             .contains("warden: denied resolve localhost (rule default-deny)"),
+        "{}",
+        r.stderr
+    );
+    // A connect from an unbound socket binds an ephemeral port first;
+    // with no grant for any traffic, that bind is what is refused, and the
+    // line says what would allow it.
+    assert!(
+        r.stderr.contains(
+            "warden: denied bind 0.0.0.0:0 (rule default-deny): no grant allows bind to 0.0.0.0:0, the ephemeral local port a socket binds before its first connect; a grant for that traffic allows this bind\n"
+        ),
         "{}",
         r.stderr
     );
@@ -586,7 +597,7 @@ fn unsupported_files_get_one_clear_line_and_exit_2() {
     assert_eq!(
         usage_error(&elf),
         format!(
-            "warden: error: {}: not WebAssembly (no \\0asm header and not WebAssembly text; starts with bytes 7f 45 4c 46 02 01 01 00); supported: WASI preview1 core modules (.wasm or .wat) and components exporting wasi:cli/run@0.2.x or @0.3.x\n",
+            "warden: error: {}: not WebAssembly (no \\0asm header and not WebAssembly text; starts with bytes 7f 45 4c 46 02 01 01 00); supported: WASI preview1 core modules (.wasm or .wat), components exporting wasi:cli/run@0.2.x or @0.3.x, and HTTP components exporting wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x\n",
             p(&elf)
         )
     );
@@ -605,7 +616,7 @@ fn unsupported_files_get_one_clear_line_and_exit_2() {
     assert_eq!(
         usage_error(&proxy),
         format!(
-            "warden: error: {}: a component of another world (it exports wasi:http/incoming-handler@0.2.3); supported: WASI preview1 core modules (.wasm or .wat) and components exporting wasi:cli/run@0.2.x or @0.3.x\n",
+            "warden: error: {}: a wasi:http/proxy 0.2 component: it handles HTTP requests, so it is served, not run\n",
             p(&proxy)
         )
     );

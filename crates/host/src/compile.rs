@@ -133,7 +133,7 @@ fn compile(
 ) -> Result<Compiled, HostError> {
     let kind_tag = match guest.kind {
         GuestKind::Preview1 => "module",
-        GuestKind::Component(_) => "component",
+        GuestKind::Component(_) | GuestKind::Http(_) => "component",
     };
     let key = cache.map(|_| cache::Cache::key(engine, &guest.sha256, kind_tag));
     if let (Some(cache), Some(key)) = (cache, &key) {
@@ -166,7 +166,7 @@ fn compile(
             let a = cache.map(|_| m.serialize()).transpose();
             (Compiled::Module(m), a)
         }
-        GuestKind::Component(abi) => {
+        GuestKind::Component(abi) | GuestKind::Http(abi) => {
             let c = Component::new(engine, &guest.bytes).map_err(compile_error)?;
             let a = cache.map(|_| c.serialize()).transpose();
             (Compiled::Component(c, abi), a)
@@ -194,7 +194,7 @@ fn deserialize(engine: &Engine, kind: GuestKind, artifact: &[u8]) -> wasmtime::R
     // itself refuses artifacts of another version or engine configuration.
     Ok(match kind {
         GuestKind::Preview1 => Compiled::Module(unsafe { Module::deserialize(engine, artifact)? }),
-        GuestKind::Component(abi) => {
+        GuestKind::Component(abi) | GuestKind::Http(abi) => {
             Compiled::Component(unsafe { Component::deserialize(engine, artifact)? }, abi)
         }
     })

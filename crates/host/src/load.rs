@@ -13,8 +13,15 @@ use warden_wasi::ComponentAbi;
 pub enum GuestKind {
     /// A WASI preview1 core module (`wasm32-wasip1`).
     Preview1,
-    /// A component exporting `wasi:cli/run` of the given WASI version.
+    /// A command component exporting `wasi:cli/run` of the given WASI
+    /// version (the newest, when it exports several).
     Component(ComponentAbi),
+    /// An HTTP component: `wasi:http/incoming-handler@0.2.x` (a
+    /// `wasi:http/proxy`, P2) or `wasi:http/handler@0.3.x` (a
+    /// `wasi:http/service`, P3). It may also export `wasi:cli/run`, as Rust
+    /// programs built with the usual guest libraries do; it is still an
+    /// HTTP component.
+    Http(ComponentAbi),
 }
 
 impl GuestKind {
@@ -24,6 +31,8 @@ impl GuestKind {
             GuestKind::Preview1 => "WASI preview1 module",
             GuestKind::Component(ComponentAbi::P2) => "WASI 0.2 component",
             GuestKind::Component(ComponentAbi::P3) => "WASI 0.3 component",
+            GuestKind::Http(ComponentAbi::P2) => "wasi:http/proxy 0.2 component",
+            GuestKind::Http(ComponentAbi::P3) => "wasi:http/service 0.3 component",
         }
     }
 }
@@ -39,7 +48,7 @@ pub struct Guest {
     pub kind: GuestKind,
 }
 
-const SUPPORTED: &str = "supported: WASI preview1 core modules (.wasm or .wat) and components exporting wasi:cli/run@0.2.x or @0.3.x";
+const SUPPORTED: &str = "supported: WASI preview1 core modules (.wasm or .wat), components exporting wasi:cli/run@0.2.x or @0.3.x, and HTTP components exporting wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x";
 
 /// Read `path` (at most `max_size` bytes, else an error) and classify it.
 pub fn read_guest(path: &Path, max_size: u64) -> Result<Guest, HostError> {
@@ -142,18 +151,38 @@ fn classify(path: &Path, bytes: &[u8]) -> Result<GuestKind, HostError> {
     }
     let exports = component_exports(bytes)
         .map_err(|e| unsupported(format!("a malformed component: {}", one_line(&e))))?;
-    for name in &exports {
-        if let Some(version) = name.strip_prefix("wasi:cli/run@") {
-            if version.starts_with("0.2.") {
-                return Ok(GuestKind::Component(ComponentAbi::P2));
-            }
-            if version.starts_with("0.3.") {
-                return Ok(GuestKind::Component(ComponentAbi::P3));
-            }
-            return Err(unsupported(format!(
-                "a component exporting wasi:cli/run@{version}, a WASI version Warden does not support; {SUPPORTED}"
-            )));
-        }
+    let version_of = |prefix: &str| -> Vec<&str> {
+        exports
+            .iter()
+            .filter_map(|n| n.strip_prefix(prefix))
+            .collect()
+    };
+    // An HTTP handler makes it an HTTP component, whatever else it exports.
+    if version_of("wasi:http/handler@")
+        .iter()
+        .any(|v| v.starts_with("0.3."))
+    {
+        return Ok(GuestKind::Http(ComponentAbi::P3));
+    }
+    if version_of("wasi:http/incoming-handler@")
+        .iter()
+        .any(|v| v.starts_with("0.2."))
+    {
+        return Ok(GuestKind::Http(ComponentAbi::P2));
+    }
+    // A command: the newest WASI version it exports `run` for (toolchains
+    // that build 0.3 programs also export a 0.2 `run`).
+    let runs = version_of("wasi:cli/run@");
+    if runs.iter().any(|v| v.starts_with("0.3.")) {
+        return Ok(GuestKind::Component(ComponentAbi::P3));
+    }
+    if runs.iter().any(|v| v.starts_with("0.2.")) {
+        return Ok(GuestKind::Component(ComponentAbi::P2));
+    }
+    if let Some(version) = runs.first() {
+        return Err(unsupported(format!(
+            "a component exporting wasi:cli/run@{version}, a WASI version Warden does not support; {SUPPORTED}"
+        )));
     }
     let found = if exports.is_empty() {
         "a component with no exports".to_string()
@@ -223,10 +252,26 @@ mod tests {
             classify_wat(&p3).unwrap(),
             GuestKind::Component(ComponentAbi::P3)
         );
-        let other = p2.replace("wasi:cli/run@0.2.3", "wasi:http/incoming-handler@0.2.3");
+        let proxy = p2.replace("wasi:cli/run@0.2.3", "wasi:http/incoming-handler@0.2.3");
+        assert_eq!(
+            classify_wat(&proxy).unwrap(),
+            GuestKind::Http(ComponentAbi::P2)
+        );
+        let other = p2.replace("wasi:cli/run@0.2.3", "example:thing/run@1.0.0");
         assert_eq!(
             err_text(classify_wat(&other)),
-            "t.wat: a component of another world (it exports wasi:http/incoming-handler@0.2.3); supported: WASI preview1 core modules (.wasm or .wat) and components exporting wasi:cli/run@0.2.x or @0.3.x"
+            format!(
+                "t.wat: a component of another world (it exports example:thing/run@1.0.0); {SUPPORTED}"
+            )
+        );
+        // Both a 0.2 and a 0.3 `run`: the 0.3 one is the program.
+        let both = p2.replace(
+            r#"(export "wasi:cli/run@0.2.3" (instance $r)))"#,
+            r#"(export "wasi:cli/run@0.2.0" (instance $r)) (export "wasi:cli/run@0.3.0" (instance $r)))"#,
+        );
+        assert_eq!(
+            classify_wat(&both).unwrap(),
+            GuestKind::Component(ComponentAbi::P3)
         );
         let future = p2.replace("0.2.3", "0.4.0");
         assert!(err_text(classify_wat(&future)).contains("wasi:cli/run@0.4.0"));

@@ -104,6 +104,15 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     }
     let Program { guest, compiled } =
         compile::prepare(&engine, &cfg.file, &cfg.limits, &cfg.cache, &log)?;
+    if let GuestKind::Http(_) = guest.kind {
+        return Err(HostError::Unsupported {
+            path: cfg.file.clone(),
+            what: format!(
+                "a {}: it handles HTTP requests, so it is served, not run",
+                guest.kind.describe()
+            ),
+        });
+    }
     if !cfg.listeners.is_empty() && guest.kind != GuestKind::Preview1 {
         return Err(HostError::ListenUnsupported {
             path: cfg.file.clone(),

@@ -95,6 +95,9 @@ pub(crate) enum Why {
     },
     /// Nothing granted it.
     NoGrant { action: Action, shown: Shown },
+    /// The ephemeral local bind before outgoing traffic, with no grant for
+    /// any such traffic.
+    EphemeralNoTraffic { action: Action, shown: SocketAddr },
     /// A name that is not a DNS name.
     InvalidName { host: Shown },
     /// A deny rule covers the name.
@@ -287,6 +290,15 @@ impl fmt::Display for Reason<'_> {
                 "no grant allows {action} {} {shown}; network access is denied by default",
                 towards(*action)
             ),
+            Why::EphemeralNoTraffic { action, shown } => write!(
+                f,
+                "no grant allows {action} to {shown}, the ephemeral local port a socket binds before its first {}; a grant for that traffic allows this bind",
+                if *action == Action::Bind {
+                    "connect"
+                } else {
+                    "datagram"
+                }
+            ),
             Why::InvalidName { host } => write!(f, "`{host}` is not a valid host name"),
             Why::NameDenied { shown, rule } => {
                 write!(f, "{shown} is denied by rule {} ({})", rule.id, rule.text)
@@ -329,6 +341,14 @@ impl Remedy {
     /// A peer's port is its own ephemeral one, so grants for peers (accept,
     /// udp-recv) cover every port of the peer's address.
     pub fn for_denial(action: Action, target: &Target) -> Option<Remedy> {
+        // The ephemeral bind before outgoing traffic is granted by a grant
+        // for the traffic, which this denial cannot name.
+        if let (Action::Bind | Action::UdpBind, Target::Addr(a)) = (action, target)
+            && a.port() == 0
+            && a.ip().is_unspecified()
+        {
+            return None;
+        }
         let rights = Rights::for_action(action);
         let (target, ports) = match target {
             Target::Addr(a) => {

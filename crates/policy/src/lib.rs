@@ -141,8 +141,8 @@ impl fmt::Display for Target {
     }
 }
 
-/// Which transports a policy could ever allow. The runtime keeps a transport
-/// switched off entirely when no grant could use it.
+/// Which transports a policy could ever allow (for an embedder that wants
+/// to switch off what no grant could use).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Transports {
     /// Some grant could allow a TCP action.
@@ -479,6 +479,9 @@ impl Policy {
                 kind,
                 rule: self.quote(i).clone(),
             },
+            _ if ephemeral && matches!(action, Action::Bind | Action::UdpBind) => {
+                Why::EphemeralNoTraffic { action, shown }
+            }
             _ => Why::NoGrant {
                 action,
                 shown: Shown::Addr(shown),
@@ -907,10 +910,16 @@ mod tests {
         assert!(addr(&p, Action::UdpBind, "[::]:0").is_allowed());
         assert_eq!(addr(&p, Action::UdpBind, "0.0.0.0:0").rule(), "no-any");
         assert!(!addr(&p, Action::Bind, "[::]:0").is_allowed());
-        assert!(
-            !Policy::deny_all()
-                .decide(Action::Bind, &Target::Addr("0.0.0.0:0".parse().unwrap()))
-                .is_allowed()
+        let d =
+            Policy::deny_all().decide(Action::Bind, &Target::Addr("0.0.0.0:0".parse().unwrap()));
+        assert!(!d.is_allowed());
+        assert_eq!(
+            d.reason().to_string(),
+            "no grant allows bind to 0.0.0.0:0, the ephemeral local port a socket binds before its first connect; a grant for that traffic allows this bind"
+        );
+        assert_eq!(
+            Remedy::for_denial(Action::Bind, &Target::Addr("0.0.0.0:0".parse().unwrap())),
+            None
         );
     }
 

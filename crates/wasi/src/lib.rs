@@ -86,12 +86,14 @@ pub fn wasi_builder(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiCtxBuilder,
                 source,
             })?;
     }
-    // A transport no grant could use stays switched off in wasmtime-wasi,
-    // so the guest cannot even create such a socket.
-    let transports = gate.transports();
-    b.allow_tcp(transports.tcp)
-        .allow_udp(transports.udp)
-        .allow_ip_name_lookup(transports.resolve);
+    // Creating a socket is no network access: the guest may create TCP and
+    // UDP sockets and set their options, and every use of an address (bind,
+    // listen, connect, send, receive, accept) is decided by the gate, so
+    // with no grant each such use is refused, reported and audited.
+    // wasmtime's own name lookup stays off: Warden's (gated) replaces it.
+    b.allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(false);
     let gate = gate.clone();
     b.socket_addr_check(move |addr, usage| {
         let gate = gate.clone();
