@@ -24,6 +24,7 @@ pub mod out;
 pub mod report;
 pub mod resolve;
 pub mod sockets;
+pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};

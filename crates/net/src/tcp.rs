@@ -1,0 +1,797 @@
+//! TCP sockets for WASI 0.2 and 0.3 guests: the ABI-neutral core.
+//!
+//! Warden owns its guests' TCP sockets instead of wasmtime-wasi, for two
+//! reasons: every use of an address is put to the [`Gate`] here (bind,
+//! listen, each accepted peer, connect, and the implicit bind before it),
+//! and the host keeps the byte stream, so it can hand over sockets the
+//! operator pre-opened and (with connection kinds) wrap streams in TLS.
+//! The wasi:sockets 0.2 and 0.3 faces in `warden-wasi` translate calls to
+//! this core and nothing more.
+//!
+//! A socket goes Default → (bound) → Listening, or Default → Connecting →
+//! Connected; a failure leaves it Closed with the error. A connected
+//! socket's bytes are a [`Reader`] and a [`Writer`] the faces take once
+//! each; a dup of its descriptor stays with the socket for addresses and
+//! options, so they work whoever holds the halves.
+//!
+//! **Socket activation.** A listener the operator pre-opened
+//! ([`Activation`]) is handed to the first guest socket that binds exactly
+//! its address: the bind and the listen that follows take the pre-opened
+//! socket instead of making a new one, so a guest serves a port only the
+//! operator could bind (below 1024, say), and no other process can take
+//! the port in between. Both are decided by the gate like any bind and
+//! listen (a pre-opened listener's grant allows them).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{Action, Gate};
+
+/// The bytes a connected socket receives.
+pub type Reader = Pin<Box<dyn AsyncRead + Send + Sync>>;
+
+/// Where a connected socket's bytes go.
+pub type Writer = Pin<Box<dyn AsyncWrite + Send + Sync>>;
+
+/// The listen backlog when the guest sets none (as Rust's std).
+pub const DEFAULT_BACKLOG: u32 = 128;
+
+/// An address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6 (IPv6-only: mapped IPv4 addresses are refused).
+    V6,
+}
+
+impl Family {
+    /// The unspecified address of the family, port 0: what an implicit
+    /// bind takes.
+    pub fn unspecified(self) -> SocketAddr {
+        match self {
+            Family::V4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        }
+    }
+
+    fn holds(self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Family::V4, IpAddr::V4(_)) => true,
+            // IPv4-compatible and IPv4-mapped IPv6 addresses are refused on
+            // IPv6 sockets (deprecated, or not IPv6 traffic at all).
+            (Family::V6, IpAddr::V6(v6)) => {
+                let compatible = matches!(v6.segments(), [0, 0, 0, 0, 0, 0, _, _])
+                    && v6 != Ipv6Addr::UNSPECIFIED
+                    && v6 != Ipv6Addr::LOCALHOST;
+                !compatible && v6.to_ipv4_mapped().is_none()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The wasi:sockets error codes this core produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Refused by the gate, or by the system's permissions.
+    AccessDenied,
+    /// Not supported.
+    NotSupported,
+    /// A bad argument (wrong family, a multicast address, ...).
+    InvalidArgument,
+    /// Out of memory or buffers.
+    OutOfMemory,
+    /// Timed out.
+    Timeout,
+    /// Not in a state for this operation.
+    InvalidState,
+    /// The address is not one of this host's.
+    AddressNotBindable,
+    /// The address is taken.
+    AddressInUse,
+    /// No route to the peer.
+    RemoteUnreachable,
+    /// The peer refused.
+    ConnectionRefused,
+    /// The connection broke (a write after the peer went away).
+    ConnectionBroken,
+    /// The peer reset the connection.
+    ConnectionReset,
+    /// The connection was aborted.
+    ConnectionAborted,
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::error::Error for ErrorCode {}
+
+impl From<io::Error> for ErrorCode {
+    fn from(e: io::Error) -> Self {
+        ErrorCode::from(&e)
+    }
+}
+
+impl From<&io::Error> for ErrorCode {
+    fn from(e: &io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => ErrorCode::AccessDenied,
+            Some(libc::EADDRINUSE) => ErrorCode::AddressInUse,
+            Some(libc::EADDRNOTAVAIL) => ErrorCode::AddressNotBindable,
+            Some(libc::ETIMEDOUT) => ErrorCode::Timeout,
+            Some(libc::EPIPE) => ErrorCode::ConnectionBroken,
+            Some(libc::ECONNREFUSED) => ErrorCode::ConnectionRefused,
+            Some(libc::ECONNRESET) => ErrorCode::ConnectionReset,
+            Some(libc::ECONNABORTED) => ErrorCode::ConnectionAborted,
+            Some(libc::EINVAL) => ErrorCode::InvalidArgument,
+            Some(
+                libc::EHOSTUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::ENONET,
+            ) => ErrorCode::RemoteUnreachable,
+            Some(libc::EISCONN | libc::ENOTCONN | libc::EDESTADDRREQ) => ErrorCode::InvalidState,
+            Some(libc::ENOMEM | libc::ENOBUFS) => ErrorCode::OutOfMemory,
+            Some(
+                libc::EOPNOTSUPP
+                | libc::ENOPROTOOPT
+                | libc::EPFNOSUPPORT
+                | libc::EPROTONOSUPPORT
+                | libc::EPROTOTYPE
+                | libc::ESOCKTNOSUPPORT
+                | libc::EAFNOSUPPORT,
+            ) => ErrorCode::NotSupported,
+            Some(_) => ErrorCode::Other,
+            None => match e.kind() {
+                io::ErrorKind::PermissionDenied => ErrorCode::AccessDenied,
+                io::ErrorKind::TimedOut => ErrorCode::Timeout,
+                io::ErrorKind::ConnectionRefused => ErrorCode::ConnectionRefused,
+                io::ErrorKind::ConnectionReset => ErrorCode::ConnectionReset,
+                io::ErrorKind::ConnectionAborted => ErrorCode::ConnectionAborted,
+                io::ErrorKind::BrokenPipe => ErrorCode::ConnectionBroken,
+                io::ErrorKind::InvalidInput => ErrorCode::InvalidArgument,
+                io::ErrorKind::NotConnected => ErrorCode::InvalidState,
+                _ => ErrorCode::Other,
+            },
+        }
+    }
+}
+
+/// Listeners the operator pre-opened for a component, by address, until a
+/// guest socket binds that address and takes one.
+#[derive(Default)]
+pub struct Activation {
+    by_addr: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+}
+
+impl Activation {
+    /// Hand over `listener` (bound and listening) at its local address.
+    pub fn add(&self, listener: std::net::TcpListener) -> io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        lock(&self.by_addr).insert(addr, listener);
+        Ok(addr)
+    }
+
+    fn take(&self, addr: SocketAddr) -> Option<std::net::TcpListener> {
+        lock(&self.by_addr).remove(&addr)
+    }
+
+    /// The addresses still waiting for a guest to bind them.
+    pub fn waiting(&self) -> Vec<SocketAddr> {
+        lock(&self.by_addr).keys().copied().collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a guest's TCP sockets need from the instance: the gate, and the
+/// listeners waiting to be handed over.
+#[derive(Clone)]
+pub struct Sockets {
+    /// Decides every address use.
+    pub gate: Arc<Gate>,
+    /// Pre-opened listeners.
+    pub activation: Arc<Activation>,
+}
+
+/// A future running on its own task, aborted when dropped.
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self {
+        Task(tokio::spawn(f))
+    }
+}
+
+impl<T> Task<T> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        Pin::new(&mut self.0).poll(cx).map(Result::ok)
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A connected socket's parts.
+pub struct Connected {
+    /// A duplicate of the socket's descriptor, for addresses and options.
+    fd: OwnedFd,
+    reader: Option<Reader>,
+    writer: Option<Writer>,
+}
+
+impl Connected {
+    /// A plain TCP connection.
+    pub fn plain(stream: tokio::net::TcpStream) -> io::Result<Self> {
+        let fd = stream.as_fd().try_clone_to_owned()?;
+        let (r, w) = stream.into_split();
+        Ok(Connected {
+            fd,
+            reader: Some(Box::pin(r)),
+            writer: Some(Box::pin(w)),
+        })
+    }
+
+    /// A connection whose bytes flow through `reader` and `writer` (a TLS
+    /// session, say), over the socket `fd` duplicates.
+    pub fn wrapped(fd: OwnedFd, reader: Reader, writer: Writer) -> Self {
+        Connected {
+            fd,
+            reader: Some(reader),
+            writer: Some(writer),
+        }
+    }
+}
+
+enum State {
+    Default(tokio::net::TcpSocket),
+    /// Bound by taking a pre-opened listener.
+    Activated(std::net::TcpListener),
+    Listening(Arc<tokio::net::TcpListener>),
+    Connecting(Task<Result<Connected, ErrorCode>>),
+    Connected(Connected),
+    Closed(ErrorCode),
+}
+
+/// A guest's TCP socket.
+pub struct TcpSocket {
+    state: State,
+    family: Family,
+    backlog: u32,
+    ctx: Sockets,
+    bound: bool,
+}
+
+impl TcpSocket {
+    /// A new, unbound socket of `family`. Creating a socket is no network
+    /// access: nothing is decided until an address is used.
+    pub fn new(ctx: &Sockets, family: Family) -> Result<Self, ErrorCode> {
+        let socket = match family {
+            Family::V4 => tokio::net::TcpSocket::new_v4()?,
+            Family::V6 => {
+                let s = tokio::net::TcpSocket::new_v6()?;
+                // WASI: IPv6 sockets are IPv6-only.
+                SockRef::from(&s).set_only_v6(true)?;
+                s
+            }
+        };
+        Ok(TcpSocket {
+            state: State::Default(socket),
+            family,
+            backlog: DEFAULT_BACKLOG,
+            ctx: ctx.clone(),
+            bound: false,
+        })
+    }
+
+    fn connected(ctx: &Sockets, family: Family, conn: Connected) -> Self {
+        TcpSocket {
+            state: State::Connected(conn),
+            family,
+            backlog: DEFAULT_BACKLOG,
+            ctx: ctx.clone(),
+            bound: true,
+        }
+    }
+
+    fn closed(ctx: &Sockets, family: Family, e: ErrorCode) -> Self {
+        TcpSocket {
+            state: State::Closed(e),
+            family,
+            backlog: DEFAULT_BACKLOG,
+            ctx: ctx.clone(),
+            bound: true,
+        }
+    }
+
+    fn fd(&self) -> Result<std::os::fd::BorrowedFd<'_>, ErrorCode> {
+        match &self.state {
+            State::Default(s) => Ok(s.as_fd()),
+            State::Activated(l) => Ok(l.as_fd()),
+            State::Listening(l) => Ok(l.as_fd()),
+            State::Connected(c) => Ok(c.fd.as_fd()),
+            State::Connecting(_) => Err(ErrorCode::InvalidState),
+            State::Closed(e) => Err(*e),
+        }
+    }
+
+    /// Whether the socket has a local address.
+    pub fn is_bound(&mut self) -> bool {
+        if !self.bound {
+            self.bound = match &self.state {
+                State::Default(s) => s.local_addr().is_ok_and(|a| a != self.family.unspecified()),
+                _ => true,
+            };
+        }
+        self.bound
+    }
+
+    fn decide(&self, action: Action, addr: SocketAddr) -> Result<(), ErrorCode> {
+        if self.ctx.gate.allows_addr(action, addr) {
+            Ok(())
+        } else {
+            Err(ErrorCode::AccessDenied)
+        }
+    }
+
+    /// Bind to `addr` (decided: `bind`). An address the operator pre-opened
+    /// takes the pre-opened listener.
+    pub fn bind(&mut self, addr: SocketAddr) -> Result<(), ErrorCode> {
+        if self.is_bound() {
+            return Err(ErrorCode::InvalidState);
+        }
+        let State::Default(socket) = &self.state else {
+            return Err(ErrorCode::InvalidState);
+        };
+        if !is_unicast(addr.ip()) || !self.family.holds(addr.ip()) {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        self.decide(Action::Bind, addr)?;
+        if let Some(listener) = self.ctx.activation.take(addr) {
+            self.state = State::Activated(listener);
+            self.bound = true;
+            return Ok(());
+        }
+        bind(socket, addr)
+    }
+
+    /// Start connecting to `addr` on a task of its own: the implicit bind
+    /// of an unbound socket and the connect are decided first, then the
+    /// connection is made.
+    pub fn start_connect(&mut self, addr: SocketAddr) -> Result<(), ErrorCode> {
+        let State::Default(_) = &self.state else {
+            return Err(ErrorCode::InvalidState);
+        };
+        if !is_unicast(addr.ip())
+            || addr.ip().to_canonical().is_unspecified()
+            || addr.port() == 0
+            || !self.family.holds(addr.ip())
+        {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let bound = self.is_bound();
+        let State::Default(socket) =
+            std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other))
+        else {
+            unreachable!("checked above");
+        };
+        let gate = self.ctx.gate.clone();
+        let implicit = self.family.unspecified();
+        self.state = State::Connecting(Task::spawn(async move {
+            // The OS binds an unbound socket to an ephemeral port as it
+            // connects; that bind is decided, but not made here (making it
+            // early would use up ports).
+            if !bound && !gate.allows_addr(Action::Bind, implicit) {
+                return Err(ErrorCode::AccessDenied);
+            }
+            gate.prepare(Action::Connect).await;
+            if !gate.allows_addr(Action::Connect, addr) {
+                return Err(ErrorCode::AccessDenied);
+            }
+            let stream = socket.connect(addr).await?;
+            Ok(Connected::plain(stream)?)
+        }));
+        Ok(())
+    }
+
+    /// Finish connecting: ready when the connection is made or failed.
+    pub fn poll_finish_connect(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ErrorCode>> {
+        let result = match &mut self.state {
+            State::Connecting(task) => ready!(task.poll(cx)).unwrap_or(Err(ErrorCode::Other)),
+            State::Connected(_) => return Poll::Ready(Ok(())),
+            State::Closed(e) => return Poll::Ready(Err(*e)),
+            _ => return Poll::Ready(Err(ErrorCode::InvalidState)),
+        };
+        match result {
+            Ok(conn) => {
+                self.state = State::Connected(conn);
+                self.bound = true;
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => {
+                self.state = State::Closed(e);
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    /// Whether a connect is under way.
+    pub fn is_connecting(&self) -> bool {
+        matches!(self.state, State::Connecting(_))
+    }
+
+    /// Listen (decided: `listen` on the local address; an unbound socket is
+    /// first bound to an ephemeral port, decided as `bind`).
+    pub fn listen(&mut self) -> Result<Listener, ErrorCode> {
+        let bound = self.is_bound();
+        let listener = match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
+            State::Activated(l) => {
+                let local = l.local_addr()?;
+                if let Err(e) = self.decide(Action::Listen, local) {
+                    self.state = State::Activated(l);
+                    return Err(e);
+                }
+                tokio::net::TcpListener::from_std(l)?
+            }
+            State::Default(socket) => {
+                let checked = if bound {
+                    socket
+                        .local_addr()
+                        .map_err(ErrorCode::from)
+                        .and_then(|a| self.decide(Action::Listen, a))
+                } else {
+                    let implicit = self.family.unspecified();
+                    self.decide(Action::Bind, implicit)
+                        .and_then(|()| self.decide(Action::Listen, implicit))
+                        .and_then(|()| bind(&socket, implicit))
+                };
+                if let Err(e) = checked {
+                    self.state = State::Default(socket);
+                    return Err(e);
+                }
+                socket.listen(self.backlog)?
+            }
+            other => {
+                self.state = other;
+                return Err(ErrorCode::InvalidState);
+            }
+        };
+        let listener = Arc::new(listener);
+        self.state = State::Listening(listener.clone());
+        self.bound = true;
+        Ok(Listener {
+            inner: listener,
+            family: self.family,
+            ctx: self.ctx.clone(),
+            pending: None,
+            accepted: None,
+        })
+    }
+
+    /// Take the connection's reader (once).
+    pub fn take_reader(&mut self) -> Result<Reader, ErrorCode> {
+        match &mut self.state {
+            State::Connected(c) => c.reader.take().ok_or(ErrorCode::InvalidState),
+            State::Closed(e) => Err(*e),
+            _ => Err(ErrorCode::InvalidState),
+        }
+    }
+
+    /// Take the connection's writer (once).
+    pub fn take_writer(&mut self) -> Result<Writer, ErrorCode> {
+        match &mut self.state {
+            State::Connected(c) => c.writer.take().ok_or(ErrorCode::InvalidState),
+            State::Closed(e) => Err(*e),
+            _ => Err(ErrorCode::InvalidState),
+        }
+    }
+
+    /// Shut down one or both directions of a connected socket at the OS
+    /// level (the stream layers above also stop).
+    pub fn shutdown(&self, how: std::net::Shutdown) -> Result<(), ErrorCode> {
+        match &self.state {
+            State::Connected(c) => {
+                // A peer that already went away makes this fail; the
+                // direction is down either way.
+                let _ = SockRef::from(&c.fd).shutdown(how);
+                Ok(())
+            }
+            State::Closed(e) => Err(*e),
+            _ => Err(ErrorCode::InvalidState),
+        }
+    }
+
+    /// The local address.
+    pub fn local_address(&mut self) -> Result<SocketAddr, ErrorCode> {
+        if !self.is_bound() {
+            return Err(ErrorCode::InvalidState);
+        }
+        sock_addr(SockRef::from(&self.fd()?).local_addr()?)
+    }
+
+    /// The peer's address.
+    pub fn remote_address(&self) -> Result<SocketAddr, ErrorCode> {
+        match &self.state {
+            State::Connected(c) => sock_addr(SockRef::from(&c.fd).peer_addr()?),
+            State::Closed(e) => Err(*e),
+            _ => Err(ErrorCode::InvalidState),
+        }
+    }
+
+    /// Whether it is listening.
+    pub fn is_listening(&self) -> bool {
+        matches!(self.state, State::Listening(_))
+    }
+
+    /// Its address family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Set the listen backlog (clamped to what the OS takes; 0 is invalid).
+    pub fn set_listen_backlog_size(&mut self, value: u64) -> Result<(), ErrorCode> {
+        if value == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let value = u32::try_from(value)
+            .unwrap_or(i32::MAX as u32)
+            .clamp(1, i32::MAX as u32);
+        match &self.state {
+            State::Default(_) | State::Activated(_) => {
+                self.backlog = value;
+                Ok(())
+            }
+            State::Listening(l) => {
+                // Listening again with another backlog updates it on Linux.
+                // SAFETY: a valid listening socket descriptor.
+                let r =
+                    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&**l), value as i32) };
+                if r != 0 {
+                    return Err(ErrorCode::NotSupported);
+                }
+                self.backlog = value;
+                Ok(())
+            }
+            State::Closed(e) => Err(*e),
+            _ => Err(ErrorCode::InvalidState),
+        }
+    }
+
+    /// Whether keep-alive is on.
+    pub fn keep_alive_enabled(&self) -> Result<bool, ErrorCode> {
+        Ok(SockRef::from(&self.fd()?).keepalive()?)
+    }
+
+    /// Switch keep-alive on or off.
+    pub fn set_keep_alive_enabled(&self, value: bool) -> Result<(), ErrorCode> {
+        Ok(SockRef::from(&self.fd()?).set_keepalive(value)?)
+    }
+
+    /// Keep-alive idle time, nanoseconds.
+    pub fn keep_alive_idle_time(&self) -> Result<u64, ErrorCode> {
+        nanos(SockRef::from(&self.fd()?).tcp_keepalive_time()?)
+    }
+
+    /// Set the keep-alive idle time (nanoseconds; 0 is invalid, the value
+    /// is clamped to 1 s ..= 32767 s).
+    pub fn set_keep_alive_idle_time(&self, value: u64) -> Result<(), ErrorCode> {
+        let d = keep_alive_time(value)?;
+        let ka = TcpKeepalive::new().with_time(d);
+        Ok(SockRef::from(&self.fd()?).set_tcp_keepalive(&ka)?)
+    }
+
+    /// Keep-alive interval, nanoseconds.
+    pub fn keep_alive_interval(&self) -> Result<u64, ErrorCode> {
+        nanos(SockRef::from(&self.fd()?).tcp_keepalive_interval()?)
+    }
+
+    /// Set the keep-alive interval (as the idle time).
+    pub fn set_keep_alive_interval(&self, value: u64) -> Result<(), ErrorCode> {
+        let d = keep_alive_time(value)?;
+        let ka = TcpKeepalive::new().with_interval(d);
+        Ok(SockRef::from(&self.fd()?).set_tcp_keepalive(&ka)?)
+    }
+
+    /// Keep-alive probes before giving up.
+    pub fn keep_alive_count(&self) -> Result<u32, ErrorCode> {
+        Ok(SockRef::from(&self.fd()?).tcp_keepalive_retries()?)
+    }
+
+    /// Set the keep-alive probe count (0 is invalid; clamped to 127).
+    pub fn set_keep_alive_count(&self, value: u32) -> Result<(), ErrorCode> {
+        if value == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let ka = TcpKeepalive::new().with_retries(value.clamp(1, i8::MAX as u32));
+        Ok(SockRef::from(&self.fd()?).set_tcp_keepalive(&ka)?)
+    }
+
+    /// The unicast hop limit (TTL).
+    pub fn hop_limit(&self) -> Result<u8, ErrorCode> {
+        let fd = self.fd()?;
+        let sock = SockRef::from(&fd);
+        let v = match self.family {
+            Family::V4 => sock.ttl_v4()?,
+            Family::V6 => sock.unicast_hops_v6()?,
+        };
+        u8::try_from(v).map_err(|_| ErrorCode::NotSupported)
+    }
+
+    /// Set the unicast hop limit (0 is invalid).
+    pub fn set_hop_limit(&self, value: u8) -> Result<(), ErrorCode> {
+        if value == 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let fd = self.fd()?;
+        let sock = SockRef::from(&fd);
+        match self.family {
+            Family::V4 => sock.set_ttl_v4(value.into())?,
+            Family::V6 => sock.set_unicast_hops_v6(value.into())?,
+        }
+        Ok(())
+    }
+
+    /// The receive buffer size (as the guest set it: Linux reports double).
+    pub fn receive_buffer_size(&self) -> Result<u64, ErrorCode> {
+        Ok((SockRef::from(&self.fd()?).recv_buffer_size()? / 2) as u64)
+    }
+
+    /// Set the receive buffer size (a hint; 0 is invalid).
+    pub fn set_receive_buffer_size(&self, value: u64) -> Result<(), ErrorCode> {
+        let size = buffer_size(value)?;
+        ignore_nobufs(SockRef::from(&self.fd()?).set_recv_buffer_size(size))
+    }
+
+    /// The send buffer size (as the guest set it).
+    pub fn send_buffer_size(&self) -> Result<u64, ErrorCode> {
+        Ok((SockRef::from(&self.fd()?).send_buffer_size()? / 2) as u64)
+    }
+
+    /// Set the send buffer size (a hint; 0 is invalid).
+    pub fn set_send_buffer_size(&self, value: u64) -> Result<(), ErrorCode> {
+        let size = buffer_size(value)?;
+        ignore_nobufs(SockRef::from(&self.fd()?).set_send_buffer_size(size))
+    }
+}
+
+/// A listening socket's stream of accepted connections.
+pub struct Listener {
+    inner: Arc<tokio::net::TcpListener>,
+    family: Family,
+    ctx: Sockets,
+    pending: Option<Task<Result<tokio::net::TcpStream, ErrorCode>>>,
+    accepted: Option<Result<tokio::net::TcpStream, ErrorCode>>,
+}
+
+impl Listener {
+    /// Ready when a connection can be accepted (or accepting failed).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.accepted.is_some() {
+            return Poll::Ready(());
+        }
+        let pending = self.pending.get_or_insert_with(|| {
+            let listener = self.inner.clone();
+            let gate = self.ctx.gate.clone();
+            Task::spawn(async move {
+                loop {
+                    let (stream, peer) = listener.accept().await.map_err(accept_error)?;
+                    // A refused peer is reset, and never reaches the guest.
+                    if gate.allows_addr(Action::Accept, peer) {
+                        return Ok(stream);
+                    }
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                }
+            })
+        });
+        let result = ready!(pending.poll(cx)).unwrap_or(Err(ErrorCode::Other));
+        self.pending = None;
+        self.accepted = Some(result);
+        Poll::Ready(())
+    }
+
+    /// Accept a connection that passed the gate, if one is ready.
+    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<TcpSocket> {
+        ready!(self.poll_ready(cx));
+        let result = self.accepted.take().expect("ready means accepted");
+        Poll::Ready(
+            match result.and_then(|s| Connected::plain(s).map_err(ErrorCode::from)) {
+                Ok(conn) => TcpSocket::connected(&self.ctx, self.family, conn),
+                Err(e) => TcpSocket::closed(&self.ctx, self.family, e),
+            },
+        )
+    }
+}
+
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_multicast(),
+    }
+}
+
+fn bind(socket: &tokio::net::TcpSocket, addr: SocketAddr) -> Result<(), ErrorCode> {
+    // WASI: a bind is not held up by TIME_WAIT, so SO_REUSEADDR is set.
+    let _ = socket.set_reuseaddr(true);
+    socket.bind(addr).map_err(|e| match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT) => ErrorCode::InvalidArgument,
+        _ => ErrorCode::from(&e),
+    })
+}
+
+/// Linux reports some pending network errors from accept; they are the
+/// new connection's, and the listener goes on.
+fn accept_error(e: io::Error) -> ErrorCode {
+    match e.raw_os_error() {
+        Some(
+            libc::ECONNRESET
+            | libc::ENETRESET
+            | libc::EHOSTUNREACH
+            | libc::EHOSTDOWN
+            | libc::ENETDOWN
+            | libc::ENETUNREACH
+            | libc::EPROTO
+            | libc::ENOPROTOOPT
+            | libc::ENONET
+            | libc::EOPNOTSUPP,
+        ) => ErrorCode::ConnectionAborted,
+        _ => ErrorCode::from(&e),
+    }
+}
+
+fn sock_addr(a: socket2::SockAddr) -> Result<SocketAddr, ErrorCode> {
+    a.as_socket().ok_or(ErrorCode::NotSupported)
+}
+
+fn nanos(d: Duration) -> Result<u64, ErrorCode> {
+    Ok(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn keep_alive_time(value: u64) -> Result<Duration, ErrorCode> {
+    if value == 0 {
+        return Err(ErrorCode::InvalidArgument);
+    }
+    const SEC: u64 = 1_000_000_000;
+    Ok(Duration::from_nanos(
+        value.clamp(SEC, i16::MAX as u64 * SEC),
+    ))
+}
+
+fn buffer_size(value: u64) -> Result<usize, ErrorCode> {
+    if value == 0 {
+        return Err(ErrorCode::InvalidArgument);
+    }
+    Ok(usize::try_from(value)
+        .unwrap_or(usize::MAX)
+        .clamp(1, i32::MAX as usize))
+}
+
+fn ignore_nobufs(r: io::Result<()>) -> Result<(), ErrorCode> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(()),
+        other => Ok(other?),
+    }
+}
