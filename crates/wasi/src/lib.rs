@@ -185,6 +185,7 @@ pub struct ComponentCtx {
     table: ResourceTable,
     http: WasiHttpCtx,
     hooks: GatedHttp,
+    tcp: warden_net::tcp::Sockets,
 }
 
 impl ComponentCtx {
@@ -192,7 +193,13 @@ impl ComponentCtx {
     /// Its resource table holds at most [`MAX_RESOURCES`] entries, and each
     /// header map the guest fills at most
     /// [`http_fields::FIELD_SIZE_LIMIT`] bytes.
-    pub fn new(grants: &Grants, gate: &Arc<Gate>) -> Result<Self, WasiError> {
+    /// Listeners in `activation` are handed to the guest's first TCP
+    /// socket that binds their address.
+    pub fn new(
+        grants: &Grants,
+        gate: &Arc<Gate>,
+        activation: Arc<warden_net::tcp::Activation>,
+    ) -> Result<Self, WasiError> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let mut http = WasiHttpCtx::new();
@@ -202,11 +209,23 @@ impl ComponentCtx {
             table,
             http,
             hooks: GatedHttp::new(gate.clone()),
+            tcp: warden_net::tcp::Sockets {
+                gate: gate.clone(),
+                activation,
+            },
         })
     }
 }
 
 impl ComponentCtx {
+    /// The table and the TCP sockets context, for Warden's TCP.
+    fn tcp_view(&mut self) -> tcp::TcpView<'_> {
+        tcp::TcpView {
+            table: &mut self.table,
+            sockets: &self.tcp,
+        }
+    }
+
     /// The socket context and table beside the gate, for the gated lookup.
     fn lookup_view(&mut self) -> lookup::GatedLookup<'_> {
         lookup::GatedLookup {
@@ -269,17 +288,20 @@ pub fn link_component<T: HasComponentCtx>(
         wasmtime_wasi::p3::add_to_linker(linker).map_err(WasiError::Link)?;
         wasmtime_wasi_http::p3::add_to_linker(linker).map_err(WasiError::Link)?;
     }
-    // Replace wasmtime's ip-name-lookup (on or off, no policy) with the
-    // gated one, and count the header maps a guest makes.
+    // Replace wasmtime's ip-name-lookup (on or off, no policy) and TCP (no
+    // hook for pre-opened listeners or the byte stream) with Warden's, and
+    // count the header maps a guest makes.
     linker.allow_shadowing(true);
-    let shadowed =
-        lookup::link(linker, abi).and_then(|()| http_fields::link(linker, abi == ComponentAbi::P3));
+    let shadowed = lookup::link(linker, abi)
+        .and_then(|()| tcp::link(linker, abi))
+        .and_then(|()| http_fields::link(linker, abi == ComponentAbi::P3));
     linker.allow_shadowing(false);
     shadowed.map_err(WasiError::Link)?;
     Ok(())
 }
 
 mod lookup;
+mod tcp;
 
 mod egress;
 
