@@ -20,8 +20,13 @@ pub fn check(file: &Path) -> ExitCode {
         say(&format!("{:width$}  {r}", r.id));
     }
     for (i, l) in m.listen.iter().enumerate() {
-        let name = l.name.clone().unwrap_or_else(|| format!("tcp{i}"));
-        say(&format!("listen {name}={}", l.addr));
+        match (&l.name, &l.on) {
+            (Some(n), on) => say(&format!("listen {n}={on}")),
+            (None, on @ warden_net::sockets::ListenOn::Addr(_)) => {
+                say(&format!("listen tcp{i}={on}"))
+            }
+            (None, on) => say(&format!("listen {on}")),
+        }
     }
     if let Some(dns) = m.dns_server {
         say(&format!("dns-server {dns}"));

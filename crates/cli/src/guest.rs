@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use warden_host::{CacheSetting, Limits, ListenSpec, RunConfig};
+use warden_net::sockets::ListenOn;
 use warden_wasi::{DirGrant, Grants};
 
 use crate::network::NetworkArgs;
@@ -35,10 +36,14 @@ pub struct GuestArgs {
     /// Bind and listen on ADDR before the program starts, and hand it the
     /// listener: preview1 modules find listeners at fds 3, 4, ... in order
     /// (before directories), announced in LISTEN_FDS/LISTEN_FDNAMES and
-    /// FD_COUNT/FD_NAMES. NAME defaults to tcp0, tcp1, ...; names must
-    /// differ. Repeatable. Example: --listen http=127.0.0.1:6000
+    /// FD_COUNT/FD_NAMES; a component's TCP socket that binds ADDR takes
+    /// the listener over (so it can serve a port only Warden could bind).
+    /// ADDR may be fd:N or fd:NAME: a listening socket a service manager
+    /// handed to Warden (systemd's LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES).
+    /// NAME defaults to the socket's own name or tcp0, tcp1, ...; names
+    /// must differ. Repeatable. Example: --listen http=127.0.0.1:6000
     #[arg(long = "listen", visible_alias = "tcplisten", value_name = "[NAME=]ADDR", value_parser = values::listen)]
-    listen: Vec<(Option<String>, std::net::SocketAddr)>,
+    listen: Vec<values::ListenFlag>,
 
     /// Limit the guest's memory: linear memory plus 8 bytes per table
     /// element, for the whole instance. A growth past it fails inside the
@@ -133,20 +138,38 @@ impl GuestArgs {
         resolved.network.reporter = Some(crate::report::reporter());
         // The manifest's listeners first, then the flags'.
         let mut listeners: Vec<ListenSpec> = Vec::new();
-        for (i, (name, addr)) in resolved
+        let manifest = resolved.listen.into_iter().map(|l| {
+            let text = match &l.name {
+                Some(n) => format!("{n}={}", l.on),
+                None => l.on.to_string(),
+            };
+            (l.name, l.on, format!("listen {text}"))
+        });
+        let flags = self
             .listen
             .into_iter()
-            .map(|l| (l.name, l.addr))
-            .chain(self.listen)
-            .enumerate()
-        {
-            let name = name.unwrap_or_else(|| format!("tcp{i}"));
-            if listeners.iter().any(|l| l.name == name) {
+            .map(|f| (f.name, f.on, format!("--listen {}", f.text)));
+        for (i, (name, on, id)) in manifest.chain(flags).enumerate() {
+            // An inherited socket keeps its own name unless given one.
+            let name = match (name, &on) {
+                (Some(n), _) => Some(n),
+                (None, ListenOn::Addr(_)) => Some(format!("tcp{i}")),
+                (None, _) => None,
+            };
+            if let Some(n) = &name
+                && listeners.iter().any(|l| l.name.as_ref() == Some(n))
+            {
                 return Err(format!(
-                    "two listeners are named `{name}`: each listener needs its own name (--listen NAME=ADDR), since the guest finds them by name in LISTEN_FDNAMES"
+                    "two listeners are named `{n}`: each listener needs its own name (--listen NAME=ADDR), since the guest finds them by name in LISTEN_FDNAMES"
                 ));
             }
-            listeners.push(ListenSpec { name, addr });
+            if listeners
+                .iter()
+                .any(|l| l.on == on && !matches!(on, ListenOn::Addr(a) if a.port() == 0))
+            {
+                return Err(format!("{on} is given twice as a listener"));
+            }
+            listeners.push(ListenSpec { name, on, id });
         }
 
         let defaults = Limits::default();

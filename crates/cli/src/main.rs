@@ -69,7 +69,7 @@ rights = [\"connect\", \"resolve\"]  # connect bind listen accept udp-bind udp-s
         file: PathBuf,
     },
     /// Say whether the policy allows an action, and which rule decides
-    Explain(explain::ExplainArgs),
+    Explain(Box<explain::ExplainArgs>),
 }
 
 fn main() -> ExitCode {
@@ -183,13 +183,21 @@ mod tests {
         let got: Vec<_> = cfg
             .listeners
             .iter()
-            .map(|l| (l.name.as_str(), l.addr.to_string()))
+            .map(|l| (l.name.clone().unwrap(), l.on.to_string(), l.id.as_str()))
             .collect();
         assert_eq!(
             got,
             [
-                ("tcp0", "127.0.0.1:6000".to_string()),
-                ("web", "[::1]:80".to_string())
+                (
+                    "tcp0".to_string(),
+                    "127.0.0.1:6000".to_string(),
+                    "--listen 127.0.0.1:6000"
+                ),
+                (
+                    "web".to_string(),
+                    "[::1]:80".to_string(),
+                    "--listen web=[::1]:80"
+                )
             ]
         );
     }

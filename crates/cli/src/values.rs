@@ -2,10 +2,10 @@
 //! environment grants. Each returns an error message that names what was
 //! expected, for clap to print next to the flag.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use warden_net::sockets::ListenOn;
 use warden_wasi::DirGrant;
 
 /// Parse a byte size: a whole number with an optional unit. `KiB`, `MiB`,
@@ -134,10 +134,19 @@ pub fn dir(s: &str, read_only: bool) -> Result<DirGrant, String> {
     })
 }
 
+/// A `--listen` value: the name (if given), where, and the text as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenFlag {
+    pub name: Option<String>,
+    pub on: ListenOn,
+    pub text: String,
+}
+
 /// Parse `[NAME=]ADDR` for `--listen`. ADDR is an IP socket address
-/// (`127.0.0.1:6000`, `[::1]:6000`); NAME, the name the guest sees in
-/// `LISTEN_FDNAMES`, is letters, digits, `-`, `_` and `.`.
-pub fn listen(s: &str) -> Result<(Option<String>, SocketAddr), String> {
+/// (`127.0.0.1:6000`, `[::1]:6000`), or `fd:N` / `fd:NAME` for a listening
+/// socket a service manager handed to Warden; NAME, the name the guest
+/// sees in `LISTEN_FDNAMES`, is letters, digits, `-`, `_` and `.`.
+pub fn listen(s: &str) -> Result<ListenFlag, String> {
     let (name, addr) = match s.split_once('=') {
         Some((n, a)) => (Some(n), a),
         None => (None, s),
@@ -154,10 +163,18 @@ pub fn listen(s: &str) -> Result<(Option<String>, SocketAddr), String> {
             ));
         }
     }
-    let addr: SocketAddr = addr.parse().map_err(|_| {
-        format!("`{addr}` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000")
+    let on: ListenOn = addr.parse().map_err(|e: String| {
+        if addr.starts_with("fd:") {
+            e
+        } else {
+            format!("`{addr}` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000, or fd:N / fd:NAME for a socket handed to Warden")
+        }
     })?;
-    Ok((name.map(str::to_string), addr))
+    Ok(ListenFlag {
+        name: name.map(str::to_string),
+        on,
+        text: s.to_string(),
+    })
 }
 
 /// Parse `NAME=VALUE`, or `NAME` to copy that one variable from Warden's
@@ -329,25 +346,34 @@ mod tests {
 
     #[test]
     fn listen_forms() {
+        let l = listen("127.0.0.1:6000").unwrap();
         assert_eq!(
-            listen("127.0.0.1:6000"),
-            Ok((None, "127.0.0.1:6000".parse().unwrap()))
+            (l.name, l.on),
+            (None, ListenOn::Addr("127.0.0.1:6000".parse().unwrap()))
+        );
+        let l = listen("http=[::1]:8080").unwrap();
+        assert_eq!(
+            (l.name.as_deref(), l.on),
+            (Some("http"), ListenOn::Addr("[::1]:8080".parse().unwrap()))
         );
         assert_eq!(
-            listen("http=[::1]:8080"),
-            Ok((Some("http".into()), "[::1]:8080".parse().unwrap()))
-        );
-        assert_eq!(
-            listen("web.v2_a-b=127.0.0.1:0").unwrap().0.as_deref(),
+            listen("web.v2_a-b=127.0.0.1:0").unwrap().name.as_deref(),
             Some("web.v2_a-b")
         );
+        assert_eq!(listen("fd:3").unwrap().on, ListenOn::Fd(3));
+        assert_eq!(
+            listen("web=fd:web").unwrap().on,
+            ListenOn::FdName("web".into())
+        );
+        assert!(listen("fd:2").unwrap_err().contains("fd 3 or above"));
         assert_eq!(
             listen("localhost:6000").unwrap_err(),
-            "`localhost:6000` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000"
+            "`localhost:6000` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000, or fd:N / fd:NAME for a socket handed to Warden"
         );
-        assert_eq!(
-            listen("127.0.0.1").unwrap_err(),
-            "`127.0.0.1` is not an address to listen on: expected IP:PORT, like 127.0.0.1:6000 or [::1]:6000"
+        assert!(
+            listen("127.0.0.1")
+                .unwrap_err()
+                .starts_with("`127.0.0.1` is not an address")
         );
         assert!(
             listen("a:b=127.0.0.1:1")

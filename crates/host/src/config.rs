@@ -76,32 +76,29 @@ pub enum HostError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(warden_net::audit::AuditError),
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listener could not be bound (or an inherited one adopted).
+    #[error("cannot listen on {on}: {source}")]
     Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
+        /// Where.
+        on: warden_net::sockets::ListenOn,
         /// Why (in use, permission denied, ...).
         #[source]
         source: std::io::Error,
     },
-    /// Pre-opened listeners were asked for a guest that cannot take them.
-    #[error("{}: pre-opened listeners work with preview1 modules only for now (this is a {kind}); a component binds through wasi:sockets", path.display())]
-    ListenUnsupported {
-        /// The file.
-        path: PathBuf,
-        /// What it is.
-        kind: &'static str,
-    },
 }
 
-/// A listener the operator asks the host to bind for the guest.
+/// A listener the operator asks the host to bind (or adopt) for the
+/// guest: a preview1 module finds it at fd 3, 4, ...; a component's TCP
+/// socket that binds its address takes it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
-    /// The name the guest sees in `LISTEN_FDNAMES` / `FD_NAMES`.
-    pub name: String,
-    /// The address to bind.
-    pub addr: std::net::SocketAddr,
+    /// The name the guest sees in `LISTEN_FDNAMES` / `FD_NAMES` (`None`:
+    /// the inherited socket's own name, else `tcpN`).
+    pub name: Option<String>,
+    /// Where it comes from.
+    pub on: warden_net::sockets::ListenOn,
+    /// The id its grants carry in decisions (how the operator wrote it).
+    pub id: String,
 }
 
 /// The guest's network: what it may do, how names resolve, where decisions

@@ -82,12 +82,14 @@ pub(crate) fn component_linker(
     Ok(linker)
 }
 
-/// The store for a component with `grants`, its network through `gate`.
+/// The store for a component with `grants`, its network through `gate`,
+/// and the pre-opened listeners in `activation`.
 pub(crate) fn component_store(
     engine: &Engine,
     grants: &Grants,
     gate: &Arc<Gate>,
+    activation: Arc<warden_net::tcp::Activation>,
     limits: &Limits,
 ) -> Result<Store<State<ComponentCtx>>, HostError> {
-    store(engine, ComponentCtx::new(grants, gate)?, limits)
+    store(engine, ComponentCtx::new(grants, gate, activation)?, limits)
 }

@@ -93,14 +93,26 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     let engine = compile::engine(&cfg.limits)?;
     // Bind first: a port in use or a privileged port fails here, with one
     // clear error, before anything is compiled or run.
-    let mut bound = Vec::with_capacity(cfg.listeners.len());
-    for spec in &cfg.listeners {
-        let listener =
-            warden_net::sockets::bind_listener(spec.addr).map_err(|source| HostError::Listen {
-                addr: spec.addr,
-                source,
-            })?;
-        bound.push(listener);
+    let mut bound: Vec<Bound> = Vec::with_capacity(cfg.listeners.len());
+    for (i, spec) in cfg.listeners.iter().enumerate() {
+        let listen_error = |source| HostError::Listen {
+            on: spec.on.clone(),
+            source,
+        };
+        let (listener, inherited_name) =
+            warden_net::sockets::open_listener(&spec.on).map_err(listen_error)?;
+        let local = listener.local_addr().map_err(listen_error)?;
+        let name = spec
+            .name
+            .clone()
+            .or(inherited_name)
+            .unwrap_or_else(|| format!("tcp{i}"));
+        bound.push(Bound {
+            name,
+            id: spec.id.clone(),
+            local,
+            listener,
+        });
     }
     let Program { guest, compiled } =
         compile::prepare(&engine, &cfg.file, &cfg.limits, &cfg.cache, &log)?;
@@ -113,23 +125,20 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
             ),
         });
     }
-    if !cfg.listeners.is_empty() && guest.kind != GuestKind::Preview1 {
-        return Err(HostError::ListenUnsupported {
-            path: cfg.file.clone(),
-            kind: guest.kind.describe(),
+    for (i, b) in bound.iter().enumerate() {
+        warden_net::out::line(&match guest.kind {
+            GuestKind::Preview1 => {
+                format!("warden: fd {} ({}) listening on {}", 3 + i, b.name, b.local)
+            }
+            _ => format!(
+                "warden: {} (for the guest's bind of that address) listening on {}",
+                b.name, b.local
+            ),
         });
-    }
-    for (i, (spec, listener)) in cfg.listeners.iter().zip(&bound).enumerate() {
-        let local = listener.local_addr().unwrap_or(spec.addr);
-        warden_net::out::line(&format!(
-            "warden: fd {} ({}) listening on {local}",
-            3 + i,
-            spec.name
-        ));
     }
     log(&format!("ready to start after {:?}", started.elapsed()));
 
-    let gate = gate(cfg, &guest)?;
+    let gate = gate(cfg, &bound, &guest)?;
     signals::watch(&gate);
     let done = Arc::new(AtomicBool::new(false));
     let deadline = cfg.limits.timeout.map(|t| Instant::now() + t);
@@ -215,21 +224,33 @@ pub(crate) fn report_audit(summary: Option<warden_net::AuditSummary>) {
     }
 }
 
-/// The instance's gate: the operator's policy (plus, for pre-opened
-/// listeners, accepting from any peer a deny does not refuse), its DNS
-/// configuration, audit log and reporter.
-fn gate(cfg: &RunConfig, guest: &Guest) -> Result<Arc<Gate>, HostError> {
+/// A pre-opened listener, bound (or adopted) and named.
+pub(crate) struct Bound {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) local: std::net::SocketAddr,
+    pub(crate) listener: std::net::TcpListener,
+}
+
+/// The instance's gate: the operator's policy (plus what pre-opened
+/// listeners grant), its DNS configuration, audit log and reporter.
+fn gate(cfg: &RunConfig, bound: &[Bound], guest: &Guest) -> Result<Arc<Gate>, HostError> {
     let mut policy = cfg.network.policy.clone();
-    if !cfg.listeners.is_empty() {
+    if !bound.is_empty() {
+        // A pre-opened listener grants binding and listening on exactly its
+        // address (a component's bind takes it over) and accepting from any
+        // peer a deny does not refuse.
         let mut rules = policy.rules().to_vec();
-        for spec in &cfg.listeners {
+        for b in bound {
+            let id = &b.id;
+            rules.push(Rule::allow(
+                id,
+                RuleTarget::Net(warden_policy::Cidr::host(b.local.ip())),
+                Ports::one(b.local.port()),
+                Rights::BIND | Rights::LISTEN,
+            ));
             for peer in RuleTarget::every_address() {
-                rules.push(Rule::allow(
-                    format!("--listen {}={}", spec.name, spec.addr),
-                    peer,
-                    Ports::ANY,
-                    Rights::ACCEPT,
-                ));
+                rules.push(Rule::allow(id, peer, Ports::ANY, Rights::ACCEPT));
             }
         }
         policy = Policy::new(rules);
@@ -255,7 +276,7 @@ async fn execute(
     compiled: &Compiled,
     cfg: &RunConfig,
     gate: &Arc<Gate>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Bound>,
     refused: &mut Option<Refusal>,
 ) -> Result<Outcome, HostError> {
     let start_error = |e: wasmtime::Error| HostError::Start {
@@ -266,15 +287,16 @@ async fn execute(
         Compiled::Module(module) => {
             let linker = instance::module_linker(engine)?;
             let mut named = Vec::with_capacity(listeners.len());
-            for (spec, listener) in cfg.listeners.iter().zip(listeners) {
-                let listener = warden_net::sockets::Listener::new(listener).map_err(|source| {
-                    HostError::Listen {
-                        addr: spec.addr,
-                        source,
-                    }
-                })?;
+            for (spec, b) in cfg.listeners.iter().zip(listeners) {
+                let listener =
+                    warden_net::sockets::Listener::new(b.listener).map_err(|source| {
+                        HostError::Listen {
+                            on: spec.on.clone(),
+                            source,
+                        }
+                    })?;
                 named.push(NamedListener {
-                    name: spec.name.clone(),
+                    name: b.name,
                     listener,
                 });
             }
@@ -302,7 +324,19 @@ async fn execute(
         }
         Compiled::Component(component, abi) => {
             let linker = instance::component_linker(engine, *abi)?;
-            let mut store = instance::component_store(engine, &cfg.grants, gate, &cfg.limits)?;
+            // Pre-opened listeners wait for the guest's bind of their
+            // address.
+            let activation = Arc::new(warden_net::tcp::Activation::default());
+            for (spec, b) in cfg.listeners.iter().zip(listeners) {
+                activation
+                    .add(b.listener)
+                    .map_err(|source| HostError::Listen {
+                        on: spec.on.clone(),
+                        source,
+                    })?;
+            }
+            let mut store =
+                instance::component_store(engine, &cfg.grants, gate, activation, &cfg.limits)?;
             let result = match abi {
                 ComponentAbi::P2 => {
                     let pre = linker

@@ -60,6 +60,113 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Where a pre-opened listener comes from (see [`warden_policy::manifest::ListenOn`]).
+pub use warden_policy::manifest::ListenOn;
+
+/// Bind (or adopt) the listener `on` describes, before the guest starts.
+/// An inherited one comes from a service manager's `LISTEN_FDS` handover:
+/// `LISTEN_PID` must be this process, and the descriptor one of the
+/// `LISTEN_FDS` it passed, a listening TCP socket. Returns the listener and,
+/// for an inherited one, its name in `LISTEN_FDNAMES`.
+pub fn open_listener(on: &ListenOn) -> io::Result<(TcpListener, Option<String>)> {
+    match on {
+        ListenOn::Addr(addr) => Ok((bind_listener(*addr)?, None)),
+        ListenOn::Fd(fd) => inherited(|fds| {
+            let i = fd
+                .checked_sub(3)
+                .map(|i| i as usize)
+                .filter(|i| *i < fds.count);
+            i.ok_or_else(|| {
+                io::Error::other(format!(
+                    "fd {fd} is not one of the {} listening sockets handed to Warden (LISTEN_FDS; fds 3 to {})",
+                    fds.count,
+                    fds.count + 2
+                ))
+            })
+        }),
+        ListenOn::FdName(name) => inherited(|fds| {
+            fds.names.iter().position(|n| n == name).filter(|i| *i < fds.count).ok_or_else(|| {
+                io::Error::other(format!(
+                    "no listening socket named `{name}` was handed to Warden (LISTEN_FDNAMES is `{}`)",
+                    fds.names.join(":")
+                ))
+            })
+        }),
+    }
+}
+
+/// What a service manager handed over in Warden's own environment.
+struct Handed {
+    count: usize,
+    names: Vec<String>,
+}
+
+fn inherited(
+    pick: impl FnOnce(&Handed) -> io::Result<usize>,
+) -> io::Result<(TcpListener, Option<String>)> {
+    let var = |k: &str| std::env::var(k).ok();
+    let pid: Option<u32> = var("LISTEN_PID").and_then(|p| p.parse().ok());
+    if pid != Some(std::process::id()) {
+        return Err(io::Error::other(
+            "no listening sockets were handed to Warden (LISTEN_PID is not this process)",
+        ));
+    }
+    let count = var("LISTEN_FDS").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let names = var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    let handed = Handed { count, names };
+    let i = pick(&handed)?;
+    let fd = 3 + i as RawFd;
+    check_listening_tcp(fd)?;
+    // SAFETY: the service manager passed this descriptor to this process
+    // (checked above: LISTEN_PID, within LISTEN_FDS), it is a listening TCP
+    // socket, and it is adopted once (each --listen names one descriptor,
+    // and the CLI refuses duplicates).
+    let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // Not for the guest's children, were there any; non-blocking for the
+    // reactor.
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    listener.set_nonblocking(true)?;
+    Ok((listener, handed.names.get(i).cloned()))
+}
+
+/// Refuse a descriptor that is not a listening TCP socket.
+fn check_listening_tcp(fd: RawFd) -> io::Result<()> {
+    let get = |level, name| -> io::Result<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            Ok(v)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let not = |what: &str| io::Error::other(format!("fd {fd} is not {what}"));
+    if get(libc::SOL_SOCKET, libc::SO_TYPE).map_err(|_| not("a socket"))? != libc::SOCK_STREAM {
+        return Err(not("a stream socket"));
+    }
+    if get(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
+        return Err(not("listening"));
+    }
+    let domain = get(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return Err(not("an IPv4 or IPv6 socket"));
+    }
+    Ok(())
+}
+
 /// A listening socket the host bound for the guest.
 #[derive(Debug)]
 pub struct Listener {

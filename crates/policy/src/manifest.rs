@@ -58,8 +58,66 @@ pub struct Manifest {
 pub struct Listen {
     /// The name the guest sees, if given.
     pub name: Option<String>,
-    /// The address to bind.
-    pub addr: SocketAddr,
+    /// Where the listener comes from.
+    pub on: ListenOn,
+}
+
+/// Where a pre-opened listener comes from: an address Warden binds, or a
+/// listening socket a service manager handed to Warden itself (systemd's
+/// `LISTEN_FDS` protocol), by descriptor number or by its name in
+/// `LISTEN_FDNAMES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenOn {
+    /// Bind and listen on this address.
+    Addr(SocketAddr),
+    /// The inherited listening socket at this descriptor (3 or above).
+    Fd(u32),
+    /// The inherited listening socket with this name.
+    FdName(String),
+}
+
+impl fmt::Display for ListenOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenOn::Addr(a) => write!(f, "{a}"),
+            ListenOn::Fd(n) => write!(f, "fd:{n}"),
+            ListenOn::FdName(n) => write!(f, "fd:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ListenOn {
+    type Err = String;
+
+    /// `IP:PORT`, `fd:N` or `fd:NAME`.
+    fn from_str(s: &str) -> Result<ListenOn, String> {
+        if let Some(fd) = s.strip_prefix("fd:") {
+            if let Ok(n) = fd.parse::<u32>() {
+                return if n >= 3 {
+                    Ok(ListenOn::Fd(n))
+                } else {
+                    Err(format!(
+                        "`{s}`: an inherited listener is at fd 3 or above (0-2 are stdio)"
+                    ))
+                };
+            }
+            let ok = !fd.is_empty()
+                && fd.len() <= 255
+                && fd
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            return if ok {
+                Ok(ListenOn::FdName(fd.to_string()))
+            } else {
+                Err(format!(
+                    "`{s}`: expected fd:N or fd:NAME, NAME as in LISTEN_FDNAMES"
+                ))
+            };
+        }
+        s.parse::<SocketAddr>()
+            .map(ListenOn::Addr)
+            .map_err(|_| format!("expected IP:PORT (127.0.0.1:8080), fd:N or fd:NAME, not `{s}`"))
+    }
 }
 
 /// Why a manifest was refused, and where.
@@ -247,10 +305,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
     let mut listen = Vec::new();
     let mut names = HashSet::new();
     for l in &raw.listen {
-        let addr = cx.parse(&l.addr, "addr", |v| {
-            v.parse::<SocketAddr>()
-                .map_err(|_| format!("expected IP:PORT, for example 127.0.0.1:8080, not `{v}`"))
-        })?;
+        let on = cx.parse(&l.addr, "addr", |v| v.parse::<ListenOn>())?;
         let name = match &l.name {
             Some(n) => {
                 let s = n.get_ref();
@@ -266,7 +321,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             }
             None => None,
         };
-        listen.push(Listen { name, addr });
+        listen.push(Listen { name, on });
     }
     Ok(Manifest {
         rules,
@@ -339,7 +394,7 @@ addr = "127.0.0.1:8080"
             m.listen,
             [Listen {
                 name: Some("http".into()),
-                addr: "127.0.0.1:8080".parse().unwrap()
+                on: ListenOn::Addr("127.0.0.1:8080".parse().unwrap())
             }]
         );
     }
@@ -398,12 +453,28 @@ addr = "127.0.0.1:8080"
         );
         assert_eq!(
             err("version = 1\n[[listen]]\naddr = \"localhost:80\"\n"),
-            "w.toml:3:8: addr: expected IP:PORT, for example 127.0.0.1:8080, not `localhost:80`"
+            "w.toml:3:8: addr: expected IP:PORT (127.0.0.1:8080), fd:N or fd:NAME, not `localhost:80`"
         );
         assert_eq!(
             err("version = \"1\"\n"),
             "w.toml:1:11: invalid type: string \"1\", expected i64"
         );
         assert!(err("version = 1\n[[allow]\n").starts_with("w.toml:2:"));
+    }
+
+    #[test]
+    fn listeners_may_be_inherited() {
+        let m = parse(
+            "version = 1\n[[listen]]\naddr = \"fd:3\"\n[[listen]]\nname = \"web\"\naddr = \"fd:web\"\n",
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(m.listen[0].on, ListenOn::Fd(3));
+        assert_eq!(m.listen[1].on, ListenOn::FdName("web".into()));
+        assert_eq!(m.listen[1].on.to_string(), "fd:web");
+        assert_eq!(
+            err("version = 1\n[[listen]]\naddr = \"fd:1\"\n"),
+            "w.toml:3:8: addr: `fd:1`: an inherited listener is at fd 3 or above (0-2 are stdio)"
+        );
     }
 }
