@@ -11,12 +11,20 @@ fn main() {
         .canonicalize()
         .unwrap();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("guests");
-    for path in ["src", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+    for path in [
+        "src",
+        "wit",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", programs.join(path).display());
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    for (target, features) in [("wasm32-wasip1", "p1"), ("wasm32-wasip2", "p2")] {
+    // WASI 0.2 and 0.3 programs are both built for wasm32-wasip2 (see
+    // test-programs/Cargo.toml's `p3` feature).
+    for (target, features) in [("wasm32-wasip1", "p1"), ("wasm32-wasip2", "p2,p3")] {
         let mut cmd = Command::new(&cargo);
         // Run from test-programs/ so its .cargo/config.toml applies.
         cmd.current_dir(&programs)

@@ -10,6 +10,9 @@ pub enum Target {
     P1,
     /// `wasm32-wasip2`: a WASI 0.2 component.
     P2,
+    /// A WASI 0.3 component (built for `wasm32-wasip2`, exporting
+    /// `wasi:cli/run@0.3.0`).
+    P3,
 }
 
 impl Target {
@@ -17,7 +20,7 @@ impl Target {
     pub fn triple(self) -> &'static str {
         match self {
             Target::P1 => "wasm32-wasip1",
-            Target::P2 => "wasm32-wasip2",
+            Target::P2 | Target::P3 => "wasm32-wasip2",
         }
     }
 }
