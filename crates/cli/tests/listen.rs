@@ -280,19 +280,230 @@ fn listen_on_a_busy_address_is_one_clear_error_before_the_guest_starts() {
     );
 }
 
-#[test]
-fn listen_with_a_component_is_refused() {
-    let hello = guest(Target::P2, "hello");
-    let r = run(&["--listen", "127.0.0.1:0", p(&hello)]);
-    assert_eq!(r.code, 2);
-    assert_eq!(r.stdout, "");
+/// A port free right now on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A component serving one client on a pre-opened listener: its bind of
+/// the listener's address takes the listener over (Warden bound it first,
+/// so without the handover the bind would find the port taken).
+fn component_serves_on_a_pre_opened_listener(t: Target, program: &str) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let step = format!("listen:{addr}");
+    let mut server = Server::start(&[
+        "--timeout",
+        "30s",
+        "--listen",
+        &format!("web={addr}"),
+        p(&guest(t, program)),
+        &step,
+    ]);
+    assert_eq!(server.port, port);
+    assert_eq!(server.line(), format!("listening on {addr}"));
+    let mut conn = server.connect();
+    conn.write_all(b"hello\n").unwrap();
+    let mut back = String::new();
+    BufReader::new(&conn).read_line(&mut back).unwrap();
+    assert_eq!(back, "echo hello\n");
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, format!("{step}: ok accepted hello\n"));
     assert!(
-        r.stderr.contains(
-            "pre-opened listeners work with preview1 modules only for now (this is a WASI 0.2 component)"
-        ),
+        r.stderr.contains(&format!(
+            "warden: web (for the guest's bind of that address) listening on {addr}"
+        )),
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_02_component_serves_on_a_pre_opened_listener() {
+    component_serves_on_a_pre_opened_listener(Target::P2, "net_client");
+}
+
+#[test]
+fn a_03_component_serves_on_a_pre_opened_listener() {
+    component_serves_on_a_pre_opened_listener(Target::P3, "p3_net");
+}
+
+#[test]
+fn without_a_listener_or_grant_a_component_cannot_listen() {
+    // The deny twin of the two above.
+    for (t, program) in [(Target::P2, "net_client"), (Target::P3, "p3_net")] {
+        let step = format!("listen:127.0.0.1:{}", free_port());
+        let r = run(&["--timeout", "30s", p(&guest(t, program)), &step]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let refused = if t == Target::P2 {
+            "PermissionDenied"
+        } else {
+            "bind ErrorCode::AccessDenied"
+        };
+        assert_eq!(r.stdout, format!("{step}: {refused}\n"), "{t:?}");
+        assert!(
+            r.stderr.contains("warden: denied bind 127.0.0.1:"),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+/// `warden run` started the way systemd starts a socket-activated service:
+/// a listening socket at fd 3, and LISTEN_PID (Warden's own pid, which
+/// `$$` is once the shell execs it), LISTEN_FDS and LISTEN_FDNAMES set.
+fn handed_over(
+    listener: &std::net::TcpListener,
+    listen_pid: &str,
+    args: &[&str],
+) -> std::process::Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.env_clear()
+        .arg("-c")
+        .arg(format!(
+            "LISTEN_PID={listen_pid} LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .arg("run")
+        .arg("--cache-dir")
+        .arg(shared_cache())
+        .args(args);
+    // SAFETY: dup2 and fcntl are async-signal-safe; they put the listener
+    // at fd 3 in the child without close-on-exec, as a service manager
+    // does (dup2 onto itself would keep the flag, hence the fcntl).
+    unsafe {
+        cmd.pre_exec(move || {
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(fd, 3) >= 0
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_listener_handed_over_by_a_service_manager_is_served() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Preview1: the handed-over socket is the guest's fd 3, by name.
+    let mut child = handed_over(
+        &listener,
+        "$$",
+        &["--listen", "fd:web", p(&guest(Target::P1, "echo_std")), "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let back = exchange(
+        TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        b"via systemd\n".to_vec(),
+    );
+    assert_eq!(back, b"via systemd\n");
+    let out = wait_out(child, "the p1 guest served one connection");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("warden: fd 3 (web) listening on 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+    // A component: its bind of the socket's address takes it over.
+    let step = format!("listen:127.0.0.1:{port}");
+    child = handed_over(
+        &listener,
+        "$$",
+        &[
+            "--listen",
+            "fd:3",
+            p(&guest(Target::P2, "net_client")),
+            &step,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"hi\n").unwrap();
+    let mut back = String::new();
+    BufReader::new(&conn).read_line(&mut back).unwrap();
+    assert_eq!(back, "echo hi\n");
+    let out = wait_out(child, "the component served one connection");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.ends_with(&format!("{step}: ok accepted hi\n")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_handover_meant_for_another_process_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = handed_over(
+        &listener,
+        "1",
+        &["--listen", "fd:3", p(&guest(Target::P1, "echo_std")), "1"],
+    )
+    .output()
+    .unwrap();
+    let r = ran(out);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "warden: error: cannot listen on fd:3: no listening sockets were handed to Warden (LISTEN_PID is not this process)\n"
+    );
+    // And a descriptor that is not a handed-over listener.
+    let out = handed_over(
+        &listener,
+        "$$",
+        &["--listen", "fd:4", p(&guest(Target::P1, "echo_std")), "1"],
+    )
+    .output()
+    .unwrap();
+    let r = ran(out);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("fd 4 is not one of the 1 listening sockets handed to Warden"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Wait (bounded) for a spawned warden and collect what it printed.
+fn wait_out(mut child: Child, what: &str) -> Ran {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(60), what);
+    Ran {
+        code: status.code().unwrap(),
+        stdout: out,
+        stderr: err.join().unwrap(),
+    }
 }
 
 #[test]
@@ -537,7 +748,7 @@ fn accepted_peers_pass_the_gate_and_are_audited() {
             )
         })
         .collect();
-    let listen_rule = "--listen tcp0=127.0.0.1:0".to_string();
+    let listen_rule = "--listen 127.0.0.1:0".to_string();
     assert_eq!(
         recs,
         [

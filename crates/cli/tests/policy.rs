@@ -1190,3 +1190,79 @@ fn an_invalid_host_gets_no_hint_warden_would_reject() {
     );
     assert!(!r.stderr.contains("to allow it"), "{}", r.stderr);
 }
+
+// ------------------------------------------------------------ WASI 0.3
+
+fn p3(flags: &[&str], steps: &[&str]) -> Ran {
+    let program = p(&guest(Target::P3, "p3_net")).to_string();
+    let mut args: Vec<&str> = vec!["--timeout", "30s"];
+    args.extend_from_slice(flags);
+    args.push(&program);
+    args.extend_from_slice(steps);
+    let r = run(&args);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    r
+}
+
+#[test]
+fn a_03_guest_connects_only_where_granted() {
+    let peer = TcpPeer::start("127.0.0.1");
+    let port = peer.port();
+    let step = format!("connect:127.0.0.1:{port}");
+    let grant = format!("127.0.0.1:{port}");
+    let r = p3(&["--allow-connect", &grant], &[&step]);
+    assert_eq!(r.stdout, format!("{step}: ok peer {port} got ping\n"));
+    assert_eq!(peer.accepted(), 1);
+    // The deny twin: another port is not granted; nothing reaches the peer.
+    let other = format!("127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let r = p3(&["--allow-connect", &other], &[&step]);
+    assert_eq!(r.stdout, format!("{step}: ErrorCode::AccessDenied\n"));
+    assert!(
+        r.stderr
+            .contains(&format!("warden: denied connect 127.0.0.1:{port}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(peer.accepted(), 1);
+}
+
+#[test]
+fn a_03_guest_resolves_and_requests_only_what_is_granted() {
+    let dns = dns();
+    let d = dns.addr.to_string();
+    let peer = TcpPeer::start("127.0.0.1");
+    let port = peer.port();
+    let grant = format!("web.example.com:{port}");
+    let resolve = "resolve:web.example.com";
+    let http = format!("http:http://web.example.com:{port}/p3");
+    let r = p3(
+        &["--dns-server", &d, "--allow-connect", &grant],
+        &[resolve, &http],
+    );
+    assert_eq!(
+        r.stdout,
+        lines(&[
+            &format!("{resolve}: ok 127.0.0.1"),
+            &format!("{http}: ok status 200 hello from {port}"),
+        ])
+    );
+    assert_eq!(
+        *peer.requests.lock().unwrap(),
+        [format!("GET /p3 HTTP/1.1 host=web.example.com:{port}")]
+    );
+    // The deny twin: no grant, no lookup sent, no request made.
+    let r = p3(&["--dns-server", &d], &[resolve, &http]);
+    assert_eq!(
+        r.stdout,
+        lines(&[
+            &format!("{resolve}: ErrorCode::AccessDenied"),
+            &format!("{http}: ErrorCode::HttpRequestDenied"),
+        ])
+    );
+    assert_eq!(
+        dns.a_queries("web.example.com"),
+        1,
+        "only the allowed run asked"
+    );
+    assert_eq!(peer.requests.lock().unwrap().len(), 1);
+}
