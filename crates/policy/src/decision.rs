@@ -47,6 +47,8 @@ impl Verdict {
 pub(crate) struct Quoted {
     pub(crate) id: Arc<str>,
     pub(crate) text: Arc<str>,
+    /// The connection kind the rule's connections are made as.
+    pub(crate) kind: Option<Arc<str>>,
 }
 
 /// Why a decision went the way it did, as data.
@@ -164,6 +166,7 @@ pub struct Decision {
     verdict: Verdict,
     rule: Arc<str>,
     name: Option<Arc<str>>,
+    kind: Option<Arc<str>>,
     why: Why,
 }
 
@@ -182,6 +185,7 @@ impl Decision {
             verdict: Verdict::Allow,
             rule: rule.id.clone(),
             name,
+            kind: rule.kind.clone(),
             why,
         }
     }
@@ -191,8 +195,15 @@ impl Decision {
             verdict: Verdict::Deny,
             rule,
             name,
+            kind: None,
             why,
         }
+    }
+
+    /// For an allowed action, the connection kind of the grant that
+    /// allowed it (`None`: plain TCP).
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
     }
 
     /// Allow or deny.

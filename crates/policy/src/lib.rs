@@ -20,6 +20,7 @@
 //! operator's TOML file into rules.
 
 mod decision;
+mod kind;
 pub mod manifest;
 mod rule;
 mod trie;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 pub use decision::{DEFAULT_DENY, Decision, IP_LITERAL, MAX_SHOWN, Remedy, Verdict, shorten};
 use decision::{Quoted, Shown, Why};
+pub use kind::{Kind, KindError, Protocol, TlsVersion};
 
 pub use rule::{
     Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, ip_literal,
@@ -190,6 +192,8 @@ pub struct Policy {
     quotes: Vec<Quoted>,
     default_deny: Arc<str>,
     ip_literal: Arc<str>,
+    kinds: HashMap<String, Arc<Kind>>,
+    require_tls: bool,
 }
 
 impl Default for Policy {
@@ -207,6 +211,8 @@ impl Default for Policy {
             quotes: Vec::new(),
             default_deny: DEFAULT_DENY.into(),
             ip_literal: IP_LITERAL.into(),
+            kinds: HashMap::new(),
+            require_tls: false,
         }
     }
 }
@@ -264,10 +270,101 @@ impl Policy {
             p.quotes.push(Quoted {
                 id: rule.id.as_str().into(),
                 text: rule.to_string().into(),
+                kind: rule.kind.as_deref().map(Arc::from),
             });
             p.rules.push(rule);
         }
         p
+    }
+
+    /// A policy of `rules` whose grants may name connection `kinds`. Every
+    /// kind a grant names must be defined; a TLS kind on a grant to an
+    /// address block needs a `server_name`; with `require_tls`, every grant
+    /// that allows connections must have a TLS kind.
+    pub fn with_kinds(
+        rules: impl IntoIterator<Item = Rule>,
+        kinds: impl IntoIterator<Item = Kind>,
+        require_tls: bool,
+    ) -> Result<Self, KindError> {
+        let mut p = Policy::new(rules);
+        p.require_tls = require_tls;
+        for k in kinds {
+            if k.client_cert.is_some() != k.client_key.is_some() {
+                return Err(KindError::HalfClientAuth { kind: k.name });
+            }
+            if k.cert.is_some() != k.key.is_some() {
+                return Err(KindError::HalfServerAuth { kind: k.name });
+            }
+            p.kinds.insert(k.name.clone(), Arc::new(k));
+        }
+        for r in &p.rules {
+            let Effect::Allow(rights) = r.effect else {
+                continue;
+            };
+            let kind = match &r.kind {
+                Some(name) => Some(p.kinds.get(name).ok_or_else(|| KindError::Unknown {
+                    rule: r.id.clone(),
+                    kind: name.clone(),
+                })?),
+                None => None,
+            };
+            let connects = rights.contains(Rights::CONNECT);
+            if let Some(k) = kind
+                && connects
+                && k.is_tls()
+                && k.server_name.is_none()
+                && matches!(r.target, RuleTarget::Net(_))
+            {
+                return Err(KindError::NoServerName {
+                    rule: r.id.clone(),
+                    kind: k.name.clone(),
+                });
+            }
+            if require_tls && connects && !kind.is_some_and(|k| k.is_tls()) {
+                return Err(KindError::PlainTcp { rule: r.id.clone() });
+            }
+            if let Some(k) = kind
+                && rights.contains(Rights::LISTEN)
+                && k.is_tls()
+                && !k.serves_tls()
+            {
+                return Err(KindError::NoCertificate {
+                    rule: r.id.clone(),
+                    kind: k.name.clone(),
+                });
+            }
+        }
+        Ok(p)
+    }
+
+    /// This policy with `rules` and `kinds` added (the embedder's own
+    /// grants, such as those of listeners it opened), checked as
+    /// [`Policy::with_kinds`] checks.
+    pub fn with_more(
+        &self,
+        rules: impl IntoIterator<Item = Rule>,
+        kinds: impl IntoIterator<Item = Kind>,
+    ) -> Result<Self, KindError> {
+        let all_rules = self.rules.iter().cloned().chain(rules);
+        let all_kinds = self.kinds.values().map(|k| Kind::clone(k)).chain(kinds);
+        Policy::with_kinds(all_rules, all_kinds, self.require_tls)
+    }
+
+    /// Whether every connect grant must have a TLS kind.
+    pub fn requires_tls(&self) -> bool {
+        self.require_tls
+    }
+
+    /// The connection kind called `name`.
+    pub fn kind(&self, name: &str) -> Option<&Arc<Kind>> {
+        self.kinds.get(name)
+    }
+
+    /// Every connection kind, by name.
+    pub fn kinds(&self) -> impl Iterator<Item = &Arc<Kind>> {
+        let mut all: Vec<_> = self.kinds.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.into_iter()
     }
 
     /// Rule `i` as decisions quote it.
@@ -320,6 +417,7 @@ impl Policy {
                     &Quoted {
                         id: self.ip_literal.clone(),
                         text: self.ip_literal.clone(),
+                        kind: None,
                     },
                     Why::IpLiteral { ip },
                     None,

@@ -19,22 +19,41 @@
 //!
 //! [[listen]]
 //! name = "http"                   # optional; default tcpN
-//! addr = "127.0.0.1:8080"
+//! addr = "127.0.0.1:8080"         # IP:PORT, fd:N or fd:NAME
+//! cert = "server.pem"             # optional: terminate TLS for the guest
+//! key = "server.key"
+//! client_ca = "clients.pem"       # optional: require client certificates
+//!
+//! require_tls = false             # true: every connect grant needs a TLS kind
+//!
+//! [[kind]]                        # a connection kind, which grants name
+//! name = "db"
+//! protocol = "postgres-tls"       # tcp, tls or postgres-tls
+//! server_name = "db.internal"     # optional; default: the resolved name
+//! ca = "ca.pem"                   # optional; default: the webpki roots
+//! client_cert = "client.pem"      # optional, with client_key: mutual TLS
+//! client_key = "client.key"
+//! alpn = ["h2", "http/1.1"]       # optional
+//! min_version = "1.3"             # optional; default 1.2
+//! max_connections = 16            # optional
+//! # cert, key, client_ca: for a kind named by a listen grant
 //! ```
 //!
-//! Unknown keys, a wrong type, an unknown right, a bad target or a repeated
-//! id are errors that carry the line and column where they are, and say what
-//! was expected. Parsing does no I/O.
+//! A grant names a kind with `kind = "db"`. Unknown keys, a wrong type, an
+//! unknown right, protocol or kind, a bad target or a repeated id are errors
+//! that carry the line and column where they are, and say what was expected.
+//! Parsing does no I/O: files are named, and read by whoever loads them.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Ports, Rights, Rule, RuleTarget};
+use crate::{Kind, KindError, Policy, Ports, Protocol, Rights, Rule, RuleTarget, TlsVersion};
 
 /// The manifest version this Warden reads.
 pub const VERSION: i64 = 1;
@@ -51,6 +70,18 @@ pub struct Manifest {
     pub audit: Option<String>,
     /// Listeners the host binds for the guest, in order.
     pub listen: Vec<Listen>,
+    /// Connection kinds, which grants name.
+    pub kinds: Vec<Kind>,
+    /// Whether every connect grant must have a TLS kind.
+    pub require_tls: bool,
+}
+
+impl Manifest {
+    /// The policy this manifest says (its rules and kinds, checked
+    /// against each other).
+    pub fn policy(&self) -> Result<Policy, KindError> {
+        Policy::with_kinds(self.rules.clone(), self.kinds.clone(), self.require_tls)
+    }
 }
 
 /// A `[[listen]]` entry.
@@ -60,6 +91,20 @@ pub struct Listen {
     pub name: Option<String>,
     /// Where the listener comes from.
     pub on: ListenOn,
+    /// TLS the host terminates for the guest, if any.
+    pub tls: Option<ListenTls>,
+}
+
+/// TLS a pre-opened listener terminates: the guest accepts decrypted
+/// connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTls {
+    /// The server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// PEM CAs whose client certificates are required, if any.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Where a pre-opened listener comes from: an address Warden binds, or a
@@ -146,6 +191,27 @@ struct Raw {
     deny: Vec<RawDeny>,
     #[serde(default)]
     listen: Vec<RawListen>,
+    #[serde(default)]
+    kind: Vec<RawKind>,
+    require_tls: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKind {
+    name: Spanned<String>,
+    protocol: Option<Spanned<String>>,
+    server_name: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+    #[serde(default)]
+    alpn: Vec<Spanned<String>>,
+    min_version: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u32>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +221,7 @@ struct RawAllow {
     target: Spanned<String>,
     ports: Option<Spanned<String>>,
     rights: Spanned<Vec<Spanned<String>>>,
+    kind: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +237,9 @@ struct RawDeny {
 struct RawListen {
     name: Option<Spanned<String>>,
     addr: Spanned<String>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<String>>,
 }
 
 struct Ctx<'a> {
@@ -276,7 +346,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
                 ));
             }
         };
-        rules.push(Rule::allow(id, target, ports, rights));
+        let mut rule = Rule::allow(id, target, ports, rights);
+        rule.kind = a.kind.as_ref().map(|k| k.get_ref().clone());
+        rules.push(rule);
     }
     for d in &raw.deny {
         let id = cx.id(&d.id, &mut seen)?;
@@ -321,14 +393,103 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             }
             None => None,
         };
-        listen.push(Listen { name, on });
+        let path = |v: &Option<Spanned<String>>| v.as_ref().map(|p| PathBuf::from(p.get_ref()));
+        let tls = match (path(&l.cert), path(&l.key)) {
+            (Some(cert), Some(key)) => Some(ListenTls {
+                cert,
+                key,
+                client_ca: path(&l.client_ca),
+            }),
+            (None, None) if l.client_ca.is_none() => None,
+            _ => {
+                let at = l.cert.as_ref().or(l.key.as_ref()).or(l.client_ca.as_ref());
+                let span = at.map_or(l.addr.span(), |v| v.span());
+                return Err(cx.error(
+                    span,
+                    "a TLS listener needs both `cert` and `key` (and `client_ca` only with them)",
+                ));
+            }
+        };
+        listen.push(Listen { name, on, tls });
     }
-    Ok(Manifest {
+    let mut kinds = Vec::new();
+    let mut kind_names = HashSet::new();
+    for k in &raw.kind {
+        let name = k.name.get_ref();
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(cx.error(k.name.span(), "name: expected a word without spaces"));
+        }
+        if !kind_names.insert(name.clone()) {
+            return Err(cx.error(k.name.span(), format!("kind `{name}` is defined twice")));
+        }
+        let path = |v: &Option<Spanned<String>>| v.as_ref().map(|p| PathBuf::from(p.get_ref()));
+        let server_name = match &k.server_name {
+            Some(n) => Some(cx.parse(n, "server_name", |v| {
+                crate::normalize_name(v)
+                    .or_else(|| crate::ip_literal(v).map(|_| v.to_string()))
+                    .ok_or_else(|| format!("`{v}` is not a host name or IP address"))
+            })?),
+            None => None,
+        };
+        let kind = Kind {
+            name: name.clone(),
+            protocol: match &k.protocol {
+                Some(p) => cx.parse(p, "protocol", str::parse::<Protocol>)?,
+                None => Protocol::Tcp,
+            },
+            server_name,
+            ca: path(&k.ca),
+            client_cert: path(&k.client_cert),
+            client_key: path(&k.client_key),
+            alpn: k.alpn.iter().map(|a| a.get_ref().clone()).collect(),
+            min_version: match &k.min_version {
+                Some(v) => cx.parse(v, "min_version", str::parse::<TlsVersion>)?,
+                None => TlsVersion::V1_2,
+            },
+            max_connections: k.max_connections.as_ref().map(|n| *n.get_ref()),
+            cert: path(&k.cert),
+            key: path(&k.key),
+            client_ca: path(&k.client_ca),
+        };
+        if kind.max_connections == Some(0) {
+            let span = k
+                .max_connections
+                .as_ref()
+                .map_or(k.name.span(), |n| n.span());
+            return Err(cx.error(span, "max_connections: expected 1 or more"));
+        }
+        kinds.push(kind);
+    }
+    let require_tls = raw.require_tls.as_ref().is_some_and(|r| *r.get_ref());
+    let manifest = Manifest {
         rules,
         dns_server,
         audit,
         listen,
-    })
+        kinds,
+        require_tls,
+    };
+    // The grants and kinds must agree; an error points at the rule (or the
+    // kind) it is about.
+    if let Err(e) = manifest.policy() {
+        let span = match &e {
+            KindError::Unknown { rule, .. }
+            | KindError::NoServerName { rule, .. }
+            | KindError::NoCertificate { rule, .. }
+            | KindError::PlainTcp { rule } => raw
+                .allow
+                .iter()
+                .find(|a| a.id.get_ref() == rule)
+                .map(|a| a.kind.as_ref().map_or(a.id.span(), |k| k.span())),
+            KindError::HalfClientAuth { kind } | KindError::HalfServerAuth { kind } => raw
+                .kind
+                .iter()
+                .find(|k| k.name.get_ref() == kind)
+                .map(|k| k.name.span()),
+        };
+        return Err(cx.error(span.unwrap_or(0..0), e.to_string()));
+    }
+    Ok(manifest)
 }
 
 impl fmt::Display for Manifest {
@@ -394,7 +555,8 @@ addr = "127.0.0.1:8080"
             m.listen,
             [Listen {
                 name: Some("http".into()),
-                on: ListenOn::Addr("127.0.0.1:8080".parse().unwrap())
+                on: ListenOn::Addr("127.0.0.1:8080".parse().unwrap()),
+                tls: None,
             }]
         );
     }
@@ -403,13 +565,13 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`"
         );
         assert_eq!(
             err(
                 "version = 1\n[[allow]]\nid = \"a\"\ntarget = \"10.0.0.0/8\"\nports = \"1\"\nrights = [\"connect\"]\nport = 3\n"
             ),
-            "w.toml:7:1: unknown field `port`, expected one of `id`, `target`, `ports`, `rights`"
+            "w.toml:7:1: unknown field `port`, expected one of `id`, `target`, `ports`, `rights`, `kind`"
         );
         assert_eq!(
             err("version = 2\n"),
@@ -475,6 +637,80 @@ addr = "127.0.0.1:8080"
         assert_eq!(
             err("version = 1\n[[listen]]\naddr = \"fd:1\"\n"),
             "w.toml:3:8: addr: `fd:1`: an inherited listener is at fd 3 or above (0-2 are stdio)"
+        );
+    }
+
+    #[test]
+    fn kinds_and_the_grants_that_name_them() {
+        let text = r#"
+version = 1
+require_tls = true
+
+[[kind]]
+name = "db"
+protocol = "postgres-tls"
+ca = "ca.pem"
+client_cert = "c.pem"
+client_key = "c.key"
+alpn = ["postgresql"]
+min_version = "1.3"
+max_connections = 4
+
+[[allow]]
+id = "db"
+target = "db.internal"
+ports = "5432"
+rights = ["connect", "resolve"]
+kind = "db"
+
+[[listen]]
+addr = "127.0.0.1:8443"
+cert = "s.pem"
+key = "s.key"
+"#;
+        let m = parse(text, "w.toml").unwrap();
+        assert!(m.require_tls);
+        assert_eq!(m.kinds[0].protocol, Protocol::PostgresTls);
+        assert_eq!(m.kinds[0].min_version, TlsVersion::V1_3);
+        assert_eq!(m.rules[0].kind.as_deref(), Some("db"));
+        assert_eq!(
+            m.rules[0].to_string(),
+            "allow connect,resolve db.internal:5432 kind db"
+        );
+        assert_eq!(
+            m.listen[0].tls.as_ref().unwrap().cert,
+            PathBuf::from("s.pem")
+        );
+        let p = m.policy().unwrap();
+        let d = p.decide(
+            crate::Action::Connect,
+            &crate::Target::Name {
+                host: "db.internal".into(),
+                port: Some(5432),
+            },
+        );
+        assert_eq!(d.kind(), Some("db"));
+        // The kind's errors point at the grant that names it.
+        let bad = text.replace("kind = \"db\"\n", "kind = \"nope\"\n");
+        assert_eq!(
+            err(&bad),
+            "w.toml:20:8: rule db names kind `nope`, which is not defined"
+        );
+        let plain = text.replace("kind = \"db\"\n", "");
+        assert!(err(&plain).contains(
+            "rule db allows plain TCP connections, but every connection must be TLS (require_tls)"
+        ));
+        let by_ip = text.replace("target = \"db.internal\"", "target = \"10.0.0.0/8\"");
+        assert!(
+            err(&by_ip).contains("needs a server_name"),
+            "{}",
+            err(&by_ip)
+        );
+        assert!(
+            err(&text.replace("\"postgres-tls\"", "\"smtp\"")).contains("unknown protocol `smtp`")
+        );
+        assert!(
+            err(&text.replace("key = \"s.key\"\n", "")).contains("needs both `cert` and `key`")
         );
     }
 }

@@ -530,6 +530,9 @@ pub struct Rule {
     pub target: RuleTarget,
     /// Which ports (ignored for name resolution, which has none).
     pub ports: Ports,
+    /// The connection kind a grant's connections are made as (see
+    /// [`Kind`](crate::Kind)); `None` is plain TCP.
+    pub kind: Option<String>,
 }
 
 impl Rule {
@@ -540,6 +543,7 @@ impl Rule {
             effect: Effect::Allow(rights),
             target,
             ports,
+            kind: None,
         }
     }
 
@@ -550,7 +554,14 @@ impl Rule {
             effect: Effect::Deny,
             target,
             ports,
+            kind: None,
         }
+    }
+
+    /// This grant, its connections made as kind `kind`.
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Rule {
+        self.kind = Some(kind.into());
+        self
     }
 
     /// Whether this grant reaches every address or every name of a family
@@ -571,9 +582,13 @@ impl Rule {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.effect {
-            Effect::Allow(r) => write!(f, "allow {r} {}:{}", self.target, self.ports),
-            Effect::Deny => write!(f, "deny {}:{}", self.target, self.ports),
+            Effect::Allow(r) => write!(f, "allow {r} {}:{}", self.target, self.ports)?,
+            Effect::Deny => write!(f, "deny {}:{}", self.target, self.ports)?,
         }
+        if let Some(kind) = &self.kind {
+            write!(f, " kind {kind}")?;
+        }
+        Ok(())
     }
 }
 
