@@ -14,7 +14,10 @@
 //! [`MAX_SHOWN`](warden_policy::MAX_SHOWN) bytes of it), `port` (for a name
 //! with a port), `decision` (allow or deny), `rule` and `reason`. A `limit`
 //! record names the limit in `limit` and `rule` and says what happened in
-//! `reason`.
+//! `reason`. A `tls-connect` or `tls-accept` record (a TLS handshake the
+//! host did for the guest) has `addr` (the peer), `name`, `kind`,
+//! `version`, `cipher`, `peer_cert_sha256`, `peer_cert_subject`, `result`
+//! (`ok` or `failed`) and `reason`.
 //!
 //! Only records that reached the file count as written: a record is
 //! counted once the write and the flush after it succeeded. After a write
@@ -138,6 +141,39 @@ impl AuditLog {
         if let Some(port) = port {
             rec.insert("port".into(), port.into());
         }
+        self.send(rec);
+    }
+
+    /// Record a TLS handshake's outcome: `tls-connect` (outgoing) or
+    /// `tls-accept` (incoming), with the peer, the name, the kind, the
+    /// protocol version and cipher suite agreed, the peer certificate's
+    /// SHA-256 and subject, and the result (`ok` or `failed`) with the
+    /// reason.
+    pub fn record_tls(&self, event: &str, peer: std::net::SocketAddr, o: &crate::tls::Outcome) {
+        let mut rec = self.base(event);
+        rec.insert("addr".into(), peer.to_string().into());
+        rec.insert(
+            "name".into(),
+            o.name.as_deref().map(|n| shorten(n).into_owned()).into(),
+        );
+        rec.insert("kind".into(), o.kind.clone().into());
+        rec.insert("version".into(), o.version.clone().into());
+        rec.insert("cipher".into(), o.cipher.clone().into());
+        let cert = o.peer_cert.as_ref();
+        rec.insert(
+            "peer_cert_sha256".into(),
+            cert.map(|c| c.sha256.clone()).into(),
+        );
+        rec.insert(
+            "peer_cert_subject".into(),
+            cert.map(|c| shorten(&c.subject).into_owned()).into(),
+        );
+        let (result, reason) = match &o.failure {
+            None => ("ok", "handshake complete".to_string()),
+            Some(why) => ("failed", shorten(why).into_owned()),
+        };
+        rec.insert("result".into(), result.into());
+        rec.insert("reason".into(), reason.into());
         self.send(rec);
     }
 

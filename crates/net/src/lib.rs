@@ -19,20 +19,25 @@
 //! the connections accepted on them, each accept decided by the gate).
 
 pub mod audit;
+pub mod conn;
 mod denied;
 pub mod out;
+pub mod pumped;
 pub mod report;
 pub mod resolve;
 pub mod sockets;
 pub mod tcp;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use audit::{AuditDest, AuditLog, AuditSummary};
+pub use conn::Connection;
 pub use report::{Notice, Reporter};
 pub use resolve::{DnsConfig, LookupError};
+pub use tls::Tls;
 pub use warden_policy::{Action, Decision, Policy, Remedy, Target, Transports, Verdict, shorten};
 
 use denied::DeniedNames;
@@ -91,6 +96,52 @@ pub enum ConnectError {
     /// No permitted address answered in time.
     #[error("connecting timed out")]
     Timeout,
+    /// The host would not make the connection as its kind says (a cap,
+    /// a failed TLS handshake).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// Why the host does not make (or finish) a connection the policy allows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The kind's connection cap is reached.
+    #[error("kind `{kind}` allows {max} connections open at once, and that many are open")]
+    Cap {
+        /// The kind.
+        kind: String,
+        /// Its `max_connections`.
+        max: u32,
+    },
+    /// No valid name to check the peer's certificate against.
+    #[error("no server name to check the peer's TLS certificate against")]
+    NoServerName,
+    /// The kind's TLS configuration was not loaded into this gate.
+    #[error("kind `{0}` has no TLS configuration loaded")]
+    Unloaded(String),
+    /// The preamble or the TLS handshake failed.
+    #[error("TLS failed: {reason}")]
+    Tls {
+        /// Why.
+        reason: String,
+        /// Whether it was the peer's certificate that was refused.
+        certificate: bool,
+    },
+}
+
+/// How an allowed outgoing connection is to be made, from [`Gate::plan`]:
+/// its place under its kind's cap, and the TLS to do on it.
+pub struct Plan {
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    tls: Option<(Arc<tls::ClientSide>, rustls::pki_types::ServerName<'static>)>,
+}
+
+impl Plan {
+    /// Whether the host will speak TLS on the connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
 }
 
 pub use report::{MAX_REMOTE_REPORTED, MAX_REPORTED};
@@ -106,6 +157,7 @@ pub struct GateBuilder {
     reporter: Reporter,
     audit: Option<AuditLog>,
     dns: DnsConfig,
+    tls: Option<Arc<Tls>>,
 }
 
 impl GateBuilder {
@@ -127,10 +179,29 @@ impl GateBuilder {
         self
     }
 
+    /// Make connections of the policy's kinds with `tls` (built from the
+    /// same kinds, see [`Tls::load`]). Without it, a TLS kind's connection
+    /// is refused.
+    pub fn tls(mut self, tls: Arc<Tls>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The gate.
     pub fn build(self) -> Arc<Gate> {
         let denied = DeniedNames::new(self.policy.denied_names().map(str::to_string).collect());
+        let caps = self
+            .policy
+            .kinds()
+            .filter_map(|k| {
+                let max = k.max_connections?;
+                let sem = Arc::new(tokio::sync::Semaphore::new(max as usize));
+                Some((k.name.clone(), (max, sem)))
+            })
+            .collect();
         Arc::new(Gate {
+            tls: self.tls.unwrap_or_default(),
+            caps,
             policy: self.policy,
             pins: Mutex::new(Pins::default()),
             denied,
@@ -145,6 +216,8 @@ impl GateBuilder {
 
 /// The single chokepoint for one guest instance's network actions.
 pub struct Gate {
+    tls: Arc<Tls>,
+    caps: std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>,
     policy: Policy,
     pins: Mutex<Pins>,
     denied: DeniedNames,
@@ -174,7 +247,18 @@ impl Gate {
             reporter: report::plain_reporter(),
             audit: None,
             dns: DnsConfig::System,
+            tls: None,
         }
+    }
+
+    /// The TLS configurations connections are made with.
+    pub fn tls(&self) -> &Tls {
+        &self.tls
+    }
+
+    /// The policy the gate decides with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Which transports the policy could ever allow; the rest stay switched
@@ -312,17 +396,21 @@ impl Gate {
             .expect("the HTTP semaphore is never closed")
     }
 
-    /// Open a TCP connection on the guest's behalf (the HTTP egress path):
+    /// Open a connection on the guest's behalf (the HTTP egress path):
     /// `action` on `host:port` is decided first; a name is then resolved
     /// once on the host (and pinned), and only the addresses the gate
     /// allows `connect` to are tried, in order, each within `timeout`.
+    /// The connection is made as the grant's kind says; with `https`, it is
+    /// TLS even if the kind is not (with the webpki roots, and `host` as
+    /// the server name).
     pub async fn connect(
         self: &Arc<Self>,
         action: Action,
         host: &str,
         port: u16,
         timeout: Duration,
-    ) -> Result<tokio::net::TcpStream, ConnectError> {
+        https: bool,
+    ) -> Result<Connection, ConnectError> {
         let literal = warden_policy::ip_literal(host);
         if literal.is_none() && warden_policy::normalize_name(host).is_none() {
             return Err(ConnectError::InvalidName(
@@ -340,6 +428,14 @@ impl Gate {
         if !decision.is_allowed() {
             return Err(ConnectError::Denied(Box::new(decision)));
         }
+        let plan = self.plan(
+            &decision,
+            &Target::Name {
+                host: host.to_string(),
+                port: Some(port),
+            },
+            https,
+        )?;
         let candidates: Vec<SocketAddr> = match literal {
             // The decision above was on the address itself.
             Some(ip) => vec![SocketAddr::new(ip, port)],
@@ -367,12 +463,183 @@ impl Gate {
         let mut last = None;
         for addr in candidates {
             match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Ok(stream)) => return Ok(self.establish(plan, stream, addr).await?),
                 Ok(Err(source)) => last = Some(ConnectError::Io { addr, source }),
                 Err(_) => last = Some(ConnectError::Timeout),
             }
         }
         Err(last.unwrap_or(ConnectError::Timeout))
+    }
+
+    /// How to make the outgoing connection to `target` that `decision`
+    /// allowed: take a place under its kind's cap (refused at once, said
+    /// once per kind and audited, when the cap is reached), and pick the
+    /// TLS configuration and the server name (the kind's `server_name`,
+    /// else the name the decision was made on or the address was pinned
+    /// from). `https` (an `https://` request) makes it TLS even when the
+    /// kind is not, with the target's host as the server name.
+    pub fn plan(&self, decision: &Decision, target: &Target, https: bool) -> Result<Plan, Refusal> {
+        let kind = decision.kind().and_then(|k| self.policy.kind(k));
+        let slot = match kind.and_then(|k| self.caps.get(&k.name).map(|c| (k, c))) {
+            Some((k, (max, sem))) => match sem.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let refusal = Refusal::Cap {
+                        kind: k.name.clone(),
+                        max: *max,
+                    };
+                    if let Some(audit) = &self.audit {
+                        audit.record_limit("max_connections", &refusal.to_string());
+                    }
+                    self.say_once(
+                        Action::Connect,
+                        Ok(format!("cap {}", k.name)),
+                        &Notice::Cap {
+                            kind: &k.name,
+                            max: *max,
+                            target,
+                        },
+                    );
+                    return Err(refusal);
+                }
+            },
+            None => None,
+        };
+        let side = match kind {
+            Some(k) if k.is_tls() => Some(
+                self.tls
+                    .client(&k.name)
+                    .cloned()
+                    .ok_or_else(|| Refusal::Unloaded(k.name.clone()))?,
+            ),
+            _ if https => Some(self.tls.default_client()),
+            _ => None,
+        };
+        let tls = match side {
+            None => None,
+            Some(side) => {
+                let host = match target {
+                    Target::Name { host, .. } if https => Some(host.clone()),
+                    _ => None,
+                };
+                let name = side
+                    .kind
+                    .as_ref()
+                    .and_then(|k| k.server_name.clone())
+                    .or_else(|| decision.name().map(str::to_string))
+                    .or(host)
+                    .and_then(|n| rustls::pki_types::ServerName::try_from(n).ok())
+                    .ok_or(Refusal::NoServerName)?;
+                Some((side, name))
+            }
+        };
+        Ok(Plan { slot, tls })
+    }
+
+    /// Make the connection to `peer` on `stream` what `plan` says: as it
+    /// is, or TLS (the kind's preamble, then the handshake, within the
+    /// handshake timeout). A TLS outcome is audited (`tls-connect`) and a
+    /// failure said once.
+    pub async fn establish(
+        &self,
+        plan: Plan,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Result<Connection, Refusal> {
+        let Plan { slot, tls } = plan;
+        let Some((side, name)) = tls else {
+            return Ok(Connection::plain(stream, slot));
+        };
+        let _ = stream.set_nodelay(true);
+        let timeout = self.tls.handshake_timeout();
+        let shown = name.to_str().into_owned();
+        let (session, outcome) =
+            match tokio::time::timeout(timeout, tls::handshake(&side, stream, name)).await {
+                Ok(done) => done,
+                Err(_) => (
+                    None,
+                    tls::Outcome {
+                        name: Some(shown),
+                        kind: side.kind.as_ref().map(|k| k.name.clone()),
+                        failure: Some(format!(
+                            "the handshake did not finish within {}s",
+                            timeout.as_secs_f64()
+                        )),
+                        ..tls::Outcome::default()
+                    },
+                ),
+            };
+        self.tls_outcome(Action::Connect, peer, &outcome);
+        match session {
+            Some(s) => Ok(Connection::tls(tokio_rustls::TlsStream::Client(s), slot)),
+            None => Err(Refusal::Tls {
+                reason: outcome.failure.unwrap_or_default(),
+                certificate: outcome.certificate_refused,
+            }),
+        }
+    }
+
+    /// The listening TLS configuration for a listener `decision` allowed,
+    /// if its grant's kind has one.
+    pub fn listener_tls(
+        &self,
+        decision: &Decision,
+    ) -> Result<Option<Arc<tls::ServerSide>>, Refusal> {
+        match decision.kind().and_then(|k| self.policy.kind(k)) {
+            Some(k) if k.serves_tls() => self
+                .tls
+                .server(&k.name)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| Refusal::Unloaded(k.name.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    /// Audit a TLS outcome, and say a failure once (per destination, or
+    /// per peer address for incoming connections).
+    pub(crate) fn tls_outcome(&self, action: Action, peer: SocketAddr, outcome: &tls::Outcome) {
+        if let Some(audit) = &self.audit {
+            let event = match action {
+                Action::Accept => "tls-accept",
+                _ => "tls-connect",
+            };
+            audit.record_tls(event, peer, outcome);
+        }
+        if outcome.failure.is_some() {
+            let what = match action {
+                Action::Accept => Err(peer.ip()),
+                _ => Ok(format!(
+                    "tls {} {peer}",
+                    outcome.name.as_deref().unwrap_or_default()
+                )),
+            };
+            self.say_once(
+                action,
+                what,
+                &Notice::Tls {
+                    action,
+                    peer,
+                    outcome,
+                },
+            );
+        }
+    }
+
+    fn say_once(&self, action: Action, what: Result<String, IpAddr>, notice: &Notice<'_>) {
+        let remote = what.is_err();
+        let Some(last) = self.reported.first_said(action, what) else {
+            return;
+        };
+        (self.reporter)(notice);
+        if last {
+            let budget = if remote {
+                MAX_REMOTE_REPORTED
+            } else {
+                MAX_REPORTED
+            };
+            (self.reporter)(&Notice::Quiet { remote, budget });
+        }
     }
 
     /// Record that a limit stopped the guest (`limit` names it: `timeout`,

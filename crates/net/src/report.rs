@@ -42,6 +42,28 @@ pub enum Notice<'a> {
         /// a rule can express one.
         remedy: Option<Remedy>,
     },
+    /// A TLS handshake (or its preamble) failed: an outgoing connection
+    /// the guest made (it sees its connect refused) or one a peer made to
+    /// a TLS listener (closed before the guest saw it). Said once per
+    /// destination, or per peer address.
+    Tls {
+        /// `connect` (outgoing) or `accept` (incoming).
+        action: Action,
+        /// The peer.
+        peer: std::net::SocketAddr,
+        /// What happened.
+        outcome: &'a crate::tls::Outcome,
+    },
+    /// A kind's connection cap refused an outgoing connection. Said once
+    /// per kind.
+    Cap {
+        /// The kind.
+        kind: &'a str,
+        /// Its `max_connections`.
+        max: u32,
+        /// Where the refused connection was going.
+        target: &'a Target,
+    },
     /// The budget of reports is spent; further denials of this kind go
     /// only to the audit log.
     Quiet {
@@ -80,6 +102,39 @@ pub fn plain(n: &Notice<'_>) -> String {
             line
         }
         Notice::Quiet { remote, budget } => quiet_line(*remote, *budget),
+        Notice::Tls {
+            action,
+            peer,
+            outcome,
+        } => tls_line(*action, *peer, outcome),
+        Notice::Cap { kind, max, target } => format!(
+            "warden: refused a connection to {target}: kind {kind} allows {max} connections open at once (max_connections), and that many are open"
+        ),
+    }
+}
+
+/// `warden: TLS with ... failed: WHY; ...`.
+pub fn tls_line(action: Action, peer: std::net::SocketAddr, o: &crate::tls::Outcome) -> String {
+    let kind = o
+        .kind
+        .as_deref()
+        .map(|k| format!(", kind {k}"))
+        .unwrap_or_default();
+    let why = o.failure.as_deref().unwrap_or("failed");
+    match action {
+        Action::Accept => format!(
+            "warden: TLS handshake with client {peer}{kind} failed: {why}; the connection was closed before the guest saw it"
+        ),
+        _ => {
+            let name = o
+                .name
+                .as_deref()
+                .map(warden_policy::shorten)
+                .unwrap_or_default();
+            format!(
+                "warden: TLS to {name} ({peer}{kind}) failed: {why}; the guest's connection was refused"
+            )
+        }
     }
 }
 
@@ -124,6 +179,8 @@ pub fn quiet_line(remote: bool, budget: usize) -> String {
 enum Key {
     Guest(Action, Target),
     Remote(Action, IpAddr),
+    /// Something other than a denial, said once: a TLS failure or a cap.
+    Said(Action, String),
 }
 
 /// The two bounded sets of what was reported.
@@ -163,6 +220,28 @@ impl Reported {
                 MAX_REPORTED,
             ),
         };
+        Self::insert(set, key, budget)
+    }
+
+    /// Whether a notice other than a denial should be said: once per
+    /// `what` (a destination, a kind), on the guest's budget, or once per
+    /// peer address on the remote one.
+    pub(crate) fn first_said(&self, action: Action, what: Result<String, IpAddr>) -> Option<bool> {
+        match what {
+            Ok(what) => Self::insert(
+                &self.guest,
+                Key::Said(action, warden_policy::shorten(&what).into_owned()),
+                MAX_REPORTED,
+            ),
+            Err(ip) => Self::insert(
+                &self.remote,
+                Key::Remote(action, warden_policy::canonical_ip(ip)),
+                MAX_REMOTE_REPORTED,
+            ),
+        }
+    }
+
+    fn insert(set: &Mutex<HashSet<Key>>, key: Key, budget: usize) -> Option<bool> {
         let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
         if set.len() >= budget || set.contains(&key) {
             return None;

@@ -168,9 +168,26 @@ fn check_listening_tcp(fd: RawFd) -> io::Result<()> {
 }
 
 /// A listening socket the host bound for the guest.
-#[derive(Debug)]
 pub struct Listener {
-    io: AsyncFd<TcpListener>,
+    local: SocketAddr,
+    accepting: Accepting,
+}
+
+enum Accepting {
+    /// The guest accepts from the kernel's backlog.
+    Plain(AsyncFd<TcpListener>),
+    /// The host accepts and does the TLS handshake; the guest accepts
+    /// finished connections.
+    Tls(crate::tls::Acceptor),
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("local", &self.local)
+            .field("tls", &matches!(self.accepting, Accepting::Tls(_)))
+            .finish()
+    }
 }
 
 impl Listener {
@@ -179,13 +196,32 @@ impl Listener {
     pub fn new(listener: TcpListener) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         Ok(Self {
-            io: register(listener)?,
+            local: listener.local_addr()?,
+            accepting: Accepting::Plain(register(listener)?),
+        })
+    }
+
+    /// Adopt a listener on which the host terminates TLS with `side`
+    /// (see [`crate::tls::Acceptor`]); each peer is decided by `gate`
+    /// before its handshake. Must run inside a tokio runtime.
+    pub fn tls(
+        listener: TcpListener,
+        side: std::sync::Arc<crate::tls::ServerSide>,
+        gate: std::sync::Arc<crate::Gate>,
+    ) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let timeout = gate.tls().handshake_timeout();
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        Ok(Self {
+            local,
+            accepting: Accepting::Tls(crate::tls::Acceptor::spawn(listener, side, gate, timeout)),
         })
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.get_ref().local_addr()
+        Ok(self.local)
     }
 
     /// Accept a pending connection, or fail with `WouldBlock`.
@@ -193,50 +229,75 @@ impl Listener {
     /// Each peer is put to `gate` (`accept`); a refused one is closed at
     /// once (the peer sees the connection reset or closed) and the next
     /// pending connection is tried, so a refused peer never reaches the
-    /// guest.
+    /// guest. On a TLS listener, only connections whose handshake finished
+    /// are here.
     pub fn try_accept(&self, gate: &crate::Gate) -> io::Result<Stream> {
-        loop {
-            let (stream, peer) = self.io.get_ref().accept()?;
-            if gate.allows_addr(crate::Action::Accept, peer) {
-                return Stream::new(stream, peer);
-            }
-            drop(stream);
+        match &self.accepting {
+            Accepting::Plain(io) => loop {
+                let (stream, peer) = io.get_ref().accept()?;
+                if gate.allows_addr(crate::Action::Accept, peer) {
+                    return Stream::new(stream, peer);
+                }
+                drop(stream);
+            },
+            Accepting::Tls(acceptor) => match acceptor.try_accept()? {
+                Some((conn, peer)) => Ok(Stream {
+                    io: StreamIo::Pumped(crate::pumped::Pumped::spawn(conn)),
+                    peer,
+                }),
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            },
         }
     }
 
     /// Wait until [`Listener::try_accept`] may not block (see [`wait_op`]).
     pub async fn wait(&self, interest: Interest) -> io::Result<()> {
-        wait_op(&self.io, interest).await
+        match &self.accepting {
+            Accepting::Plain(io) => wait_op(io, interest).await,
+            Accepting::Tls(_) => std::future::poll_fn(|cx| self.poll_ready(interest, cx)).await,
+        }
     }
 
     /// Poll for readiness (see [`Listener::wait`]).
     pub fn poll_ready(&self, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_ready(&self.io, interest, cx)
+        match &self.accepting {
+            Accepting::Plain(io) => poll_ready(io, interest, cx),
+            Accepting::Tls(acceptor) => match interest {
+                Interest::Read => acceptor.poll_ready(cx).map(Ok),
+                // Nothing is ever written to a listener; a plain one
+                // reports the same.
+                Interest::Write => Poll::Ready(Ok(())),
+            },
+        }
     }
 
     /// Readiness right now.
     pub fn readiness(&self) -> io::Result<Readiness> {
-        readiness(self.io.as_raw_fd(), false)
-    }
-}
-
-impl AsRawFd for Listener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
-    }
-}
-
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
+        Ok(readiness_many(&[Probe::Listener(self)])?[0])
     }
 }
 
 /// An accepted connection.
-#[derive(Debug)]
 pub struct Stream {
-    io: AsyncFd<TcpStream>,
+    io: StreamIo,
     peer: SocketAddr,
+}
+
+enum StreamIo {
+    /// A TCP socket the guest reads and writes through.
+    Plain(AsyncFd<TcpStream>),
+    /// A connection a host task moves (TLS): the guest reads and writes
+    /// buffers.
+    Pumped(crate::pumped::Pumped),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("peer", &self.peer)
+            .field("pumped", &matches!(self.io, StreamIo::Pumped(_)))
+            .finish()
+    }
 }
 
 impl Stream {
@@ -246,7 +307,7 @@ impl Stream {
         // request/response exchanges should not wait on Nagle's algorithm.
         stream.set_nodelay(true)?;
         Ok(Self {
-            io: register(stream)?,
+            io: StreamIo::Plain(register(stream)?),
             peer,
         })
     }
@@ -259,37 +320,99 @@ impl Stream {
     /// Read (or with `peek`, look at) bytes, or fail with `WouldBlock`.
     /// `Ok(0)` is the end of the stream.
     pub fn try_recv(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
-        if peek {
-            self.io.get_ref().peek(buf)
-        } else {
-            self.io.get_ref().read(buf)
+        match &self.io {
+            StreamIo::Plain(io) if peek => io.get_ref().peek(buf),
+            StreamIo::Plain(io) => io.get_ref().read(buf),
+            StreamIo::Pumped(p) => p.try_recv(buf, peek),
         }
     }
 
     /// Write bytes, or fail with `WouldBlock`.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.get_ref().write(buf)
+        match &self.io {
+            StreamIo::Plain(io) => io.get_ref().write(buf),
+            StreamIo::Pumped(p) => p.try_send(buf),
+        }
     }
 
     /// Shut down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.io.get_ref().shutdown(how)
+        match &self.io {
+            StreamIo::Plain(io) => io.get_ref().shutdown(how),
+            StreamIo::Pumped(p) => p.shutdown(how),
+        }
     }
 
     /// Wait until an operation of `interest` may not block (see [`wait_op`]).
     pub async fn wait(&self, interest: Interest) -> io::Result<()> {
-        wait_op(&self.io, interest).await
+        match &self.io {
+            StreamIo::Plain(io) => wait_op(io, interest).await,
+            StreamIo::Pumped(_) => std::future::poll_fn(|cx| self.poll_ready(interest, cx)).await,
+        }
     }
 
     /// Poll for readiness (see [`Stream::wait`]).
     pub fn poll_ready(&self, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_ready(&self.io, interest, cx)
+        match &self.io {
+            StreamIo::Plain(io) => poll_ready(io, interest, cx),
+            StreamIo::Pumped(p) => p.poll_ready(interest == Interest::Read, cx).map(Ok),
+        }
     }
 
     /// Readiness right now.
     pub fn readiness(&self) -> io::Result<Readiness> {
-        readiness(self.io.as_raw_fd(), true)
+        Ok(readiness_many(&[Probe::Stream(self)])?[0])
     }
+}
+
+/// A socket whose readiness [`readiness_many`] checks.
+#[derive(Clone, Copy)]
+pub enum Probe<'a> {
+    /// A listener (readable: a connection to accept).
+    Listener(&'a Listener),
+    /// A connection (readable bytes are counted).
+    Stream(&'a Stream),
+}
+
+/// Readiness of many sockets at once: one `poll(2)` for those the guest
+/// reads from the kernel, the host's buffers for the others.
+pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
+    let mut out = vec![Readiness::default(); probes.len()];
+    let mut os: Vec<(usize, RawFd, bool)> = Vec::with_capacity(probes.len());
+    for (i, p) in probes.iter().enumerate() {
+        match p {
+            Probe::Listener(l) => match &l.accepting {
+                Accepting::Plain(io) => os.push((i, io.as_raw_fd(), false)),
+                Accepting::Tls(a) => {
+                    out[i] = Readiness {
+                        readable: a.is_ready(),
+                        writable: true,
+                        hangup: false,
+                        bytes: 0,
+                    }
+                }
+            },
+            Probe::Stream(s) => match &s.io {
+                StreamIo::Plain(io) => os.push((i, io.as_raw_fd(), true)),
+                StreamIo::Pumped(p) => {
+                    let l = p.level();
+                    out[i] = Readiness {
+                        readable: l.readable,
+                        writable: l.writable,
+                        hangup: l.hangup,
+                        bytes: l.bytes,
+                    }
+                }
+            },
+        }
+    }
+    if !os.is_empty() {
+        let fds: Vec<(RawFd, bool)> = os.iter().map(|&(_, fd, s)| (fd, s)).collect();
+        for ((i, _, _), r) in os.iter().zip(poll_fds(&fds)?) {
+            out[*i] = r;
+        }
+    }
+    Ok(out)
 }
 
 fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
@@ -334,9 +457,9 @@ fn poll_ready<T: AsRawFd>(
     }
 }
 
-/// Readiness of many sockets at once, with one `poll(2)`. `streams[i]`
-/// says whether `fds[i]` is a stream (whose readable bytes are counted).
-pub fn readiness_many(fds: &[(RawFd, bool)]) -> io::Result<Vec<Readiness>> {
+/// Readiness of many descriptors at once, with one `poll(2)`. `fds[i].1`
+/// says whether it is a stream (whose readable bytes are counted).
+fn poll_fds(fds: &[(RawFd, bool)]) -> io::Result<Vec<Readiness>> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, _)| libc::pollfd {
@@ -371,7 +494,7 @@ fn to_readiness(fd: RawFd, revents: libc::c_short, count_bytes: bool) -> Readine
 }
 
 fn readiness(fd: RawFd, count_bytes: bool) -> io::Result<Readiness> {
-    Ok(readiness_many(&[(fd, count_bytes)])?[0])
+    Ok(poll_fds(&[(fd, count_bytes)])?[0])
 }
 
 #[cfg(test)]

@@ -35,7 +35,9 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{Action, Gate};
+use crate::conn::Connection;
+use crate::tls::Acceptor;
+use crate::{Action, Gate, Target};
 
 /// The bytes a connected socket receives.
 pub type Reader = Pin<Box<dyn AsyncRead + Send + Sync>>;
@@ -245,25 +247,25 @@ pub struct Connected {
 }
 
 impl Connected {
-    /// A plain TCP connection.
-    pub fn plain(stream: tokio::net::TcpStream) -> io::Result<Self> {
-        let fd = stream.as_fd().try_clone_to_owned()?;
-        let (r, w) = stream.into_split();
+    /// The halves of `conn`: a plain TCP stream's own (no lock between
+    /// them), or a shared session's (TLS) through a lock.
+    pub fn new(conn: Connection) -> io::Result<Self> {
+        let fd = conn.as_fd().try_clone_to_owned()?;
+        let (reader, writer): (Reader, Writer) = match conn.into_plain() {
+            Ok(stream) => {
+                let (r, w) = stream.into_split();
+                (Box::pin(r), Box::pin(w))
+            }
+            Err(conn) => {
+                let (r, w) = tokio::io::split(conn);
+                (Box::pin(r), Box::pin(w))
+            }
+        };
         Ok(Connected {
-            fd,
-            reader: Some(Box::pin(r)),
-            writer: Some(Box::pin(w)),
-        })
-    }
-
-    /// A connection whose bytes flow through `reader` and `writer` (a TLS
-    /// session, say), over the socket `fd` duplicates.
-    pub fn wrapped(fd: OwnedFd, reader: Reader, writer: Writer) -> Self {
-        Connected {
             fd,
             reader: Some(reader),
             writer: Some(writer),
-        }
+        })
     }
 }
 
@@ -409,11 +411,21 @@ impl TcpSocket {
                 return Err(ErrorCode::AccessDenied);
             }
             gate.prepare(Action::Connect).await;
-            if !gate.allows_addr(Action::Connect, addr) {
+            let target = Target::Addr(addr);
+            let decision = gate.decide(Action::Connect, target.clone());
+            if !decision.is_allowed() {
                 return Err(ErrorCode::AccessDenied);
             }
+            // A kind's cap, or TLS that fails, refuses the connection.
+            let plan = gate
+                .plan(&decision, &target, false)
+                .map_err(|_| ErrorCode::ConnectionRefused)?;
             let stream = socket.connect(addr).await?;
-            Ok(Connected::plain(stream)?)
+            let conn = gate
+                .establish(plan, stream, addr)
+                .await
+                .map_err(|_| ErrorCode::ConnectionRefused)?;
+            Ok(Connected::new(conn)?)
         }));
         Ok(())
     }
@@ -444,50 +456,95 @@ impl TcpSocket {
         matches!(self.state, State::Connecting(_))
     }
 
+    /// Decide `listen` on `addr`; the TLS the allowing grant's kind
+    /// terminates, if any.
+    fn decide_listen(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<Option<Arc<crate::tls::ServerSide>>, ErrorCode> {
+        let decision = self.ctx.gate.decide(Action::Listen, Target::Addr(addr));
+        if !decision.is_allowed() {
+            return Err(ErrorCode::AccessDenied);
+        }
+        self.ctx
+            .gate
+            .listener_tls(&decision)
+            .map_err(|_| ErrorCode::AccessDenied)
+    }
+
     /// Listen (decided: `listen` on the local address; an unbound socket is
-    /// first bound to an ephemeral port, decided as `bind`).
+    /// first bound to an ephemeral port, decided as `bind`). When the
+    /// grant's kind has a certificate, the host terminates TLS: the guest
+    /// accepts only connections whose handshake finished.
     pub fn listen(&mut self) -> Result<Listener, ErrorCode> {
         let bound = self.is_bound();
-        let listener = match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
-            State::Activated(l) => {
-                let local = l.local_addr()?;
-                if let Err(e) = self.decide(Action::Listen, local) {
-                    self.state = State::Activated(l);
-                    return Err(e);
+        let (listener, tls) =
+            match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
+                State::Activated(l) => {
+                    let local = l.local_addr()?;
+                    let tls = match self.decide_listen(local) {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            self.state = State::Activated(l);
+                            return Err(e);
+                        }
+                    };
+                    (tokio::net::TcpListener::from_std(l)?, tls)
                 }
-                tokio::net::TcpListener::from_std(l)?
-            }
-            State::Default(socket) => {
-                let checked = if bound {
-                    socket
-                        .local_addr()
-                        .map_err(ErrorCode::from)
-                        .and_then(|a| self.decide(Action::Listen, a))
-                } else {
-                    let implicit = self.family.unspecified();
-                    self.decide(Action::Bind, implicit)
-                        .and_then(|()| self.decide(Action::Listen, implicit))
-                        .and_then(|()| bind(&socket, implicit))
-                };
-                if let Err(e) = checked {
-                    self.state = State::Default(socket);
-                    return Err(e);
+                State::Default(socket) => {
+                    let checked = if bound {
+                        socket
+                            .local_addr()
+                            .map_err(ErrorCode::from)
+                            .and_then(|a| self.decide_listen(a))
+                    } else {
+                        let implicit = self.family.unspecified();
+                        self.decide(Action::Bind, implicit)
+                            .and_then(|()| self.decide_listen(implicit))
+                            .and_then(|tls| bind(&socket, implicit).map(|()| tls))
+                    };
+                    let tls = match checked {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            self.state = State::Default(socket);
+                            return Err(e);
+                        }
+                    };
+                    (socket.listen(self.backlog)?, tls)
                 }
-                socket.listen(self.backlog)?
-            }
-            other => {
-                self.state = other;
-                return Err(ErrorCode::InvalidState);
-            }
-        };
+                other => {
+                    self.state = other;
+                    return Err(ErrorCode::InvalidState);
+                }
+            };
         let listener = Arc::new(listener);
         self.state = State::Listening(listener.clone());
         self.bound = true;
+        let accepting = match tls {
+            None => Accepting::Plain {
+                inner: listener,
+                pending: None,
+            },
+            Some(side) => {
+                // The acceptor owns a listener on a duplicate of the
+                // socket; the socket keeps its own for addresses.
+                let dup = listener.as_fd().try_clone_to_owned()?;
+                let std_listener = std::net::TcpListener::from(dup);
+                std_listener.set_nonblocking(true)?;
+                let gate = self.ctx.gate.clone();
+                let timeout = gate.tls().handshake_timeout();
+                Accepting::Tls(Acceptor::spawn(
+                    tokio::net::TcpListener::from_std(std_listener)?,
+                    side,
+                    gate,
+                    timeout,
+                ))
+            }
+        };
         Ok(Listener {
-            inner: listener,
+            accepting,
             family: self.family,
             ctx: self.ctx.clone(),
-            pending: None,
             accepted: None,
         })
     }
@@ -678,13 +735,23 @@ impl TcpSocket {
     }
 }
 
+/// How a listener's connections arrive.
+enum Accepting {
+    /// Accepted when the guest asks, each peer decided by the gate.
+    Plain {
+        inner: Arc<tokio::net::TcpListener>,
+        pending: Option<Task<Result<Connection, ErrorCode>>>,
+    },
+    /// Accepted and shaken hands with by the host, queued for the guest.
+    Tls(Acceptor),
+}
+
 /// A listening socket's stream of accepted connections.
 pub struct Listener {
-    inner: Arc<tokio::net::TcpListener>,
+    accepting: Accepting,
     family: Family,
     ctx: Sockets,
-    pending: Option<Task<Result<tokio::net::TcpStream, ErrorCode>>>,
-    accepted: Option<Result<tokio::net::TcpStream, ErrorCode>>,
+    accepted: Option<Result<Connection, ErrorCode>>,
 }
 
 impl Listener {
@@ -693,32 +760,47 @@ impl Listener {
         if self.accepted.is_some() {
             return Poll::Ready(());
         }
-        let pending = self.pending.get_or_insert_with(|| {
-            let listener = self.inner.clone();
-            let gate = self.ctx.gate.clone();
-            Task::spawn(async move {
-                loop {
-                    let (stream, peer) = listener.accept().await.map_err(accept_error)?;
-                    // A refused peer is reset, and never reaches the guest.
-                    if gate.allows_addr(Action::Accept, peer) {
-                        return Ok(stream);
-                    }
-                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        let result = match &mut self.accepting {
+            Accepting::Plain { inner, pending } => {
+                let task = pending.get_or_insert_with(|| {
+                    let listener = inner.clone();
+                    let gate = self.ctx.gate.clone();
+                    Task::spawn(async move {
+                        loop {
+                            let (stream, peer) = listener.accept().await.map_err(accept_error)?;
+                            // A refused peer is reset, and never reaches
+                            // the guest.
+                            if gate.allows_addr(Action::Accept, peer) {
+                                return Ok(Connection::plain(stream, None));
+                            }
+                            let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        }
+                    })
+                });
+                let result = ready!(task.poll(cx)).unwrap_or(Err(ErrorCode::Other));
+                *pending = None;
+                result
+            }
+            Accepting::Tls(acceptor) => {
+                ready!(acceptor.poll_ready(cx));
+                match acceptor.try_accept() {
+                    Ok(Some((conn, _peer))) => Ok(conn),
+                    Ok(None) => return Poll::Pending,
+                    Err(e) => Err(accept_error(e)),
                 }
-            })
-        });
-        let result = ready!(pending.poll(cx)).unwrap_or(Err(ErrorCode::Other));
-        self.pending = None;
+            }
+        };
         self.accepted = Some(result);
         Poll::Ready(())
     }
 
-    /// Accept a connection that passed the gate, if one is ready.
+    /// Accept a connection that passed the gate (and, on a TLS listener,
+    /// the handshake), if one is ready.
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<TcpSocket> {
         ready!(self.poll_ready(cx));
         let result = self.accepted.take().expect("ready means accepted");
         Poll::Ready(
-            match result.and_then(|s| Connected::plain(s).map_err(ErrorCode::from)) {
+            match result.and_then(|c| Connected::new(c).map_err(ErrorCode::from)) {
                 Ok(conn) => TcpSocket::connected(&self.ctx, self.family, conn),
                 Err(e) => TcpSocket::closed(&self.ctx, self.family, e),
             },
