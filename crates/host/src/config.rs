@@ -76,6 +76,13 @@ pub enum HostError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(warden_net::audit::AuditError),
+    /// A connection kind's TLS material is unusable (unreadable, not PEM,
+    /// expired, a key that is not the certificate's).
+    #[error(transparent)]
+    Tls(#[from] warden_net::tls::TlsError),
+    /// The operator's policy and Warden's own grants disagree.
+    #[error("{0}")]
+    Policy(String),
     /// A listener could not be bound (or an inherited one adopted).
     #[error("cannot listen on {on}: {source}")]
     Listen {
@@ -99,6 +106,9 @@ pub struct ListenSpec {
     pub on: warden_net::sockets::ListenOn,
     /// The id its grants carry in decisions (how the operator wrote it).
     pub id: String,
+    /// TLS the host terminates on it, if any: the guest accepts
+    /// decrypted connections.
+    pub tls: Option<warden_policy::manifest::ListenTls>,
 }
 
 /// The guest's network: what it may do, how names resolve, where decisions
@@ -115,6 +125,9 @@ pub struct Network {
     pub audit: Option<AuditDest>,
     /// Where denials are told (`None`: plain words on stderr).
     pub reporter: Option<Reporter>,
+    /// How long a TLS handshake the host does may take (`None`:
+    /// [`warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Network {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Trap, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
 
-use warden_net::{AuditLog, Gate, Policy};
+use warden_net::{AuditLog, Gate, Policy, Tls};
 use warden_policy::{Ports, Rights, Rule, RuleTarget};
 use warden_wasi::{ComponentAbi, NamedListener};
 
@@ -32,6 +32,10 @@ use crate::{HostError, LimitHit, Limits, Outcome, Refusal, RunConfig, signals};
 /// How long after `--timeout` the watchdog ends the process when the
 /// guest could not be stopped by the epoch or the timer.
 pub const WATCHDOG_GRACE: Duration = Duration::from_millis(500);
+
+/// How long Warden waits, after the guest ended, for its connections to
+/// send what it wrote and end (FIN, TLS close_notify).
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// How long Warden waits for the guest's buffered output after a limit
 /// stopped it (the reader may have stopped reading).
@@ -107,13 +111,17 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
             .clone()
             .or(inherited_name)
             .unwrap_or_else(|| format!("tcp{i}"));
+        let tls_kind = spec.tls.as_ref().map(|_| format!("listen:{name}"));
         bound.push(Bound {
             name,
             id: spec.id.clone(),
             local,
             listener,
+            tls_kind,
         });
     }
+    // TLS material is read and checked before anything is compiled, too.
+    let (policy, tls) = tls_policy(cfg, &bound)?;
     let Program { guest, compiled } =
         compile::prepare(&engine, &cfg.file, &cfg.limits, &cfg.cache, &log)?;
     if let GuestKind::Http(_) = guest.kind {
@@ -126,19 +134,29 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
         });
     }
     for (i, b) in bound.iter().enumerate() {
+        let tls = if b.tls_kind.is_some() {
+            " (TLS, terminated by Warden)"
+        } else {
+            ""
+        };
         warden_net::out::line(&match guest.kind {
             GuestKind::Preview1 => {
-                format!("warden: fd {} ({}) listening on {}", 3 + i, b.name, b.local)
+                format!(
+                    "warden: fd {} ({}) listening on {}{tls}",
+                    3 + i,
+                    b.name,
+                    b.local
+                )
             }
             _ => format!(
-                "warden: {} (for the guest's bind of that address) listening on {}",
+                "warden: {} (for the guest's bind of that address) listening on {}{tls}",
                 b.name, b.local
             ),
         });
     }
     log(&format!("ready to start after {:?}", started.elapsed()));
 
-    let gate = gate(cfg, &bound, &guest)?;
+    let gate = gate(cfg, policy, tls, &guest)?;
     signals::watch(&gate);
     let done = Arc::new(AtomicBool::new(false));
     let deadline = cfg.limits.timeout.map(|t| Instant::now() + t);
@@ -156,6 +174,9 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
         },
         None => run.await,
     };
+    // What the guest wrote before it ended still goes out (and a TLS
+    // connection ends with close_notify), within a bound.
+    warden_net::conn::settle(SETTLE).await;
     done.store(true, Ordering::SeqCst);
     if let Ok(Outcome::Limit(hit)) = &outcome {
         gate.record_limit(hit.name(), &hit.to_string());
@@ -230,32 +251,68 @@ pub(crate) struct Bound {
     pub(crate) id: String,
     pub(crate) local: std::net::SocketAddr,
     pub(crate) listener: std::net::TcpListener,
+    /// The connection kind of its TLS, if Warden terminates TLS on it.
+    pub(crate) tls_kind: Option<String>,
 }
 
-/// The instance's gate: the operator's policy (plus what pre-opened
-/// listeners grant), its DNS configuration, audit log and reporter.
-fn gate(cfg: &RunConfig, bound: &[Bound], guest: &Guest) -> Result<Arc<Gate>, HostError> {
-    let mut policy = cfg.network.policy.clone();
-    if !bound.is_empty() {
-        // A pre-opened listener grants binding and listening on exactly its
-        // address (a component's bind takes it over) and accepting from any
-        // peer a deny does not refuse.
-        let mut rules = policy.rules().to_vec();
-        for b in bound {
-            let id = &b.id;
-            rules.push(Rule::allow(
-                id,
-                RuleTarget::Net(warden_policy::Cidr::host(b.local.ip())),
-                Ports::one(b.local.port()),
-                Rights::BIND | Rights::LISTEN,
-            ));
-            for peer in RuleTarget::every_address() {
-                rules.push(Rule::allow(id, peer, Ports::ANY, Rights::ACCEPT));
-            }
+/// The instance's policy (the operator's, plus what pre-opened listeners
+/// grant) and the TLS configurations of its kinds, read and checked.
+fn tls_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<(Policy, Arc<Tls>), HostError> {
+    let mut rules = Vec::new();
+    let mut kinds = Vec::new();
+    // A pre-opened listener grants binding and listening on exactly its
+    // address (a component's bind takes it over) and accepting from any
+    // peer a deny does not refuse; a TLS listener's grant carries a kind
+    // of its own with the certificate.
+    for (b, spec) in bound.iter().zip(&cfg.listeners) {
+        let id = &b.id;
+        let mut rule = Rule::allow(
+            id,
+            RuleTarget::Net(warden_policy::Cidr::host(b.local.ip())),
+            Ports::one(b.local.port()),
+            Rights::BIND | Rights::LISTEN,
+        );
+        if let (Some(kind), Some(tls)) = (&b.tls_kind, &spec.tls) {
+            rule = rule.with_kind(kind);
+            kinds.push(warden_policy::Kind {
+                name: kind.clone(),
+                protocol: warden_policy::Protocol::Tls,
+                cert: Some(tls.cert.clone()),
+                key: Some(tls.key.clone()),
+                client_ca: tls.client_ca.clone(),
+                ..warden_policy::Kind::default()
+            });
         }
-        policy = Policy::new(rules);
+        rules.push(rule);
+        for peer in RuleTarget::every_address() {
+            rules.push(Rule::allow(id, peer, Ports::ANY, Rights::ACCEPT));
+        }
     }
-    let mut builder = Gate::builder(policy).dns(cfg.network.dns.clone());
+    let policy = if rules.is_empty() {
+        cfg.network.policy.clone()
+    } else {
+        cfg.network
+            .policy
+            .with_more(rules, kinds)
+            .map_err(|e| HostError::Policy(e.to_string()))?
+    };
+    let timeout = cfg
+        .network
+        .handshake_timeout
+        .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT);
+    let tls = Tls::load(policy.kinds(), timeout)?;
+    Ok((policy, Arc::new(tls)))
+}
+
+/// The instance's gate: the policy, its TLS, its DNS configuration, audit
+/// log and reporter.
+fn gate(
+    cfg: &RunConfig,
+    policy: Policy,
+    tls: Arc<Tls>,
+    guest: &Guest,
+) -> Result<Arc<Gate>, HostError> {
+    let mut builder = Gate::builder(policy).dns(cfg.network.dns.clone()).tls(tls);
     if let Some(reporter) = &cfg.network.reporter {
         builder = builder.reporter(reporter.clone());
     }
@@ -288,13 +345,17 @@ async fn execute(
             let linker = instance::module_linker(engine)?;
             let mut named = Vec::with_capacity(listeners.len());
             for (spec, b) in cfg.listeners.iter().zip(listeners) {
-                let listener =
-                    warden_net::sockets::Listener::new(b.listener).map_err(|source| {
-                        HostError::Listen {
-                            on: spec.on.clone(),
-                            source,
-                        }
-                    })?;
+                let side = b.tls_kind.as_deref().and_then(|k| gate.tls().server(k));
+                let listener = match side {
+                    Some(side) => {
+                        warden_net::sockets::Listener::tls(b.listener, side.clone(), gate.clone())
+                    }
+                    None => warden_net::sockets::Listener::new(b.listener),
+                }
+                .map_err(|source| HostError::Listen {
+                    on: spec.on.clone(),
+                    source,
+                })?;
                 named.push(NamedListener {
                     name: b.name,
                     listener,

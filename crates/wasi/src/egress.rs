@@ -5,14 +5,17 @@
 //! and port (`http-request`, needing the `connect` right), the name is
 //! resolved once on the host, each address is decided (`connect`, allowed
 //! through the name's pin) and only allowed addresses are dialled. The
-//! guest sees `HTTP-request-denied` for a refused request.
+//! guest sees `HTTP-request-denied` for a refused request. An `https://`
+//! request (or any request on a grant of a TLS kind) is sent over TLS the
+//! host does: the kind's CAs and client certificate, or the webpki roots,
+//! with the request's host as the name checked.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Scheme;
 use http_body_util::BodyExt;
-use warden_net::{Action, ConnectError, Gate, LookupError, Target};
+use warden_net::{Action, ConnectError, Gate, LookupError, Refusal, Target};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -92,25 +95,17 @@ async fn send(
     // One place among the instance's requests in flight, held until the
     // connection is done.
     let slot = gate.http_slot().await;
-    if uri.scheme() == Some(&Scheme::HTTPS) {
-        // Decided and audited like any request; there is no TLS client yet.
-        let target = Target::Name {
-            host: host.clone(),
-            port: Some(port),
-        };
-        if !gate.decide(Action::HttpRequest, target).is_allowed() {
-            return Err(Error::HttpRequestDenied);
-        }
-        warden_net::out::line(&format!(
-            "warden: https://{host}:{port}: outgoing HTTPS is not supported yet; use http://"
-        ));
-        return Err(Error::DestinationUnavailable);
-    }
     let timeout = options
         .and_then(|o| o.connect_timeout)
         .unwrap_or(CONNECT_TIMEOUT);
     let stream = gate
-        .connect(Action::HttpRequest, &host, port, timeout)
+        .connect(
+            Action::HttpRequest,
+            &host,
+            port,
+            timeout,
+            uri.scheme() == Some(&Scheme::HTTPS),
+        )
         .await
         .map_err(|e| match e {
             ConnectError::Denied(_) => Error::HttpRequestDenied,
@@ -124,6 +119,11 @@ async fn send(
                 info_code: None,
             },
             ConnectError::Timeout => Error::ConnectionTimeout,
+            ConnectError::Refused(Refusal::Cap { .. }) => Error::ConnectionLimitReached,
+            ConnectError::Refused(Refusal::Tls {
+                certificate: true, ..
+            }) => Error::TlsCertificateError,
+            ConnectError::Refused(_) => Error::TlsProtocolError,
             _ => Error::ConnectionRefused,
         })?;
     let (mut sender, conn) = tokio::time::timeout(

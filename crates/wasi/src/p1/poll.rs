@@ -1,6 +1,7 @@
 //! `poll_oneoff` over any mix of sockets, clocks and other descriptors:
 //! wasmtime-wasi's own when no socket is in the set; otherwise Warden
-//! waits itself (one `poll(2)` to check the sockets, the reactor to wait,
+//! waits itself (one `poll(2)` to check the sockets (and the host's
+//! buffers for TLS ones), the reactor to wait,
 //! a timer for clocks) and hands any other descriptors to wasmtime-wasi
 //! alongside.
 
@@ -152,11 +153,11 @@ fn socket_events(fds: &BTreeMap<u32, Slot>, subs: &[types::Subscription]) -> Vec
             types::SubscriptionU::Clock(_) => continue,
         };
         match socket_in(fds, fd) {
-            Ok(s) => probes.push((sub, s.sock.as_raw_fd(), matches!(s.sock, Sock::Stream(_)))),
+            Ok(s) => probes.push((sub, s.sock.probe(), matches!(s.sock, Sock::Stream(_)))),
             Err(errno) => events.push(event(sub, errno, 0, false)),
         }
     }
-    let raw: Vec<_> = probes.iter().map(|&(_, fd, stream)| (fd, stream)).collect();
+    let raw: Vec<_> = probes.iter().map(|&(_, probe, _)| probe).collect();
     match readiness_many(&raw) {
         Ok(all) => {
             for ((sub, _, stream), r) in probes.into_iter().zip(all) {

@@ -58,11 +58,10 @@ impl Sock {
         }
     }
 
-    pub(super) fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
+    pub(super) fn probe(&self) -> warden_net::sockets::Probe<'_> {
         match self {
-            Sock::Listener(l) => l.as_raw_fd(),
-            Sock::Stream(s) => s.as_raw_fd(),
+            Sock::Listener(l) => warden_net::sockets::Probe::Listener(l),
+            Sock::Stream(s) => warden_net::sockets::Probe::Stream(s),
         }
     }
 }

@@ -79,7 +79,12 @@ impl WriteStream {
             state: Mutex::new(WriteState::default()),
             work: tokio::sync::Notify::new(),
         });
-        tokio::spawn(write_out(shared.clone(), writer));
+        let shared_task = shared.clone();
+        let ending = warden_net::conn::Ending::new();
+        tokio::spawn(async move {
+            let _ending = ending;
+            write_out(shared_task, writer).await
+        });
         (WriteStream(shared.clone()), WriteCloser(shared))
     }
 }
@@ -322,7 +327,9 @@ impl Drop for SendConsumer {
         let writer = self.writer.take();
         let done = self.done.take();
         if let (Some(mut writer), Some(done)) = (writer, done) {
+            let ending = warden_net::conn::Ending::new();
             tokio::spawn(async move {
+                let _ending = ending;
                 let r = writer.shutdown().await.map_err(|e| e.kind());
                 // A peer that is already gone is no error of the sender's.
                 let r = match r {
