@@ -1,7 +1,14 @@
-//! `warden check`: validate a manifest and print the policy it resolves to.
+//! `warden check`: validate a manifest (and the TLS material its kinds
+//! and listeners name) and print the policy it resolves to.
 
 use std::path::Path;
 use std::process::ExitCode;
+
+use std::sync::Arc;
+
+use warden_net::Tls;
+use warden_net::tls::material;
+use warden_policy::Kind;
 
 use crate::network;
 use crate::report::say;
@@ -34,7 +41,56 @@ pub fn check(file: &Path) -> ExitCode {
     if let Some(audit) = &m.audit {
         say(&format!("audit {audit}"));
     }
-    let policy = warden_policy::Policy::new(m.rules.clone());
+    let policy = match m.policy() {
+        Ok(p) => p,
+        Err(e) => return crate::usage_error(&e.to_string()),
+    };
+    // Relative files are relative to the manifest's directory, as in a run.
+    let base = file.parent().unwrap_or(Path::new(""));
+    let mut kinds: Vec<Arc<Kind>> = policy
+        .kinds()
+        .map(|k| Arc::new(network::relative_to(Kind::clone(k), base)))
+        .collect();
+    for (i, l) in m.listen.iter().enumerate() {
+        if let Some(tls) = &l.tls {
+            let name = l.name.clone().unwrap_or_else(|| format!("tcp{i}"));
+            kinds.push(Arc::new(Kind {
+                name: format!("listen:{name}"),
+                protocol: warden_policy::Protocol::Tls,
+                cert: Some(base.join(&tls.cert)),
+                key: Some(base.join(&tls.key)),
+                client_ca: tls.client_ca.as_ref().map(|p| base.join(p)),
+                ..Kind::default()
+            }));
+        }
+    }
+    // The TLS material is read and checked as a run would: readable PEM,
+    // keys that match their certificates, nothing expired.
+    if let Err(e) = Tls::load(&kinds, warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT) {
+        return crate::usage_error(&e.to_string());
+    }
+    for k in &kinds {
+        say(&format!("kind {}: {}", k.name, k.describe()));
+        for (what, path) in [
+            ("certificate", &k.cert),
+            ("client certificate", &k.client_cert),
+        ] {
+            if let Some(path) = path
+                && let Ok(info) = material::describe_chain(path)
+            {
+                say(&format!(
+                    "  {what} {}: {}, valid until {}, sha256 {}",
+                    path.display(),
+                    info.subject,
+                    info.expires(),
+                    info.sha256
+                ));
+            }
+        }
+    }
+    if m.require_tls {
+        say("require-tls: every connect grant is TLS");
+    }
     for r in policy.allow_all_rules() {
         warden_net::out::line(&format!(
             "warden: warning: rule {} ({r}) allows everything of its kind; grant only what the program needs",

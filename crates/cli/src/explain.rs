@@ -62,6 +62,15 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
     ));
     say(&format!("rule: {}", d.rule()));
     say(&format!("reason: {}", d.reason()));
+    if let Some(kind) = d.kind().and_then(|k| policy.kind(k)) {
+        say(&format!("kind: {} ({})", kind.name, kind.describe()));
+    } else if d.is_allowed() && args.action == Action::Connect {
+        say("kind: none (plain TCP: the program's bytes go on the wire as they are)");
+    } else if d.is_allowed() && args.action == Action::HttpRequest {
+        say(
+            "kind: none (http:// requests go as they are; https:// ones are TLS checked against the webpki roots)",
+        );
+    }
     // What a run adds that explain cannot see offline.
     let mut denied: Vec<&str> = policy.denied_names().collect();
     denied.sort_unstable();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{ArgMatches, Args};
 use warden_host::{CacheSetting, Limits, ListenSpec, RunConfig};
 use warden_net::sockets::ListenOn;
+use warden_policy::manifest::ListenTls;
 use warden_wasi::{DirGrant, Grants};
 
 use crate::network::NetworkArgs;
@@ -44,6 +45,35 @@ pub struct GuestArgs {
     /// must differ. Repeatable. Example: --listen http=127.0.0.1:6000
     #[arg(long = "listen", visible_alias = "tcplisten", value_name = "[NAME=]ADDR", value_parser = values::listen)]
     listen: Vec<values::ListenFlag>,
+
+    /// Like --listen, and Warden terminates TLS on it with --tls-cert and
+    /// --tls-key: the program accepts connections whose handshake already
+    /// finished and reads and writes plaintext. Handshakes run on Warden's
+    /// time (see --tls-handshake-timeout), never the program's. Repeatable.
+    /// Example: --listen-tls web=0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+    #[arg(long = "listen-tls", value_name = "[NAME=]ADDR", value_parser = values::listen, requires_all = ["tls_cert", "tls_key"])]
+    listen_tls: Vec<values::ListenFlag>,
+
+    /// For --listen-tls: the server certificate chain (PEM, leaf first).
+    /// Example: --tls-cert cert.pem
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "listen_tls")]
+    tls_cert: Option<PathBuf>,
+
+    /// For --listen-tls: the private key (PEM) of --tls-cert.
+    /// Example: --tls-key key.pem
+    #[arg(long = "tls-key", value_name = "FILE", requires = "listen_tls")]
+    tls_key: Option<PathBuf>,
+
+    /// For --listen-tls: require a client certificate signed by a CA in
+    /// FILE (PEM; mutual TLS). Clients without one are refused before the
+    /// program sees them. Example: --tls-client-ca clients.pem
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "listen_tls")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// How long a TLS handshake Warden does (in or out) may take (default
+    /// 10s); a slower one is dropped. Example: --tls-handshake-timeout 5s
+    #[arg(long, value_name = "DURATION", value_parser = values::duration)]
+    tls_handshake_timeout: Option<Duration>,
 
     /// Limit the guest's memory: linear memory plus 8 bytes per table
     /// element, for the whole instance. A growth past it fails inside the
@@ -136,20 +166,42 @@ impl GuestArgs {
             warden_net::out::line(w);
         }
         resolved.network.reporter = Some(crate::report::reporter());
-        // The manifest's listeners first, then the flags'.
+        resolved.network.handshake_timeout = self.tls_handshake_timeout;
+        // The manifest's listeners first, then the flags' in the order
+        // given (it decides preview1 fd numbers).
         let mut listeners: Vec<ListenSpec> = Vec::new();
         let manifest = resolved.listen.into_iter().map(|l| {
             let text = match &l.name {
                 Some(n) => format!("{n}={}", l.on),
                 None => l.on.to_string(),
             };
-            (l.name, l.on, format!("listen {text}"))
+            (l.name, l.on, format!("listen {text}"), l.tls)
         });
-        let flags = self
-            .listen
+        let flag_tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(ListenTls {
+                cert,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
+            _ => None,
+        };
+        let mut flags: Vec<(usize, _)> = positions("listen")
             .into_iter()
-            .map(|f| (f.name, f.on, format!("--listen {}", f.text)));
-        for (i, (name, on, id)) in manifest.chain(flags).enumerate() {
+            .zip(self.listen)
+            .map(|(at, f)| (at, (f.name, f.on, format!("--listen {}", f.text), None)))
+            .collect();
+        flags.extend(
+            positions("listen_tls")
+                .into_iter()
+                .zip(self.listen_tls)
+                .map(|(at, f)| {
+                    let id = format!("--listen-tls {}", f.text);
+                    (at, (f.name, f.on, id, flag_tls.clone()))
+                }),
+        );
+        flags.sort_by_key(|(at, _)| *at);
+        let flags = flags.into_iter().map(|(_, f)| f);
+        for (i, (name, on, id, tls)) in manifest.chain(flags).enumerate() {
             // An inherited socket keeps its own name unless given one.
             let name = match (name, &on) {
                 (Some(n), _) => Some(n),
@@ -169,7 +221,7 @@ impl GuestArgs {
             {
                 return Err(format!("{on} is given twice as a listener"));
             }
-            listeners.push(ListenSpec { name, on, id });
+            listeners.push(ListenSpec { name, on, id, tls });
         }
 
         let defaults = Limits::default();

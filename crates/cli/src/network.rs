@@ -12,7 +12,10 @@ use clap::Args;
 use warden_host::Network;
 use warden_net::{AuditDest, DnsConfig, Policy};
 use warden_policy::manifest::{self, Listen};
-use warden_policy::{Cidr, NamePattern, Ports, Rights, Rule, RuleTarget, parse_target_ports};
+use warden_policy::{
+    Cidr, Kind, KindError, NamePattern, Ports, Protocol, Rights, Rule, RuleTarget,
+    parse_target_ports,
+};
 
 /// A flag's target and ports, with the text it was written as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,51 @@ pub struct NetworkArgs {
     #[arg(long = "allow-connect", value_name = "TARGET", value_parser = flag)]
     pub allow_connect: Vec<Flag>,
 
+    /// Allow TCP connections to TARGET (as for --allow-connect), made as
+    /// TLS by Warden: the program writes and reads plaintext, Warden does
+    /// the handshake, sends the name the address was resolved from as SNI
+    /// and checks the server's certificate against it (or against
+    /// --tls-server-name) and against the webpki roots (or --tls-ca). A
+    /// certificate that fails refuses the program's connect. Repeatable.
+    /// Example: --connect-tls db.example.com:5432
+    #[arg(long = "connect-tls", value_name = "TARGET", value_parser = flag)]
+    pub connect_tls: Vec<Flag>,
+
+    /// For --connect-tls: trust exactly the CA certificates in FILE (PEM)
+    /// instead of the webpki roots. Example: --tls-ca ca.pem
+    #[arg(long = "tls-ca", value_name = "FILE", requires = "connect_tls")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// For --connect-tls: present the client certificate chain in FILE
+    /// (PEM; mutual TLS). Needs --tls-client-key. Example: --tls-client-cert client.pem
+    #[arg(long = "tls-client-cert", value_name = "FILE", requires_all = ["connect_tls", "tls_client_key"])]
+    pub tls_client_cert: Option<PathBuf>,
+
+    /// For --connect-tls: the private key (PEM) of --tls-client-cert.
+    /// Example: --tls-client-key client.key
+    #[arg(
+        long = "tls-client-key",
+        value_name = "FILE",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
+
+    /// For --connect-tls: the name every server's certificate must carry
+    /// (and SNI sends), instead of the name its address was resolved
+    /// from; needed when TARGET is an address. Example: --tls-server-name db.internal
+    #[arg(
+        long = "tls-server-name",
+        value_name = "NAME",
+        requires = "connect_tls"
+    )]
+    pub tls_server_name: Option<String>,
+
+    /// Refuse to start unless every grant that allows outgoing TCP
+    /// connections makes them TLS (--connect-tls, or a TLS kind in the
+    /// manifest). Example: --require-tls
+    #[arg(long = "require-tls")]
+    pub require_tls: bool,
+
     /// Allow binding and listening on ADDR:PORTS (an IP or CIDR) and
     /// accepting connections from any peer that no --deny refuses.
     /// Repeatable. Example: --allow-listen 127.0.0.1:8080
@@ -113,6 +161,10 @@ pub struct Resolved {
     pub warnings: Vec<String>,
 }
 
+/// The kind `--connect-tls` grants carry (a kind name no manifest can
+/// take: manifest kinds are named by words, and this one is the flag).
+pub const CONNECT_TLS_KIND: &str = "--connect-tls";
+
 /// Read a manifest file, with errors that name it.
 pub fn read_manifest(path: &Path) -> Result<manifest::Manifest, String> {
     let text = std::fs::read_to_string(path)
@@ -131,6 +183,16 @@ impl NetworkArgs {
                 rights = rights | Rights::RESOLVE;
             }
             rules.push(Rule::allow(id, f.target.clone(), f.ports, rights));
+        }
+        for f in &self.connect_tls {
+            let id = format!("--connect-tls {}", f.text);
+            let mut rights = Rights::CONNECT;
+            if matches!(f.target, RuleTarget::Name(_)) {
+                rights = rights | Rights::RESOLVE;
+            }
+            rules.push(
+                Rule::allow(id, f.target.clone(), f.ports, rights).with_kind(CONNECT_TLS_KIND),
+            );
         }
         for f in &self.allow_listen {
             let id = format!("--allow-listen {}", f.text);
@@ -196,30 +258,52 @@ impl NetworkArgs {
         let manifest = self.manifest.as_deref().map(read_manifest).transpose()?;
         let mut rules = Vec::new();
         let mut listen = Vec::new();
+        let mut kinds = Vec::new();
+        let mut require_tls = self.require_tls;
         let mut dns = DnsConfig::System;
         let mut audit_dest = None;
         if let Some(m) = manifest {
-            rules = m.rules;
-            listen = m.listen;
-            if let Some(addr) = m.dns_server {
-                dns = DnsConfig::Server(addr);
-            }
-            // A relative audit path is relative to the manifest's directory.
+            // Relative paths in a manifest are relative to its directory.
             let base = self
                 .manifest
                 .as_deref()
                 .and_then(Path::parent)
                 .unwrap_or(Path::new(""));
+            rules = m.rules;
+            listen = m.listen;
+            for l in &mut listen {
+                if let Some(tls) = &mut l.tls {
+                    tls.cert = base.join(&tls.cert);
+                    tls.key = base.join(&tls.key);
+                    tls.client_ca = tls.client_ca.as_ref().map(|p| base.join(p));
+                }
+            }
+            kinds = m.kinds.into_iter().map(|k| relative_to(k, base)).collect();
+            require_tls |= m.require_tls;
+            if let Some(addr) = m.dns_server {
+                dns = DnsConfig::Server(addr);
+            }
             audit_dest = m.audit.map(|a| audit_dest_of(&a, base));
         }
         rules.extend(self.rules());
+        if !self.connect_tls.is_empty() {
+            kinds.push(Kind {
+                name: CONNECT_TLS_KIND.into(),
+                protocol: Protocol::Tls,
+                server_name: self.tls_server_name.clone(),
+                ca: self.tls_ca.clone(),
+                client_cert: self.tls_client_cert.clone(),
+                client_key: self.tls_client_key.clone(),
+                ..Kind::default()
+            });
+        }
         if let Some(addr) = self.dns_server {
             dns = DnsConfig::Server(addr);
         }
         if let Some(a) = audit {
             audit_dest = Some(audit_dest_of(a, Path::new("")));
         }
-        let policy = Policy::new(rules);
+        let policy = Policy::with_kinds(rules, kinds, require_tls).map_err(|e| kind_error(&e))?;
         // One warning per rule id (a flag makes several rules).
         let mut warnings: Vec<String> = Vec::new();
         let mut warned: Vec<&str> = Vec::new();
@@ -243,10 +327,46 @@ impl NetworkArgs {
                 dns,
                 audit: audit_dest,
                 reporter: None,
+                handshake_timeout: None,
             },
             listen,
             warnings,
         })
+    }
+}
+
+/// A manifest kind with its files relative to the manifest's directory.
+pub fn relative_to(mut k: Kind, base: &Path) -> Kind {
+    for p in [
+        &mut k.ca,
+        &mut k.client_cert,
+        &mut k.client_key,
+        &mut k.cert,
+        &mut k.key,
+        &mut k.client_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *p = base.join(&*p);
+    }
+    k
+}
+
+/// A disagreement between grants and kinds, in the words of the flags
+/// when a flag made the rule.
+fn kind_error(e: &KindError) -> String {
+    match e {
+        KindError::PlainTcp { rule } if rule.starts_with("--") => format!(
+            "{rule} allows plain TCP connections, but --require-tls (or require_tls) says every connection must be TLS: use --connect-tls instead"
+        ),
+        KindError::PlainTcp { rule } => format!(
+            "rule {rule} allows plain TCP connections, but --require-tls (or require_tls) says every connection must be TLS: give it a TLS kind"
+        ),
+        KindError::NoServerName { rule, .. } if rule.starts_with("--") => format!(
+            "{rule}: TLS to an address needs the name the server's certificate carries: add --tls-server-name NAME, or connect by host name"
+        ),
+        other => other.to_string(),
     }
 }
 

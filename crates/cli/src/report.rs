@@ -46,7 +46,8 @@ pub fn notice(n: &Notice<'_>) -> String {
             line
         }
         Notice::Quiet { remote, budget } => quiet_line(*remote, *budget),
-        _ => String::from("warden: (a notice this version cannot word)"),
+        // TLS failures and caps name no flag.
+        other => warden_net::report::plain(other),
     }
 }
 
