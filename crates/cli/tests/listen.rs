@@ -6,82 +6,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, ChildStdout, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use common::server::Server;
 use common::*;
 use warden_test_artifacts::{Target, guest};
-
-/// A running `warden run --listen 127.0.0.1:0 ...` and the port it bound.
-struct Server {
-    child: Child,
-    port: u16,
-    stdout: BufReader<ChildStdout>,
-    stderr: JoinHandle<String>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut cmd = run_cmd(args);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        stderr.read_line(&mut first).unwrap();
-        // "warden: fd 3 (NAME) listening on 127.0.0.1:PORT"
-        let port = first
-            .trim_end()
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or_else(|| panic!("no listening line: {first:?}"));
-        let stderr = std::thread::spawn(move || {
-            let mut rest = first;
-            stderr.read_to_string(&mut rest).unwrap();
-            rest
-        });
-        Server {
-            child,
-            port,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s
-    }
-
-    /// The guest's next stdout line.
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.stdout.read_line(&mut l).unwrap();
-        l.trim_end().to_string()
-    }
-
-    /// Wait (bounded) for warden to exit; the rest of its output.
-    fn finish(mut self) -> Ran {
-        let status = wait_bounded(
-            &mut self.child,
-            Duration::from_secs(60),
-            "the server should stop",
-        );
-        let mut stdout = String::new();
-        self.stdout.read_to_string(&mut stdout).unwrap();
-        Ran {
-            code: status.code().expect("exited normally"),
-            stdout,
-            stderr: self.stderr.join().unwrap(),
-        }
-    }
-}
 
 /// Send `data` (from a second thread, so large payloads cannot stall with
 /// both sides' buffers full), close our side, and return everything read

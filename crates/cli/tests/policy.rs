@@ -928,7 +928,7 @@ fn explain_names_the_deciding_rule() {
         (r.code, r.stdout.as_str()),
         (
             0,
-            "allow connect api.example.com:443\nrule: api\nreason: rule api (allow connect,resolve *.example.com:443) allows connect to api.example.com:443\nnote: in a run this is refused for any address that a denied name resolves to (evil.example.com): the host resolves denied names itself\n"
+            "allow connect api.example.com:443\nrule: api\nreason: rule api (allow connect,resolve *.example.com:443) allows connect to api.example.com:443\nkind: none (plain TCP: the program's bytes go on the wire as they are)\nnote: in a run this is refused for any address that a denied name resolves to (evil.example.com): the host resolves denied names itself\n"
         )
     );
     let r = explain(&["--manifest", &m, "connect", "api.example.com:444"]);

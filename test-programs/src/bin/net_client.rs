@@ -10,6 +10,14 @@
 //!   udp:LOCAL:REMOTE         bind LOCAL, send a datagram to REMOTE, print
 //!                            the reply
 //!   http:URL                 wasi:http GET, print the status and body
+//!   talk:HOST:PORT           connect, send a line, shut down the writing
+//!                            side, read to the end: `ok REPLY eof`, or the
+//!                            error that ended the reading
+//!   twice:HOST:PORT          connect twice, the first still open while the
+//!                            second is made; print both outcomes
+//!   relay:ADDR:TARGET        listen on ADDR (IP:PORT), accept one client,
+//!                            connect to TARGET (HOST:PORT) and move bytes
+//!                            both ways until both ends are done
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 
@@ -101,6 +109,97 @@ fn http(url: &str) -> Result<String, String> {
     Ok(format!("ok status {status} {}", String::from_utf8_lossy(&bytes)))
 }
 
+fn talk(target: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut s = TcpStream::connect(target).map_err(kind)?;
+    s.write_all(b"ping\n").map_err(kind)?;
+    s.shutdown(std::net::Shutdown::Write).map_err(kind)?;
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => Ok(format!("ok {} eof", String::from_utf8_lossy(&got).trim_end())),
+        Err(e) => Err(format!(
+            "read failed ({}) after {:?}",
+            kind(e),
+            String::from_utf8_lossy(&got).trim_end()
+        )),
+    }
+}
+
+fn twice(target: &str) -> Result<String, String> {
+    let first = TcpStream::connect(target);
+    let second = TcpStream::connect(target);
+    let say = |r: &std::io::Result<TcpStream>| match r {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("{:?}", e.kind()),
+    };
+    let text = format!("first {}, second {}", say(&first), say(&second));
+    drop((first, second));
+    Ok(format!("ok {text}"))
+}
+
+/// Move bytes both ways between two non-blocking streams until both ends
+/// are done, or 30 s pass.
+fn relay(spec: &str) -> Result<String, String> {
+    use std::io::{ErrorKind, Read};
+    let (listen_on, target) = (1..spec.len())
+        .filter(|&i| spec.as_bytes()[i] == b':')
+        .find_map(|i| {
+            let (l, r) = (&spec[..i], &spec[i + 1..]);
+            Some((l.parse::<SocketAddr>().ok()?, r))
+        })
+        .ok_or("usage: relay:ADDR:TARGET")?;
+    let l = TcpListener::bind(listen_on).map_err(kind)?;
+    println!("listening on {}", l.local_addr().map_err(kind)?);
+    std::io::stdout().flush().unwrap();
+    let (a, _) = l.accept().map_err(kind)?;
+    let b = TcpStream::connect(target).map_err(kind)?;
+    a.set_nonblocking(true).map_err(kind)?;
+    b.set_nonblocking(true).map_err(kind)?;
+    let mut ends = [(a, false), (b, false)];
+    let mut moved = [0u64; 2];
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(ends[0].1 && ends[1].1) {
+        if std::time::Instant::now() > deadline {
+            return Err("relay timed out".into());
+        }
+        let mut progress = false;
+        for from in 0..2 {
+            if ends[from].1 {
+                continue;
+            }
+            let to = 1 - from;
+            match ends[from].0.read(&mut buf) {
+                Ok(0) => {
+                    ends[from].1 = true;
+                    let _ = ends[to].0.shutdown(std::net::Shutdown::Write);
+                    progress = true;
+                }
+                Ok(n) => {
+                    let mut done = 0;
+                    while done < n {
+                        match ends[to].0.write(&buf[done..n]) {
+                            Ok(k) => done += k,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                std::thread::sleep(std::time::Duration::from_millis(1))
+                            }
+                            Err(e) => return Err(format!("write {}", kind(e))),
+                        }
+                    }
+                    moved[from] += n as u64;
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("read {}", kind(e))),
+            }
+        }
+        if !progress {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    Ok(format!("ok relayed {} and {} bytes", moved[0], moved[1]))
+}
+
 fn main() {
     for step in std::env::args().skip(1) {
         let (verb, arg) = step.split_once(':').expect("steps are VERB:ARG");
@@ -110,6 +209,9 @@ fn main() {
             "listen" => listen(arg),
             "udp" => udp(arg),
             "http" => http(arg),
+            "talk" => talk(arg),
+            "twice" => twice(arg),
+            "relay" => relay(arg),
             _ => Err(format!("unknown step {verb}")),
         };
         match result {

@@ -2,6 +2,8 @@
 //! clean environment, and its output.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
@@ -78,6 +80,7 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatu
     }
 }
 pub mod peers;
+pub mod tls;
 
 /// How a measured run went: its output, the most memory it held, and how
 /// long it took.

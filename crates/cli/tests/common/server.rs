@@ -1,0 +1,119 @@
+//! A `warden run` serving on pre-opened listeners, for the tests that are
+//! its clients: the port it bound (from its first stderr line), the
+//! guest's stdout line by line, and the rest of its output at the end.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdout, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Ran, run_cmd, wait_bounded};
+
+/// A running `warden run --listen 127.0.0.1:0 ...` and the port it bound.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    stdout: BufReader<ChildStdout>,
+    stderr: JoinHandle<String>,
+}
+
+/// The port in a line that says `listening on IP:PORT` (and perhaps more
+/// after it).
+pub fn listening_port(line: &str) -> Option<u16> {
+    let (_, rest) = line.split_once("listening on ")?;
+    let addr = rest.split_whitespace().next()?;
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Server {
+        let mut cmd = run_cmd(args);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        // "warden: fd 3 (NAME) listening on 127.0.0.1:PORT"
+        let port = listening_port(&first).unwrap_or_else(|| panic!("no listening line: {first:?}"));
+        let stderr = std::thread::spawn(move || {
+            let mut rest = first;
+            stderr.read_to_string(&mut rest).unwrap();
+            rest
+        });
+        Server {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Like [`Server::start`], for a guest that binds its own listener and
+    /// says `listening on IP:PORT` on stdout.
+    pub fn start_guest(args: &[&str]) -> Server {
+        let mut cmd = run_cmd(args);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            stderr.read_to_string(&mut all).unwrap();
+            all
+        });
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let Some(port) = listening_port(&first) else {
+            let _ = child.kill();
+            panic!(
+                "no listening line: {first:?}; stderr: {}",
+                stderr.join().unwrap()
+            );
+        };
+        Server {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// The guest's next stdout line.
+    pub fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    }
+
+    /// Wait (bounded) for warden to exit; the rest of its output.
+    pub fn finish(mut self) -> Ran {
+        let status = wait_bounded(
+            &mut self.child,
+            Duration::from_secs(60),
+            "the server should stop",
+        );
+        let mut stdout = String::new();
+        self.stdout.read_to_string(&mut stdout).unwrap();
+        Ran {
+            code: status.code().expect("exited normally"),
+            stdout,
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
