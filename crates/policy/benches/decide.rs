@@ -1,12 +1,15 @@
 //! ns per `Policy::decide` for one address, at 10, 1,000 and 100,000 CIDR
-//! grants (plus a deny and a name rule, so every kind of lookup happens).
+//! grants, each with a connection kind attached (plus a deny and a name
+//! rule, so every kind of lookup happens).
 //! Run: `cargo bench -p warden-policy --bench decide`.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use warden_policy::{Action, Cidr, Policy, Ports, Rights, Rule, RuleTarget, Target};
+use warden_policy::{
+    Action, Cidr, Kind, Policy, Ports, Protocol, Rights, Rule, RuleTarget, Target,
+};
 
 /// `n` distinct /24 and /32 grants spread over 10.0.0.0/8 and 172.16.0.0/12
 /// (a fixed multiplicative sequence, so every run builds the same policy).
@@ -31,14 +34,23 @@ fn policy(n: u32) -> Policy {
             (0xac10_0000 | (x & 0x000f_ffff), 32)
         };
         let cidr = Cidr::new(IpAddr::V4(Ipv4Addr::from(base)), len).unwrap();
-        rules.push(Rule::allow(
-            format!("g{i}"),
-            RuleTarget::Net(cidr),
-            Ports::range(1000, 2000).unwrap(),
-            Rights::CONNECT,
-        ));
+        rules.push(
+            Rule::allow(
+                format!("g{i}"),
+                RuleTarget::Net(cidr),
+                Ports::range(1000, 2000).unwrap(),
+                Rights::CONNECT,
+            )
+            .with_kind("db"),
+        );
     }
-    Policy::new(rules)
+    let db = Kind {
+        name: "db".into(),
+        protocol: Protocol::Tls,
+        server_name: Some("db.internal".into()),
+        ..Kind::default()
+    };
+    Policy::with_kinds(rules, [db], false).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -63,7 +75,8 @@ fn bench(c: &mut Criterion) {
             }),
             1500,
         );
-        assert!(p.decide(Action::Connect, &Target::Addr(hit)).is_allowed());
+        let d = p.decide(Action::Connect, &Target::Addr(hit));
+        assert!(d.is_allowed() && d.kind() == Some("db"));
         assert!(
             p.decide(Action::Connect, &Target::Addr(mapped))
                 .is_allowed()

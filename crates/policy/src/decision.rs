@@ -41,59 +41,59 @@ impl Verdict {
     }
 }
 
-/// A rule as a decision quotes it: its id and its text, shared with the
-/// policy that holds it.
+/// A rule as a decision quotes it: its id, its text and its kind. The
+/// policy holds each behind an `Arc` that decisions share, so making a
+/// decision copies one pointer, whatever it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Quoted {
-    pub(crate) id: Arc<str>,
-    pub(crate) text: Arc<str>,
+    pub(crate) id: Box<str>,
+    pub(crate) text: Box<str>,
     /// The connection kind the rule's connections are made as.
-    pub(crate) kind: Option<Arc<str>>,
+    pub(crate) kind: Option<Box<str>>,
+}
+
+impl Quoted {
+    /// A rule that is no rule of the operator's (the default, the IP
+    /// literal), quoted by its name.
+    pub(crate) fn named(id: &str) -> Arc<Quoted> {
+        Arc::new(Quoted {
+            id: id.into(),
+            text: id.into(),
+            kind: None,
+        })
+    }
 }
 
 /// Why a decision went the way it did, as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Why {
     /// A deny rule covers the address.
-    AddrDenied { shown: SocketAddr, rule: Quoted },
+    AddrDenied { shown: SocketAddr },
     /// The address was resolved from a name a deny rule covers.
-    ResolvedFromDenied {
-        shown: SocketAddr,
-        name: Arc<str>,
-        rule: Quoted,
-    },
+    ResolvedFromDenied { shown: SocketAddr, name: Arc<str> },
     /// The address is one a denied name resolves to (the host resolved
     /// the denied name itself).
-    AddressOfDenied {
-        shown: SocketAddr,
-        name: Arc<str>,
-        rule: Quoted,
-    },
+    AddressOfDenied { shown: SocketAddr, name: Arc<str> },
     /// The host could not tell which addresses a denied name has, so
     /// traffic is refused until it can (fail closed).
     DeniedNamesUnknown { shown: SocketAddr, why: Arc<str> },
     /// A grant covers the address.
-    AddrAllowed {
-        action: Action,
-        shown: SocketAddr,
-        rule: Quoted,
-    },
+    AddrAllowed { action: Action, shown: SocketAddr },
     /// The ephemeral local bind that outgoing traffic needs.
-    Ephemeral { shown: SocketAddr, rule: Quoted },
+    Ephemeral { shown: SocketAddr },
     /// The address was resolved from a name a grant covers.
     PinAllowed {
         action: Action,
         ip: IpAddr,
         name: Arc<str>,
         port: u16,
-        rule: Quoted,
     },
     /// A special address (unspecified, broadcast, multicast) and a grant
     /// wider than it.
     SpecialTooWide {
         ip: IpAddr,
         kind: &'static str,
-        rule: Quoted,
+        rule: Arc<Quoted>,
     },
     /// Nothing granted it.
     NoGrant { action: Action, shown: Shown },
@@ -103,13 +103,9 @@ pub(crate) enum Why {
     /// A name that is not a DNS name.
     InvalidName { host: Shown },
     /// A deny rule covers the name.
-    NameDenied { shown: Shown, rule: Quoted },
+    NameDenied { shown: Shown },
     /// A grant covers the name.
-    NameAllowed {
-        action: Action,
-        shown: Shown,
-        rule: Quoted,
-    },
+    NameAllowed { action: Action, shown: Shown },
     /// An IP literal resolves to itself.
     IpLiteral { ip: IpAddr },
 }
@@ -164,9 +160,8 @@ pub fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     verdict: Verdict,
-    rule: Arc<str>,
+    rule: Arc<Quoted>,
     name: Option<Arc<str>>,
-    kind: Option<Arc<str>>,
     why: Why,
 }
 
@@ -180,22 +175,20 @@ fn towards(action: Action) -> &'static str {
 }
 
 impl Decision {
-    pub(crate) fn allow(rule: &Quoted, why: Why, name: Option<Arc<str>>) -> Decision {
+    pub(crate) fn allow(rule: &Arc<Quoted>, why: Why, name: Option<Arc<str>>) -> Decision {
         Decision {
             verdict: Verdict::Allow,
-            rule: rule.id.clone(),
+            rule: rule.clone(),
             name,
-            kind: rule.kind.clone(),
             why,
         }
     }
 
-    pub(crate) fn deny(rule: Arc<str>, why: Why, name: Option<Arc<str>>) -> Decision {
+    pub(crate) fn deny(rule: &Arc<Quoted>, why: Why, name: Option<Arc<str>>) -> Decision {
         Decision {
             verdict: Verdict::Deny,
-            rule,
+            rule: rule.clone(),
             name,
-            kind: None,
             why,
         }
     }
@@ -203,7 +196,10 @@ impl Decision {
     /// For an allowed action, the connection kind of the grant that
     /// allowed it (`None`: plain TCP).
     pub fn kind(&self) -> Option<&str> {
-        self.kind.as_deref()
+        match self.verdict {
+            Verdict::Allow => self.rule.kind.as_deref(),
+            Verdict::Deny => None,
+        }
     }
 
     /// Allow or deny.
@@ -218,7 +214,7 @@ impl Decision {
 
     /// The id of the rule that decided ([`DEFAULT_DENY`] when none matched).
     pub fn rule(&self) -> &str {
-        &self.rule
+        &self.rule.id
     }
 
     /// The host name the decision turned on: the target's own, or the name
@@ -229,29 +225,30 @@ impl Decision {
 
     /// Whether a deny rule (not the default) refused it.
     pub fn by_deny_rule(&self) -> bool {
-        !self.is_allowed() && &*self.rule != DEFAULT_DENY
+        !self.is_allowed() && &*self.rule.id != DEFAULT_DENY
     }
 
     /// Why, in words an operator can act on.
     pub fn reason(&self) -> impl fmt::Display + '_ {
-        Reason(&self.why)
+        Reason(self)
     }
 }
 
-struct Reason<'a>(&'a Why);
+struct Reason<'a>(&'a Decision);
 
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Why::AddrDenied { shown, rule } => {
+        let rule = &*self.0.rule;
+        match &self.0.why {
+            Why::AddrDenied { shown } => {
                 write!(f, "{shown} is denied by rule {} ({})", rule.id, rule.text)
             }
-            Why::ResolvedFromDenied { shown, name, rule } => write!(
+            Why::ResolvedFromDenied { shown, name } => write!(
                 f,
                 "{shown} was resolved from {name}, which rule {} denies ({})",
                 rule.id, rule.text
             ),
-            Why::AddressOfDenied { shown, name, rule } => write!(
+            Why::AddressOfDenied { shown, name } => write!(
                 f,
                 "{} is an address of {name}, which rule {} denies ({}); a deny on a name covers the addresses it resolves to",
                 shown.ip(),
@@ -262,18 +259,14 @@ impl fmt::Display for Reason<'_> {
                 f,
                 "{shown} might be an address of a denied name, which the host cannot resolve now ({why}); traffic is refused until it can"
             ),
-            Why::AddrAllowed {
-                action,
-                shown,
-                rule,
-            } => write!(
+            Why::AddrAllowed { action, shown } => write!(
                 f,
                 "rule {} ({}) allows {action} {} {shown}",
                 rule.id,
                 rule.text,
                 towards(*action)
             ),
-            Why::Ephemeral { shown, rule } => write!(
+            Why::Ephemeral { shown } => write!(
                 f,
                 "rule {} ({}) allows outgoing traffic, which binds an ephemeral local port ({shown})",
                 rule.id, rule.text
@@ -283,7 +276,6 @@ impl fmt::Display for Reason<'_> {
                 ip,
                 name,
                 port,
-                rule,
             } => write!(
                 f,
                 "{ip} was resolved from {name}; rule {} ({}) allows {action} {} {name}:{port}",
@@ -311,14 +303,10 @@ impl fmt::Display for Reason<'_> {
                 }
             ),
             Why::InvalidName { host } => write!(f, "`{host}` is not a valid host name"),
-            Why::NameDenied { shown, rule } => {
+            Why::NameDenied { shown } => {
                 write!(f, "{shown} is denied by rule {} ({})", rule.id, rule.text)
             }
-            Why::NameAllowed {
-                action,
-                shown,
-                rule,
-            } => write!(
+            Why::NameAllowed { action, shown } => write!(
                 f,
                 "rule {} ({}) allows {action} {} {shown}",
                 rule.id,

@@ -14,16 +14,16 @@
 //! that names them explicitly. Every [`Decision`] names the rule that decided
 //! it and a reason, so that denials can be explained and audited.
 //!
-//! Address rules live in a prefix trie, so one decision costs at most one
-//! walk of 32 or 128 nodes however many rules there are; name rules are
-//! looked up by exact name and by each label suffix. [`manifest`] reads the
+//! Address rules live in one hash table per prefix length, so one decision
+//! costs a probe per prefix length in use however many rules there are;
+//! name rules are looked up by exact name and by each label suffix. [`manifest`] reads the
 //! operator's TOML file into rules.
 
 mod decision;
 mod kind;
 pub mod manifest;
+mod prefixes;
 mod rule;
-mod trie;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,11 +35,11 @@ pub use decision::{DEFAULT_DENY, Decision, IP_LITERAL, MAX_SHOWN, Remedy, Verdic
 use decision::{Quoted, Shown, Why};
 pub use kind::{Kind, KindError, Protocol, TlsVersion};
 
+use prefixes::Prefixes;
 pub use rule::{
     Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, ip_literal,
     normalize_name, parse_target_ports,
 };
-use trie::Trie;
 
 /// A network action a guest can attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,8 +177,8 @@ pub struct Known<'a> {
 #[derive(Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
-    v4: Trie,
-    v6: Trie,
+    v4: Prefixes,
+    v6: Prefixes,
     exact: HashMap<String, Vec<u32>>,
     suffix: HashMap<String, Vec<u32>>,
     any_name: Vec<u32>,
@@ -189,9 +189,9 @@ pub struct Policy {
     first_udp_send: Option<u32>,
     /// Each rule's id and text as `warden check` shows it, made once:
     /// decisions quote them.
-    quotes: Vec<Quoted>,
-    default_deny: Arc<str>,
-    ip_literal: Arc<str>,
+    quotes: Vec<Arc<Quoted>>,
+    default_deny: Arc<Quoted>,
+    ip_literal: Arc<Quoted>,
     kinds: HashMap<String, Arc<Kind>>,
     require_tls: bool,
 }
@@ -200,8 +200,8 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             rules: Vec::new(),
-            v4: Trie::default(),
-            v6: Trie::default(),
+            v4: Prefixes::default(),
+            v6: Prefixes::default(),
             exact: HashMap::new(),
             suffix: HashMap::new(),
             any_name: Vec::new(),
@@ -209,8 +209,8 @@ impl Default for Policy {
             first_connect: None,
             first_udp_send: None,
             quotes: Vec::new(),
-            default_deny: DEFAULT_DENY.into(),
-            ip_literal: IP_LITERAL.into(),
+            default_deny: Quoted::named(DEFAULT_DENY),
+            ip_literal: Quoted::named(IP_LITERAL),
             kinds: HashMap::new(),
             require_tls: false,
         }
@@ -239,12 +239,12 @@ impl Policy {
             let i = u32::try_from(p.rules.len()).expect("fewer than 2^32 rules");
             match &rule.target {
                 RuleTarget::Net(c) => {
-                    let trie = if c.addr().is_ipv4() {
+                    let table = if c.addr().is_ipv4() {
                         &mut p.v4
                     } else {
                         &mut p.v6
                     };
-                    trie.insert(rule::ip_bits(c.addr()), c.prefix_len(), i);
+                    table.insert(rule::ip_bits(c.addr()), c.prefix_len(), i);
                 }
                 RuleTarget::Name(NamePattern::Exact(n)) => {
                     p.exact.entry(n.clone()).or_default().push(i)
@@ -267,11 +267,11 @@ impl Policy {
                 t.udp |= r.intersects(Rights::UDP_BIND | Rights::UDP_SEND | Rights::UDP_RECV);
                 t.resolve |= r.contains(Rights::RESOLVE);
             }
-            p.quotes.push(Quoted {
+            p.quotes.push(Arc::new(Quoted {
                 id: rule.id.as_str().into(),
                 text: rule.to_string().into(),
-                kind: rule.kind.as_deref().map(Arc::from),
-            });
+                kind: rule.kind.as_deref().map(Box::from),
+            }));
             p.rules.push(rule);
         }
         p
@@ -368,7 +368,7 @@ impl Policy {
     }
 
     /// Rule `i` as decisions quote it.
-    fn quote(&self, i: u32) -> &Quoted {
+    fn quote(&self, i: u32) -> &Arc<Quoted> {
         &self.quotes[i as usize]
     }
 
@@ -413,15 +413,9 @@ impl Policy {
         match target {
             Target::Addr(addr) => self.decide_addr(action, *addr, known),
             Target::Name { host, port } => match ip_literal(host) {
-                Some(ip) if action == Action::Resolve => Decision::allow(
-                    &Quoted {
-                        id: self.ip_literal.clone(),
-                        text: self.ip_literal.clone(),
-                        kind: None,
-                    },
-                    Why::IpLiteral { ip },
-                    None,
-                ),
+                Some(ip) if action == Action::Resolve => {
+                    Decision::allow(&self.ip_literal, Why::IpLiteral { ip }, None)
+                }
                 Some(ip) => self.decide_addr(action, SocketAddr::new(ip, port.unwrap_or(0)), known),
                 None => self.decide_name(action, target, host, *port),
             },
@@ -434,15 +428,11 @@ impl Policy {
         let shown = SocketAddr::new(ip, port);
         let need = Rights::for_action(action);
         let special = rule::special(ip);
-        let (trie, width) = if ip.is_ipv4() {
-            (&self.v4, 32)
-        } else {
-            (&self.v6, 128)
-        };
+        let table = if ip.is_ipv4() { &self.v4 } else { &self.v6 };
         let mut allow: Option<u32> = None;
         let mut deny: Option<u32> = None;
         let mut too_wide: Option<u32> = None;
-        trie.for_each_match(rule::ip_bits(ip), width, |i| {
+        table.for_each_match(rule::ip_bits(ip), |i| {
             let r = &self.rules[i as usize];
             if !r.ports.contains(port) {
                 return ControlFlow::Continue(());
@@ -454,7 +444,7 @@ impl Policy {
                 }
                 Effect::Allow(rights) if rights.contains(need) => {
                     let RuleTarget::Net(c) = &r.target else {
-                        unreachable!("only address rules are in the trie")
+                        unreachable!("only address rules are in the tables")
                     };
                     match special {
                         Some((_, min)) if c.prefix_len() < min => {
@@ -469,20 +459,13 @@ impl Policy {
         });
         if let Some(i) = deny {
             let rule = self.quote(i);
-            return Decision::deny(
-                rule.id.clone(),
-                Why::AddrDenied {
-                    shown,
-                    rule: rule.clone(),
-                },
-                None,
-            );
+            return Decision::deny(rule, Why::AddrDenied { shown }, None);
         }
         let traffic = action.follows_pins();
         if traffic {
             if let Some(why) = known.denied_names_unknown {
                 return Decision::deny(
-                    self.default_deny.clone(),
+                    &self.default_deny,
                     Why::DeniedNamesUnknown {
                         shown,
                         why: why.into(),
@@ -494,11 +477,10 @@ impl Policy {
                 if let Some(i) = self.name_match(name, Some(port), need).deny {
                     let rule = self.quote(i);
                     return Decision::deny(
-                        rule.id.clone(),
+                        rule,
                         Why::ResolvedFromDenied {
                             shown,
                             name: (*name).into(),
-                            rule: rule.clone(),
                         },
                         Some((*name).into()),
                     );
@@ -508,11 +490,10 @@ impl Policy {
                 if let Some(i) = self.name_match(name, Some(port), need).deny {
                     let rule = self.quote(i);
                     return Decision::deny(
-                        rule.id.clone(),
+                        rule,
                         Why::AddressOfDenied {
                             shown,
                             name: (*name).into(),
-                            rule: rule.clone(),
                         },
                         Some((*name).into()),
                     );
@@ -521,15 +502,7 @@ impl Policy {
         }
         if let Some(i) = allow {
             let rule = self.quote(i);
-            return Decision::allow(
-                rule,
-                Why::AddrAllowed {
-                    action,
-                    shown,
-                    rule: rule.clone(),
-                },
-                None,
-            );
+            return Decision::allow(rule, Why::AddrAllowed { action, shown }, None);
         }
         // An outgoing connection (or datagram) from a socket the guest did
         // not bind binds an ephemeral port on every interface first: the
@@ -542,14 +515,7 @@ impl Policy {
         };
         if let (true, Some(i)) = (ephemeral, sender) {
             let rule = self.quote(i);
-            return Decision::allow(
-                rule,
-                Why::Ephemeral {
-                    shown,
-                    rule: rule.clone(),
-                },
-                None,
-            );
+            return Decision::allow(rule, Why::Ephemeral { shown }, None);
         }
         let resolved_from = if traffic { known.resolved_from } else { &[] };
         if special.is_none() {
@@ -564,7 +530,6 @@ impl Policy {
                             ip,
                             name: name.clone(),
                             port,
-                            rule: rule.clone(),
                         },
                         Some(name),
                     );
@@ -586,7 +551,7 @@ impl Policy {
             },
         };
         Decision::deny(
-            self.default_deny.clone(),
+            &self.default_deny,
             why,
             resolved_from.first().map(|n| (*n).into()),
         )
@@ -606,7 +571,7 @@ impl Policy {
             };
             let host = host.clone();
             return Decision::deny(
-                self.default_deny.clone(),
+                &self.default_deny,
                 Why::InvalidName { host: shown },
                 Some(host),
             );
@@ -616,29 +581,14 @@ impl Policy {
         let name: Arc<str> = name.into();
         if let Some(i) = m.deny {
             let rule = self.quote(i);
-            return Decision::deny(
-                rule.id.clone(),
-                Why::NameDenied {
-                    shown,
-                    rule: rule.clone(),
-                },
-                Some(name),
-            );
+            return Decision::deny(rule, Why::NameDenied { shown }, Some(name));
         }
         if let Some(i) = m.allow {
             let rule = self.quote(i);
-            return Decision::allow(
-                rule,
-                Why::NameAllowed {
-                    action,
-                    shown,
-                    rule: rule.clone(),
-                },
-                Some(name),
-            );
+            return Decision::allow(rule, Why::NameAllowed { action, shown }, Some(name));
         }
         Decision::deny(
-            self.default_deny.clone(),
+            &self.default_deny,
             Why::NoGrant { action, shown },
             Some(name),
         )

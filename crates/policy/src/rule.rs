@@ -283,7 +283,7 @@ impl Cidr {
 }
 
 /// The address as a left-aligned 128-bit number (IPv4 in the top 32 bits),
-/// which is the order a prefix trie walks.
+/// which is the order the prefix tables are probed in.
 pub(crate) fn ip_bits(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
