@@ -211,14 +211,6 @@ fn listen_on_a_busy_address_is_one_clear_error_before_the_guest_starts() {
 }
 
 /// A port free right now on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A component serving one client on a pre-opened listener: its bind of
 /// the listener's address takes the listener over (Warden bound it first,
 /// so without the handover the bind would find the port taken).

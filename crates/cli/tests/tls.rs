@@ -348,6 +348,136 @@ fn curl_gets_a_page_from_a_preview1_http_server_behind_listen_tls() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
+/// A line through TLS to a component listening at `port`: its echo.
+fn tls_line(pki: &Pki, port: u16, line: &str) -> String {
+    let mut tls = tls_connect(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        pki.client_config("ca.pem", false),
+        "localhost",
+    )
+    .expect("the handshake with Warden");
+    tls.write_all(line.as_bytes()).unwrap();
+    tls.flush().unwrap();
+    let mut back = Vec::new();
+    while !back.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        if tls.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        back.push(byte[0]);
+    }
+    String::from_utf8(back).unwrap()
+}
+
+#[test]
+fn components_listen_behind_tls_pre_opened_or_by_their_grants_kind() {
+    let pki = Pki::new();
+    // WASI 0.3 on a pre-opened --listen-tls listener its bind takes over.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (cert, key) = (pki.arg("server.pem"), pki.arg("server.key"));
+    let step = format!("listen:{addr}");
+    let p3 = p(&guest(Target::P3, "p3_net")).to_string();
+    let mut server = Server::start(&[
+        "--timeout",
+        "30s",
+        "--listen-tls",
+        &format!("web={addr}"),
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        &p3,
+        &step,
+    ]);
+    assert_eq!(server.line(), format!("listening on {addr}"));
+    // A plaintext client never reaches the guest...
+    let mut plain = server.connect();
+    plain.write_all(b"plaintext\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf);
+    assert!(!buf.starts_with(b"echo"), "{buf:?}");
+    // ...a TLS client does, in plaintext.
+    assert_eq!(tls_line(&pki, port, "hello\n"), "echo hello\n");
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("{step}: ok accepted hello")),
+        "{}",
+        r.stdout
+    );
+
+    // WASI 0.2 binding its own listener, under a manifest grant whose kind
+    // has a certificate.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(pki.path(f), dir.path().join(f)).unwrap();
+    }
+    let manifest = dir.path().join("warden.toml");
+    std::fs::write(
+        &manifest,
+        r#"version = 1
+
+[[kind]]
+name = "web"
+cert = "server.pem"
+key = "server.key"
+
+[[allow]]
+id = "web"
+target = "127.0.0.1"
+ports = "*"
+rights = ["bind", "listen"]
+kind = "web"
+
+[[allow]]
+id = "peers"
+target = "127.0.0.0/8"
+ports = "*"
+rights = ["accept"]
+"#,
+    )
+    .unwrap();
+    let c = client();
+    let mut server = Server::start_guest(&[
+        "--timeout",
+        "30s",
+        "--manifest",
+        s(&manifest),
+        &c,
+        "listen:127.0.0.1:0",
+    ]);
+    assert_eq!(tls_line(&pki, server.port, "hi\n"), "echo hi\n");
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Deny twin: the same grant without the kind serves plaintext (a TLS
+    // client's handshake fails against it).
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("kind = \"web\"\n", ""),
+    )
+    .unwrap();
+    let server = Server::start_guest(&[
+        "--timeout",
+        "30s",
+        "--manifest",
+        s(&manifest),
+        &c,
+        "listen:127.0.0.1:0",
+    ]);
+    let refused = tls_connect(
+        SocketAddr::from(([127, 0, 0, 1], server.port)),
+        pki.client_config("ca.pem", false),
+        "localhost",
+    );
+    assert!(refused.is_err(), "no TLS without the kind");
+    let mut child = server.child;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 // ---- Outgoing: --connect-tls, WASI 0.2 -----------------------------------
 
 #[test]

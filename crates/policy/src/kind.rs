@@ -223,3 +223,108 @@ pub enum KindError {
         kind: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, Policy, Ports, Rights, Rule, RuleTarget, Target};
+
+    fn grant(id: &str, target: &str, rights: Rights) -> Rule {
+        let target: RuleTarget = if let Ok(c) = target.parse() {
+            RuleTarget::Net(c)
+        } else {
+            RuleTarget::Name(target.parse().unwrap())
+        };
+        Rule::allow(id, target, Ports::one(5432), rights)
+    }
+
+    fn tls(name: &str) -> Kind {
+        Kind {
+            name: name.into(),
+            protocol: Protocol::Tls,
+            ..Kind::default()
+        }
+    }
+
+    #[test]
+    fn grants_and_kinds_must_agree() {
+        let by_name = grant("db", "db.internal", Rights::CONNECT).with_kind("db");
+        let by_addr = grant("net", "10.0.0.0/8", Rights::CONNECT).with_kind("db");
+        let plain = grant("plain", "10.0.0.0/8", Rights::CONNECT);
+        // A name grant checks the pinned name; an address grant needs one.
+        assert!(Policy::with_kinds([by_name.clone()], [tls("db")], false).is_ok());
+        assert!(matches!(
+            Policy::with_kinds([by_addr.clone()], [tls("db")], false),
+            Err(KindError::NoServerName { .. })
+        ));
+        let named = Kind {
+            server_name: Some("db.internal".into()),
+            ..tls("db")
+        };
+        assert!(Policy::with_kinds([by_addr], [named], false).is_ok());
+        // Unknown kinds, plain grants under require_tls, half a key pair,
+        // a TLS listen grant without a certificate.
+        assert!(matches!(
+            Policy::with_kinds([by_name.clone()], [], false),
+            Err(KindError::Unknown { .. })
+        ));
+        assert!(matches!(
+            Policy::with_kinds([by_name.clone(), plain.clone()], [tls("db")], true),
+            Err(KindError::PlainTcp { rule }) if rule == "plain"
+        ));
+        assert!(Policy::with_kinds([by_name.clone()], [tls("db")], true).is_ok());
+        let half = Kind {
+            client_cert: Some("c.pem".into()),
+            ..tls("db")
+        };
+        assert!(matches!(
+            Policy::with_kinds([by_name.clone()], [half], false),
+            Err(KindError::HalfClientAuth { .. })
+        ));
+        let listen = grant("web", "127.0.0.1/32", Rights::BIND | Rights::LISTEN).with_kind("web");
+        assert!(matches!(
+            Policy::with_kinds([listen.clone()], [tls("web")], false),
+            Err(KindError::NoCertificate { .. })
+        ));
+        let serving = Kind {
+            cert: Some("s.pem".into()),
+            key: Some("s.key".into()),
+            ..tls("web")
+        };
+        assert!(Policy::with_kinds([listen], [serving], false).is_ok());
+        // Kinds survive an embedder's additions; require_tls too.
+        let p = Policy::with_kinds([by_name], [tls("db")], true).unwrap();
+        let more = p
+            .with_more([grant("lo", "127.0.0.1/32", Rights::BIND)], [])
+            .unwrap();
+        assert!(more.kind("db").is_some() && more.requires_tls());
+        assert!(p.with_more([plain], []).is_err());
+    }
+
+    #[test]
+    fn decisions_carry_the_allowing_grants_kind_and_denials_none() {
+        let p = Policy::with_kinds(
+            [
+                grant("db", "db.internal", Rights::CONNECT).with_kind("db"),
+                grant("other", "other.internal", Rights::CONNECT),
+            ],
+            [tls("db")],
+            false,
+        )
+        .unwrap();
+        let to = |host: &str| Target::Name {
+            host: host.into(),
+            port: Some(5432),
+        };
+        assert_eq!(
+            p.decide(Action::Connect, &to("db.internal")).kind(),
+            Some("db")
+        );
+        assert_eq!(
+            p.decide(Action::Connect, &to("other.internal")).kind(),
+            None
+        );
+        let denied = p.decide(Action::Connect, &to("elsewhere.internal"));
+        assert!(!denied.is_allowed() && denied.kind().is_none());
+    }
+}

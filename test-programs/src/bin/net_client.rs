@@ -46,7 +46,7 @@ fn resolve(name: &str) -> Result<String, String> {
 
 fn listen(addr: &str) -> Result<String, String> {
     let l = TcpListener::bind(addr).map_err(kind)?;
-    println!("listening on {addr}");
+    println!("listening on {}", l.local_addr().map_err(kind)?);
     std::io::stdout().flush().unwrap();
     let (s, _) = l.accept().map_err(kind)?;
     let mut line = String::new();

@@ -50,6 +50,16 @@ pub fn run(args: &[&str]) -> Ran {
     ran(run_cmd(args).output().unwrap())
 }
 
+/// A port on 127.0.0.1 that was free a moment ago (for a listener the
+/// test must name before Warden binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
