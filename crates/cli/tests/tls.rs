@@ -62,6 +62,19 @@ fn peer(pki: &Pki, leaf: &str, speaks: Speaks, ending: Ending) -> TlsPeer {
     })
 }
 
+/// A manifest in `dir` with the test DNS server, the TOML `kind` (and
+/// anything before it), and a grant to connect to echo.test:`port` as the
+/// kind `name`.
+fn echo_manifest(dir: &Path, dns: &Dns, port: u16, kind: &str, name: &str) -> std::path::PathBuf {
+    let manifest = dir.join("warden.toml");
+    let text = format!(
+        "version = 1\ndns_server = \"{}\"\n{kind}\n\n[[allow]]\nid = \"echo\"\ntarget = \"echo.test\"\nports = \"{port}\"\nrights = [\"connect\", \"resolve\"]\nkind = \"{name}\"\n",
+        dns.addr
+    );
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
 fn sha256_of_pem(path: &Path) -> String {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -99,33 +112,33 @@ fn addr(server: &Server) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], server.port))
 }
 
+/// One round through an echo guest behind TLS: send `text`, end with
+/// close_notify, read everything back until the guest's own close_notify
+/// (a truncated end fails). With `mutual`, present the client certificate.
+fn echo_round(pki: &Pki, server: &Server, mutual: bool, text: &str) -> String {
+    let mut tls = tls_connect(
+        addr(server),
+        pki.client_config("ca.pem", mutual),
+        "localhost",
+    )
+    .expect("the handshake with Warden");
+    tls.write_all(text.as_bytes()).unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    read_to_end(&mut tls).expect("the guest's close arrives as close_notify")
+}
+
 #[test]
 fn a_preview1_echo_behind_listen_tls_serves_a_tls_client_plaintext() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let server = tls_server(&pki, &["--audit", s(&log)], "echo_std", &["1"]);
-    let mut tls = tls_connect(
-        addr(&server),
-        pki.client_config("ca.pem", false),
-        "localhost",
-    )
-    .expect("the handshake with Warden succeeds");
-    // Enough to cross the host's buffers several times.
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    tls.write_all(&data).unwrap();
-    tls.flush().unwrap();
-    // close_notify from us reads as the end of the stream in the guest,
-    // which closes; its close is a close_notify here: a clean end, not a
-    // truncation.
-    tls.conn.send_close_notify();
-    tls.flush().unwrap();
-    let back = {
-        let mut out = Vec::new();
-        tls.read_to_end(&mut out)
-            .expect("the guest's close arrives as close_notify");
-        out
-    };
+    // Enough to cross the host's buffers several times. Our close_notify
+    // reads as the end of the stream in the guest, which closes; its close
+    // is a close_notify here: a clean end, not a truncation.
+    let data: String = (0..20_000).map(|i| format!("line {i:05}\n")).collect();
+    let back = echo_round(&pki, &server, false, &data);
     assert_eq!(back.len(), data.len());
     assert!(back == data, "echoed byte for byte");
     let r = server.finish();
@@ -174,16 +187,7 @@ fn clients_that_fail_the_handshake_never_reach_the_guest() {
         "the plaintext never reached the echo guest: {buf:?}"
     );
     // The guest is still waiting for its one connection: this one.
-    let mut good = tls_connect(
-        addr(&server),
-        pki.client_config("ca.pem", false),
-        "localhost",
-    )
-    .unwrap();
-    good.write_all(b"the one\n").unwrap();
-    good.conn.send_close_notify();
-    good.flush().unwrap();
-    assert_eq!(read_to_end(&mut good).unwrap(), "the one\n");
+    assert_eq!(echo_round(&pki, &server, false, "the one\n"), "the one\n");
     let r = server.finish();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
@@ -234,16 +238,8 @@ fn mutual_tls_in_refuses_clients_without_a_certificate_before_the_guest() {
         );
     }
     // With one: served (and it is the guest's only connection).
-    let mut ok = tls_connect(
-        addr(&server),
-        pki.client_config("ca.pem", true),
-        "localhost",
-    )
-    .unwrap();
-    ok.write_all(b"with a certificate\n").unwrap();
-    ok.conn.send_close_notify();
-    ok.flush().unwrap();
-    assert_eq!(read_to_end(&mut ok).unwrap(), "with a certificate\n");
+    let text = "with a certificate\n";
+    assert_eq!(echo_round(&pki, &server, true, text), text);
     let r = server.finish();
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
@@ -261,18 +257,7 @@ fn stalled_handshakes_are_dropped_on_the_hosts_time_and_never_occupy_the_guest()
         "echo_std",
         &["2"],
     );
-    let round = |text: &str| {
-        let mut good = tls_connect(
-            addr(&server),
-            pki.client_config("ca.pem", false),
-            "localhost",
-        )
-        .unwrap();
-        good.write_all(text.as_bytes()).unwrap();
-        good.conn.send_close_notify();
-        good.flush().unwrap();
-        assert_eq!(read_to_end(&mut good).unwrap(), text);
-    };
+    let round = |text: &str| assert_eq!(echo_round(&pki, &server, false, text), text);
     // Clients that connect and say nothing, or half a ClientHello.
     let silent: Vec<_> = (0..5).map(|_| server.connect()).collect();
     let mut half = server.connect();
@@ -439,7 +424,7 @@ rights = ["accept"]
     )
     .unwrap();
     let c = client();
-    let mut server = Server::start_guest(&[
+    let server = Server::start_guest(&[
         "--timeout",
         "30s",
         "--manifest",
@@ -708,31 +693,13 @@ fn postgres_tls_sends_the_ssl_request_then_tls() {
             ending: Ending::Clean,
             postgres: Some(answer),
         });
-        let manifest = dir.path().join("warden.toml");
-        std::fs::write(
-            &manifest,
-            format!(
-                r#"version = 1
-dns_server = "{}"
-require_tls = true
-
-[[kind]]
-name = "db"
-protocol = "postgres-tls"
-ca = "ca.pem"
-
-[[allow]]
-id = "db"
-target = "echo.test"
-ports = "{}"
-rights = ["connect", "resolve"]
-kind = "db"
-"#,
-                dns.addr,
-                tls_peer.port()
-            ),
-        )
-        .unwrap();
+        let manifest = echo_manifest(
+            dir.path(),
+            &dns,
+            tls_peer.port(),
+            "require_tls = true\n\n[[kind]]\nname = \"db\"\nprotocol = \"postgres-tls\"\nca = \"ca.pem\"",
+            "db",
+        );
         let step = format!("connect:echo.test:{}", tls_peer.port());
         let r = net(&["--manifest", s(&manifest)], &[&step]);
         let seen = tls_peer.wait_seen(1);
@@ -825,31 +792,10 @@ fn a_kinds_connection_cap_refuses_the_connection_past_it() {
         (1, "first connected, second ConnectionRefused"),
         (2, "first connected, second connected"),
     ] {
-        let manifest = dir.path().join("warden.toml");
-        std::fs::write(
-            &manifest,
-            format!(
-                r#"version = 1
-dns_server = "{}"
-
-[[kind]]
-name = "capped"
-protocol = "tls"
-ca = "ca.pem"
-max_connections = {max}
-
-[[allow]]
-id = "echo"
-target = "echo.test"
-ports = "{}"
-rights = ["connect", "resolve"]
-kind = "capped"
-"#,
-                dns.addr,
-                tls_peer.port()
-            ),
-        )
-        .unwrap();
+        let kind = format!(
+            "[[kind]]\nname = \"capped\"\nprotocol = \"tls\"\nca = \"ca.pem\"\nmax_connections = {max}"
+        );
+        let manifest = echo_manifest(dir.path(), &dns, tls_peer.port(), &kind, "capped");
         let step = format!("twice:echo.test:{}", tls_peer.port());
         let r = net(&["--manifest", s(&manifest)], &[&step]);
         assert!(

@@ -99,7 +99,15 @@ async fn until_stdin_closes(serve: impl std::future::Future<Output = ()>) {
     }
 }
 
-async fn terminate(cert: &Path, key: &Path, backend: SocketAddr) {
+type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// Accept TLS connections with CERT and KEY, each handshake and `handle`
+/// on a task of its own, until stdin closes.
+async fn serve_tls<F, Fut>(cert: &Path, key: &Path, handle: F)
+where
+    F: Fn(ServerTls) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key));
     let l = listen().await;
     until_stdin_closes(async move {
@@ -108,19 +116,24 @@ async fn terminate(cert: &Path, key: &Path, backend: SocketAddr) {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let (acceptor, handle) = (acceptor.clone(), handle.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = plain.set_nodelay(true);
-                let _ =
-                    tokio::io::copy_bidirectional_with_sizes(&mut tls, &mut plain, BUF, BUF).await;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    handle(tls).await;
+                }
             });
         }
+    })
+    .await;
+}
+
+async fn terminate(cert: &Path, key: &Path, backend: SocketAddr) {
+    serve_tls(cert, key, move |mut tls| async move {
+        let Ok(mut plain) = TcpStream::connect(backend).await else {
+            return;
+        };
+        let _ = plain.set_nodelay(true);
+        let _ = tokio::io::copy_bidirectional_with_sizes(&mut tls, &mut plain, BUF, BUF).await;
     })
     .await;
 }
@@ -153,58 +166,41 @@ async fn originate(ca: &Path, name: &str, upstream: SocketAddr) {
 }
 
 async fn serve(cert: &Path, key: &Path) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key));
-    let l = listen().await;
-    until_stdin_closes(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut tls = BufReader::new(tls);
-                let mut line = String::new();
-                if tls.read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let chunk = vec![0x5au8; 64 * 1024];
-                match line
-                    .trim_end()
-                    .split_once(' ')
-                    .unwrap_or((line.trim_end(), ""))
-                {
-                    ("get", n) => {
-                        let mut left: usize = n.parse().unwrap_or(0);
-                        while left > 0 {
-                            let k = left.min(chunk.len());
-                            if tls.write_all(&chunk[..k]).await.is_err() {
-                                return;
-                            }
-                            left -= k;
-                        }
-                    }
-                    ("put", _) => {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        let mut got = 0u64;
-                        while let Ok(n) = tls.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            got += n as u64;
-                        }
-                        let _ = tls.write_all(format!("got {got}\n").as_bytes()).await;
-                    }
-                    _ => {
-                        let _ = tls.write_all(b"pong\n").await;
-                    }
-                }
-                let _ = tls.shutdown().await;
-            });
+    serve_tls(cert, key, |tls| async move {
+        let mut tls = BufReader::new(tls);
+        let mut line = String::new();
+        if tls.read_line(&mut line).await.is_err() {
+            return;
         }
+        let chunk = vec![0x5au8; 64 * 1024];
+        let request = line.trim_end();
+        match request.split_once(' ').unwrap_or((request, "")) {
+            ("get", n) => {
+                let mut left: usize = n.parse().unwrap_or(0);
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if tls.write_all(&chunk[..k]).await.is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+            }
+            ("put", _) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0u64;
+                while let Ok(n) = tls.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got += n as u64;
+                }
+                let _ = tls.write_all(format!("got {got}\n").as_bytes()).await;
+            }
+            _ => {
+                let _ = tls.write_all(b"pong\n").await;
+            }
+        }
+        let _ = tls.shutdown().await;
     })
     .await;
 }

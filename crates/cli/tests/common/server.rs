@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,51 +26,48 @@ pub fn listening_port(line: &str) -> Option<u16> {
     addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }
 
+fn spawn(args: &[&str]) -> (Child, BufReader<ChildStdout>, BufReader<ChildStderr>) {
+    let mut child = run_cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    (child, stdout, stderr)
+}
+
+/// The rest of `stderr` (after `first`), read on a thread of its own.
+fn collect(first: String, mut stderr: BufReader<ChildStderr>) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut all = first;
+        stderr.read_to_string(&mut all).unwrap();
+        all
+    })
+}
+
 impl Server {
+    /// Start `warden run ARGS` and take the port from its first stderr
+    /// line (`warden: fd 3 (NAME) listening on 127.0.0.1:PORT`).
     pub fn start(args: &[&str]) -> Server {
-        let mut cmd = run_cmd(args);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (child, stdout, mut stderr) = spawn(args);
         let mut first = String::new();
         stderr.read_line(&mut first).unwrap();
-        // "warden: fd 3 (NAME) listening on 127.0.0.1:PORT"
         let port = listening_port(&first).unwrap_or_else(|| panic!("no listening line: {first:?}"));
-        let stderr = std::thread::spawn(move || {
-            let mut rest = first;
-            stderr.read_to_string(&mut rest).unwrap();
-            rest
-        });
         Server {
             child,
             port,
             stdout,
-            stderr,
+            stderr: collect(first, stderr),
         }
     }
 
     /// Like [`Server::start`], for a guest that binds its own listener and
     /// says `listening on IP:PORT` on stdout.
     pub fn start_guest(args: &[&str]) -> Server {
-        let mut cmd = run_cmd(args);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let stderr = std::thread::spawn(move || {
-            let mut all = String::new();
-            stderr.read_to_string(&mut all).unwrap();
-            all
-        });
+        let (mut child, mut stdout, stderr) = spawn(args);
+        let stderr = collect(String::new(), stderr);
         let mut first = String::new();
         stdout.read_line(&mut first).unwrap();
         let Some(port) = listening_port(&first) else {
