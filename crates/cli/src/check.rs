@@ -88,6 +88,19 @@ pub fn check(file: &Path) -> ExitCode {
             }
         }
     }
+    for a in &m.apps {
+        let host = a.host.as_deref().unwrap_or("");
+        let mut line = format!(
+            "app {}: {host}{} -> {}",
+            a.name,
+            a.path,
+            a.component.display()
+        );
+        if let Some(policy) = &a.manifest {
+            line.push_str(&format!(" (policy {})", policy.display()));
+        }
+        say(&line);
+    }
     if m.require_tls {
         say("require-tls: every connect grant is TLS");
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{ArgMatches, Args};
 use warden_host::{CacheSetting, Limits, ListenSpec, RunConfig};
 use warden_net::sockets::ListenOn;
-use warden_policy::manifest::ListenTls;
+use warden_policy::manifest::{Listen, ListenTls};
 use warden_wasi::{DirGrant, Grants};
 
 use crate::network::NetworkArgs;
@@ -33,42 +33,6 @@ pub struct GuestArgs {
     /// NAME wins. Example: --env LOG=debug --env HOME
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = values::env)]
     env: Vec<(String, String)>,
-
-    /// Bind and listen on ADDR before the program starts, and hand it the
-    /// listener: preview1 modules find listeners at fds 3, 4, ... in order
-    /// (before directories), announced in LISTEN_FDS/LISTEN_FDNAMES and
-    /// FD_COUNT/FD_NAMES; a component's TCP socket that binds ADDR takes
-    /// the listener over (so it can serve a port only Warden could bind).
-    /// ADDR may be fd:N or fd:NAME: a listening socket a service manager
-    /// handed to Warden (systemd's LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES).
-    /// NAME defaults to the socket's own name or tcp0, tcp1, ...; names
-    /// must differ. Repeatable. Example: --listen http=127.0.0.1:6000
-    #[arg(long = "listen", visible_alias = "tcplisten", value_name = "[NAME=]ADDR", value_parser = values::listen)]
-    listen: Vec<values::ListenFlag>,
-
-    /// Like --listen, and Warden terminates TLS on it with --tls-cert and
-    /// --tls-key: the program accepts connections whose handshake already
-    /// finished and reads and writes plaintext. Handshakes run on Warden's
-    /// time (see --tls-handshake-timeout), never the program's. Repeatable.
-    /// Example: --listen-tls web=0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
-    #[arg(long = "listen-tls", value_name = "[NAME=]ADDR", value_parser = values::listen, requires_all = ["tls_cert", "tls_key"])]
-    listen_tls: Vec<values::ListenFlag>,
-
-    /// For --listen-tls: the server certificate chain (PEM, leaf first).
-    /// Example: --tls-cert cert.pem
-    #[arg(long = "tls-cert", value_name = "FILE", requires = "listen_tls")]
-    tls_cert: Option<PathBuf>,
-
-    /// For --listen-tls: the private key (PEM) of --tls-cert.
-    /// Example: --tls-key key.pem
-    #[arg(long = "tls-key", value_name = "FILE", requires = "listen_tls")]
-    tls_key: Option<PathBuf>,
-
-    /// For --listen-tls: require a client certificate signed by a CA in
-    /// FILE (PEM; mutual TLS). Clients without one are refused before the
-    /// program sees them. Example: --tls-client-ca clients.pem
-    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "listen_tls")]
-    tls_client_ca: Option<PathBuf>,
 
     /// How long a TLS handshake Warden does (in or out) may take (default
     /// 10s); a slower one is dropped. Example: --tls-handshake-timeout 5s
@@ -134,16 +98,29 @@ pub struct GuestArgs {
 }
 
 impl GuestArgs {
+    /// The network flags, for a command that resolves more than one
+    /// policy (an app with its own manifest under `warden serve`).
+    pub fn network(&self) -> &NetworkArgs {
+        &self.network
+    }
+
+    /// The `--audit` flag.
+    pub fn audit(&self) -> Option<&str> {
+        self.audit.as_deref()
+    }
+
     /// Turn the flags into one validated configuration for `file` with
     /// `args` (argv[0] first). `matches` gives the command-line positions,
     /// so that `--dir` and `--dir-ro` grants keep the operator's order (it
     /// decides preview1 fd numbers).
+    /// The manifest's listeners come back beside the configuration (whose
+    /// `listeners` is empty), for the command to open as it does.
     pub fn into_config(
         self,
         matches: &ArgMatches,
         file: PathBuf,
         args: Vec<String>,
-    ) -> Result<RunConfig, String> {
+    ) -> Result<(RunConfig, Vec<Listen>), String> {
         let positions = |id: &str| -> Vec<usize> {
             matches
                 .indices_of(id)
@@ -167,10 +144,97 @@ impl GuestArgs {
         }
         resolved.network.reporter = Some(crate::report::reporter());
         resolved.network.handshake_timeout = self.tls_handshake_timeout;
+        let defaults = Limits::default();
+        let config = RunConfig {
+            network: resolved.network,
+            file,
+            listeners: Vec::new(),
+            grants: Grants {
+                args,
+                env,
+                dirs: dirs.into_iter().map(|(_, d)| d).collect(),
+                closed_stdin: false,
+            },
+            limits: Limits {
+                max_memory: self.max_memory,
+                max_table_elements: self
+                    .max_table_elements
+                    .unwrap_or(defaults.max_table_elements),
+                timeout: self.timeout,
+                fuel: self.fuel,
+                max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
+                compile_timeout: self.compile_timeout.unwrap_or(defaults.compile_timeout),
+            },
+            cache: match (self.no_cache, self.cache_dir) {
+                (true, _) => CacheSetting::Disabled,
+                (false, Some(dir)) => CacheSetting::Dir(dir),
+                (false, None) => CacheSetting::Default,
+            },
+            verbose: self.verbose,
+            last_words: None,
+        };
+        Ok((config, resolved.listen))
+    }
+}
+
+/// The listeners `run` pre-opens for its guest.
+#[derive(Args)]
+pub struct ListenArgs {
+    /// Bind and listen on ADDR before the program starts, and hand it the
+    /// listener: preview1 modules find listeners at fds 3, 4, ... in order
+    /// (before directories), announced in LISTEN_FDS/LISTEN_FDNAMES and
+    /// FD_COUNT/FD_NAMES; a component's TCP socket that binds ADDR takes
+    /// the listener over (so it can serve a port only Warden could bind).
+    /// ADDR may be fd:N or fd:NAME: a listening socket a service manager
+    /// handed to Warden (systemd's LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES).
+    /// NAME defaults to the socket's own name or tcp0, tcp1, ...; names
+    /// must differ. Repeatable. Example: --listen http=127.0.0.1:6000
+    #[arg(long = "listen", visible_alias = "tcplisten", value_name = "[NAME=]ADDR", value_parser = values::listen)]
+    listen: Vec<values::ListenFlag>,
+
+    /// Like --listen, and Warden terminates TLS on it with --tls-cert and
+    /// --tls-key: the program accepts connections whose handshake already
+    /// finished and reads and writes plaintext. Handshakes run on Warden's
+    /// time (see --tls-handshake-timeout), never the program's. Repeatable.
+    /// Example: --listen-tls web=0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+    #[arg(long = "listen-tls", value_name = "[NAME=]ADDR", value_parser = values::listen, requires_all = ["tls_cert", "tls_key"])]
+    listen_tls: Vec<values::ListenFlag>,
+
+    /// For --listen-tls: the server certificate chain (PEM, leaf first).
+    /// Example: --tls-cert cert.pem
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "listen_tls")]
+    tls_cert: Option<PathBuf>,
+
+    /// For --listen-tls: the private key (PEM) of --tls-cert.
+    /// Example: --tls-key key.pem
+    #[arg(long = "tls-key", value_name = "FILE", requires = "listen_tls")]
+    tls_key: Option<PathBuf>,
+
+    /// For --listen-tls: require a client certificate signed by a CA in
+    /// FILE (PEM; mutual TLS). Clients without one are refused before the
+    /// program sees them. Example: --tls-client-ca clients.pem
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "listen_tls")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl ListenArgs {
+    /// The manifest's listeners (`manifest`), then the flags' in the order
+    /// given (it decides preview1 fd numbers), each named and checked.
+    pub fn specs(
+        self,
+        matches: &ArgMatches,
+        manifest: Vec<Listen>,
+    ) -> Result<Vec<ListenSpec>, String> {
+        let positions = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(|i| i.collect())
+                .unwrap_or_default()
+        };
         // The manifest's listeners first, then the flags' in the order
         // given (it decides preview1 fd numbers).
         let mut listeners: Vec<ListenSpec> = Vec::new();
-        let manifest = resolved.listen.into_iter().map(|l| {
+        let manifest = manifest.into_iter().map(|l| {
             let text = match &l.name {
                 Some(n) => format!("{n}={}", l.on),
                 None => l.on.to_string(),
@@ -224,33 +288,6 @@ impl GuestArgs {
             listeners.push(ListenSpec { name, on, id, tls });
         }
 
-        let defaults = Limits::default();
-        Ok(RunConfig {
-            network: resolved.network,
-            file,
-            listeners,
-            grants: Grants {
-                args,
-                env,
-                dirs: dirs.into_iter().map(|(_, d)| d).collect(),
-            },
-            limits: Limits {
-                max_memory: self.max_memory,
-                max_table_elements: self
-                    .max_table_elements
-                    .unwrap_or(defaults.max_table_elements),
-                timeout: self.timeout,
-                fuel: self.fuel,
-                max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
-                compile_timeout: self.compile_timeout.unwrap_or(defaults.compile_timeout),
-            },
-            cache: match (self.no_cache, self.cache_dir) {
-                (true, _) => CacheSetting::Disabled,
-                (false, Some(dir)) => CacheSetting::Dir(dir),
-                (false, None) => CacheSetting::Default,
-            },
-            verbose: self.verbose,
-            last_words: None,
-        })
+        Ok(listeners)
     }
 }

@@ -1,7 +1,7 @@
 //! The `warden` binary: flags in, one validated run configuration out, then
 //! the exit code of whatever the guest did.
 //!
-//! One file per subcommand (`run`, `check`, `explain`), the guest flags
+//! One file per subcommand (`run`, `serve`, `check`, `explain`), the guest flags
 //! they share in `guest`, the network flags and manifest in `network`,
 //! flag values in `values`, and Warden's words for the operator (denials
 //! worded as flags, how a run ended) in `report`.
@@ -18,6 +18,7 @@ mod guest;
 mod network;
 mod report;
 mod run;
+mod serve;
 mod values;
 
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ components) and gives them nothing unless the operator grants it: no files, no e
 variables, no network. Grants are flags on each command, or a manifest file; every network \
 decision can be written to an audit log.",
     after_help = "Examples:\n  warden run hello.wasm\n  warden run --dir-ro ./site::/site --env MODE=prod server.wasm --port 8080\n  \
-warden run --allow-connect api.example.com:80 --audit - client.wasm\n  warden check warden.toml\n  \
+warden run --allow-connect api.example.com:80 --audit - client.wasm\n  warden serve --addr 127.0.0.1:8080 app.wasm\n  warden check warden.toml\n  \
 warden explain --manifest warden.toml connect db.example.com:5432\n  warden help run"
 )]
 struct Cli {
@@ -51,6 +52,8 @@ struct Cli {
 enum Command {
     /// Run a WebAssembly program to completion
     Run(Box<run::RunArgs>),
+    /// Serve HTTP requests with a wasi:http component
+    Serve(Box<serve::ServeArgs>),
     /// Validate a manifest and print the policy it resolves to
     #[command(
         long_about = "Validate a manifest and print the resolved policy: one rule per line, \
@@ -85,6 +88,15 @@ fn main() -> ExitCode {
                 .expect("clap dispatched the run subcommand");
             match args.into_config(sub) {
                 Ok(cfg) => run::run(cfg),
+                Err(e) => usage_error(&e),
+            }
+        }
+        Command::Serve(args) => {
+            let sub = matches
+                .subcommand_matches("serve")
+                .expect("clap dispatched the serve subcommand");
+            match args.into_config(sub) {
+                Ok(cfg) => serve::serve(cfg),
                 Err(e) => usage_error(&e),
             }
         }

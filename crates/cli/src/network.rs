@@ -255,7 +255,17 @@ impl NetworkArgs {
     /// The manifest (if any) and the flags, as one network configuration.
     /// `audit` is the `--audit` flag, which wins over the manifest's.
     pub fn resolve(&self, audit: Option<&str>) -> Result<Resolved, String> {
-        let manifest = self.manifest.as_deref().map(read_manifest).transpose()?;
+        self.resolve_with(self.manifest.as_deref(), audit)
+    }
+
+    /// As [`NetworkArgs::resolve`], with `manifest` in place of
+    /// `--manifest` (an app's own policy under `warden serve`).
+    pub fn resolve_with(
+        &self,
+        manifest_path: Option<&Path>,
+        audit: Option<&str>,
+    ) -> Result<Resolved, String> {
+        let manifest = manifest_path.map(read_manifest).transpose()?;
         let mut rules = Vec::new();
         let mut listen = Vec::new();
         let mut kinds = Vec::new();
@@ -264,9 +274,7 @@ impl NetworkArgs {
         let mut audit_dest = None;
         if let Some(m) = manifest {
             // Relative paths in a manifest are relative to its directory.
-            let base = self
-                .manifest
-                .as_deref()
+            let base = manifest_path
                 .and_then(Path::parent)
                 .unwrap_or(Path::new(""));
             rules = m.rules;

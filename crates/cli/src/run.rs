@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{ArgMatches, Args};
 use warden_host::RunConfig;
 
-use crate::guest::GuestArgs;
+use crate::guest::{GuestArgs, ListenArgs};
 use crate::report;
 
 #[derive(Args)]
@@ -30,6 +30,9 @@ warden run --env HOME --env LOG=debug --max-memory 64MiB --timeout 2s --fuel 100
 pub struct RunArgs {
     #[command(flatten)]
     guest: GuestArgs,
+
+    #[command(flatten)]
+    listen: ListenArgs,
 
     /// The program (a .wasm or .wat file), then its arguments. Everything
     /// after FILE goes to the program untouched, flags included.
@@ -54,7 +57,9 @@ impl RunArgs {
             |n| n.to_string_lossy().into_owned(),
         );
         let args = std::iter::once(name).chain(program).collect();
-        self.guest.into_config(matches, file, args)
+        let (mut config, manifest_listeners) = self.guest.into_config(matches, file, args)?;
+        config.listeners = self.listen.specs(matches, manifest_listeners)?;
+        Ok(config)
     }
 }
 

@@ -44,6 +44,51 @@ pub(crate) fn engine(limits: &Limits) -> Result<Engine, HostError> {
     Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))
 }
 
+/// The engine `serve` uses: the component model and its async ABI, epoch
+/// interruption always (every request has a deadline), fuel when any app
+/// has fuel, and, when `pooling`, the pooling allocator sized for
+/// `instances` instances at once (fresh instances are then cheap). If the
+/// machine cannot reserve the pool (a small address space, a tight
+/// `ulimit -v`), the engine allocates on demand instead and the note says
+/// so.
+pub(crate) fn serve_engine(
+    fuel: bool,
+    pooling: bool,
+    instances: u32,
+) -> Result<(Engine, Option<String>), HostError> {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .epoch_interruption(true)
+        .consume_fuel(fuel);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        let instances = instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(16))
+            .total_memories(instances.saturating_mul(4))
+            .total_tables(instances.saturating_mul(8))
+            .max_memories_per_component(crate::MAX_MEMORIES as u32)
+            .max_tables_per_component(crate::MAX_TABLES as u32)
+            .max_core_instances_per_component(crate::MAX_INSTANCES as u32);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&pooled) {
+            Ok(engine) => return Ok((engine, None)),
+            Err(e) => {
+                let note = format!(
+                    "the pooling allocator is not available here ({e}); instances are allocated on demand"
+                );
+                let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
+                return Ok((engine, Some(note)));
+            }
+        }
+    }
+    let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
+    Ok((engine, None))
+}
+
 /// Progress lines for `--verbose`.
 pub(crate) type Log = Arc<dyn Fn(&str) + Send + Sync>;
 

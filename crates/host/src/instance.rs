@@ -65,6 +65,39 @@ pub(crate) fn store<G>(
     Ok(store)
 }
 
+/// A store for one request served by `serve`: the limiter and fuel as
+/// [`store`], and a deadline: the epoch (ticked by the server every
+/// [`EPOCH_TICK`]) makes a running guest yield to the runtime at each tick,
+/// so that one guest computing never holds a worker thread, and trap once
+/// `deadline` has passed.
+pub(crate) fn request_store<G: Send + 'static>(
+    engine: &Engine,
+    guest: G,
+    limits: &Limits,
+    deadline: std::time::Instant,
+) -> Result<Store<State<G>>, HostError> {
+    let mut store = store(
+        engine,
+        guest,
+        &Limits {
+            timeout: None,
+            ..*limits
+        },
+    )?;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if std::time::Instant::now() >= deadline {
+            Err(wasmtime::Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
+    Ok(store)
+}
+
+/// How often `serve` ticks the engine's epoch.
+pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A linker for preview1 modules.
 pub(crate) fn module_linker(engine: &Engine) -> Result<wasmtime::Linker<State<P1Ctx>>, HostError> {
     let mut linker = wasmtime::Linker::new(engine);

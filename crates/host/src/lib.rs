@@ -25,6 +25,7 @@ mod instance;
 mod limits;
 mod load;
 mod run;
+pub mod serve;
 mod signals;
 
 use std::fmt;

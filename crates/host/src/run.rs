@@ -74,7 +74,7 @@ pub fn run(cfg: &RunConfig) -> Result<Finished, HostError> {
 /// and files are bounded by its resource table (see `warden_wasi`), and
 /// Warden's own descriptors (the audit log, accepted connections) should
 /// not be the first to run out.
-fn raise_open_files_limit() {
+pub(crate) fn raise_open_files_limit() {
     // SAFETY: getrlimit fills the struct it is given; setrlimit reads it.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -468,7 +468,7 @@ fn backtrace_text(bt: &WasmBacktrace) -> String {
     format!("wasm backtrace:\n{}\n", frames.trim_end())
 }
 
-fn root_message(e: &wasmtime::Error) -> String {
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
     e.chain()
         .last()
         .map_or_else(|| e.to_string(), |c| c.to_string())

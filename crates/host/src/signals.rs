@@ -81,6 +81,72 @@ pub(crate) fn install() -> io::Result<()> {
     Ok(())
 }
 
+/// What a signal asks of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// SIGHUP: reload what can be reloaded (the certificate).
+    Reload,
+    /// SIGTERM or SIGINT, the first time: stop gracefully.
+    Stop(&'static str),
+}
+
+/// The signals a server receives, in order.
+pub(crate) struct Stop(tokio::sync::mpsc::UnboundedReceiver<Event>);
+
+impl Stop {
+    /// The next signal's event. If the sending thread is gone, stop.
+    pub(crate) async fn next(&mut self) -> Event {
+        self.0
+            .recv()
+            .await
+            .unwrap_or(Event::Stop("the signal thread ended"))
+    }
+}
+
+/// Take over the handled signals for a server: SIGHUP is a reload, the
+/// first SIGTERM or SIGINT a graceful stop; a second one (or SIGQUIT) ends
+/// the process at once, as for `run`.
+pub(crate) fn install_serving() -> io::Result<Stop> {
+    let set = signal_set();
+    // SAFETY: a valid, initialised set; the old mask is not wanted.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("warden-signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            loop {
+                let mut sig = 0;
+                // SAFETY: a valid set and a valid place for the result.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    continue;
+                }
+                let name = HANDLED
+                    .iter()
+                    .find(|(s, _)| *s == sig)
+                    .map_or("a signal", |(_, n)| n);
+                let event = match sig {
+                    libc::SIGHUP => Some(Event::Reload),
+                    libc::SIGTERM | libc::SIGINT if !stopping => {
+                        stopping = true;
+                        Some(Event::Stop(name))
+                    }
+                    _ => None,
+                };
+                match event {
+                    Some(e) if tx.send(e).is_ok() => {}
+                    _ => exit(128 + sig, |_| {
+                        warden_net::out::line(&format!("warden: stopped by {name}"));
+                    }),
+                }
+            }
+        })?;
+    Ok(Stop(rx))
+}
+
 /// Flush `gate`'s audit log if the process is ended from another thread.
 pub(crate) fn watch(gate: &Arc<Gate>) {
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate.clone());

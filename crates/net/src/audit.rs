@@ -76,28 +76,37 @@ pub struct AuditSummary {
 /// failed, and the first write error.
 type Writer = JoinHandle<(u64, u64, Option<String>)>;
 
-/// The audit log of one guest instance.
+/// The audit log of one guest instance. Instances of one server share the
+/// queue and writer ([`AuditLog::child`]).
 pub struct AuditLog {
+    sink: std::sync::Arc<LineLog>,
+    instance: String,
+    module_sha256: String,
+    /// Fields every record of this instance carries besides the common
+    /// ones (`app`, `request_id` under `warden serve`).
+    extra: Vec<(String, String)>,
+}
+
+/// JSON lines written by a thread of their own through a bounded queue,
+/// so a slow disk never blocks whoever records: the queue and writer
+/// behind one or more [`AuditLog`]s, and `warden serve`'s access log.
+pub struct LineLog {
     tx: Mutex<Option<SyncSender<String>>>,
     dropped: AtomicU64,
     lost: AtomicU64,
     writer: Mutex<Option<Writer>>,
-    instance: String,
-    module_sha256: String,
 }
 
 impl AuditLog {
     /// Open `dest` for the instance `instance` of the guest whose bytes hash
     /// to `module_sha256`.
     pub fn open(dest: &AuditDest, instance: &str, module_sha256: &str) -> Result<Self, AuditError> {
-        let out: Box<dyn Write + Send> = match dest {
-            AuditDest::Stderr => Box::new(io::stderr()),
-            AuditDest::File(path) => Box::new(open_file(path).map_err(|source| AuditError {
-                path: path.clone(),
-                source,
-            })?),
-        };
-        Ok(Self::with_writer(out, QUEUE, instance, module_sha256))
+        Ok(AuditLog {
+            sink: std::sync::Arc::new(LineLog::open(dest)?),
+            instance: instance.to_string(),
+            module_sha256: module_sha256.to_string(),
+            extra: Vec::new(),
+        })
     }
 
     /// An audit log writing to `out`, with room for `queue` waiting records.
@@ -107,18 +116,26 @@ impl AuditLog {
         instance: &str,
         module_sha256: &str,
     ) -> Self {
-        let (tx, rx) = sync_channel(queue);
-        let writer = std::thread::Builder::new()
-            .name("warden-audit".into())
-            .spawn(move || write_all(rx, out))
-            .expect("spawning the audit writer thread");
         AuditLog {
-            tx: Mutex::new(Some(tx)),
-            dropped: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            writer: Mutex::new(Some(writer)),
+            sink: std::sync::Arc::new(LineLog::with_writer(out, queue)),
             instance: instance.to_string(),
             module_sha256: module_sha256.to_string(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// The log of another instance, written through the same queue and
+    /// writer: its records say `instance`, the guest whose bytes hash to
+    /// `module_sha256`, and carry `extra` fields.
+    pub fn child(&self, instance: &str, module_sha256: &str, extra: &[(&str, &str)]) -> AuditLog {
+        AuditLog {
+            sink: self.sink.clone(),
+            instance: instance.to_string(),
+            module_sha256: module_sha256.to_string(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -197,16 +214,65 @@ impl AuditLog {
         rec.insert("instance".into(), self.instance.as_str().into());
         rec.insert("module_sha256".into(), self.module_sha256.as_str().into());
         rec.insert("event".into(), event.into());
+        for (k, v) in &self.extra {
+            rec.insert(k.clone(), v.as_str().into());
+        }
         rec
     }
 
     fn send(&self, rec: serde_json::Map<String, serde_json::Value>) {
+        self.sink.send_json(rec);
+    }
+
+    /// Close the queue (shared with the log's children), wait for the
+    /// writer to write what is queued, and say what happened. Records after
+    /// this are lost (and counted).
+    pub fn finish(&self) -> AuditSummary {
+        self.sink.finish()
+    }
+}
+
+impl LineLog {
+    /// Open `dest` for appending (a file is created 0600 if missing).
+    pub fn open(dest: &AuditDest) -> Result<LineLog, AuditError> {
+        let out: Box<dyn Write + Send> = match dest {
+            AuditDest::Stderr => Box::new(io::stderr()),
+            AuditDest::File(path) => Box::new(open_file(path).map_err(|source| AuditError {
+                path: path.clone(),
+                source,
+            })?),
+        };
+        Ok(LineLog::with_writer(out, QUEUE))
+    }
+
+    /// Lines written to `out`, with room for `queue` waiting ones.
+    pub fn with_writer(out: Box<dyn Write + Send>, queue: usize) -> LineLog {
+        let (tx, rx) = sync_channel(queue);
+        let writer = std::thread::Builder::new()
+            .name("warden-log".into())
+            .spawn(move || write_all(rx, out))
+            .expect("spawning a log writer thread");
+        LineLog {
+            tx: Mutex::new(Some(tx)),
+            dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            writer: Mutex::new(Some(writer)),
+        }
+    }
+
+    /// Queue one JSON object as a line (dropped and counted when the queue
+    /// is full).
+    pub fn send_json(&self, rec: serde_json::Map<String, serde_json::Value>) {
+        self.send(serde_json::Value::Object(rec).to_string());
+    }
+
+    fn send(&self, line: String) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = tx.as_ref() else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match tx.try_send(serde_json::Value::Object(rec).to_string()) {
+        match tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +285,7 @@ impl AuditLog {
     }
 
     /// Close the queue, wait for the writer to write what is queued, and
-    /// say what happened. Records after this are lost (and counted).
+    /// say what happened. Lines after this are lost (and counted).
     pub fn finish(&self) -> AuditSummary {
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -33,7 +33,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use audit::{AuditDest, AuditLog, AuditSummary};
+pub use audit::{AuditDest, AuditLog, AuditSummary, LineLog};
 pub use conn::Connection;
 pub use report::{Notice, Reporter};
 pub use resolve::{DnsConfig, LookupError};
@@ -150,6 +150,15 @@ pub use report::{MAX_REMOTE_REPORTED, MAX_REPORTED};
 /// more wait for one to finish.
 pub const MAX_HTTP_IN_FLIGHT: usize = 64;
 
+/// What a gate tells an embedder that counts (metrics): every decision,
+/// and every TLS handshake it does.
+pub trait Observer: Send + Sync {
+    /// A decision on `action` was made.
+    fn decision(&self, action: Action, allowed: bool);
+    /// A TLS handshake for `action` (`connect` or `accept`) ended.
+    fn tls(&self, action: Action, ok: bool);
+}
+
 /// Builds a [`Gate`]. Defaults: denials reported on stderr in plain words,
 /// no audit log, the system's DNS configuration.
 pub struct GateBuilder {
@@ -158,6 +167,7 @@ pub struct GateBuilder {
     audit: Option<AuditLog>,
     dns: DnsConfig,
     tls: Option<Arc<Tls>>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl GateBuilder {
@@ -179,6 +189,12 @@ impl GateBuilder {
         self
     }
 
+    /// Tell `observer` about every decision and TLS handshake.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Make connections of the policy's kinds with `tls` (built from the
     /// same kinds, see [`Tls::load`]). Without it, a TLS kind's connection
     /// is refused.
@@ -190,42 +206,44 @@ impl GateBuilder {
     /// The gate.
     pub fn build(self) -> Arc<Gate> {
         let denied = DeniedNames::new(self.policy.denied_names().map(str::to_string).collect());
-        let caps = self
-            .policy
-            .kinds()
-            .filter_map(|k| {
-                let max = k.max_connections?;
-                let sem = Arc::new(tokio::sync::Semaphore::new(max as usize));
-                Some((k.name.clone(), (max, sem)))
-            })
-            .collect();
-        Arc::new(Gate {
+        let shared = Arc::new(Shared {
             tls: self.tls.unwrap_or_default(),
-            caps,
             policy: self.policy,
             pins: Mutex::new(Pins::default()),
             denied,
             reported: Reported::default(),
             reporter: self.reporter,
-            audit: self.audit,
             resolver: Resolver::new(self.dns),
-            http: Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_IN_FLIGHT)),
-        })
+            observer: self.observer,
+        });
+        Gate::with_shared(shared, self.audit)
     }
 }
 
 /// The single chokepoint for one guest instance's network actions.
+///
+/// What does not depend on the instance (the policy, its TLS, the
+/// resolver and its pins, the denied names' addresses, what was reported)
+/// is shared by every instance made with [`Gate::instance`], as `warden
+/// serve` makes one per request; what does (the kinds' connection caps,
+/// the HTTP requests in flight, the audit log's instance) is not.
 pub struct Gate {
-    tls: Arc<Tls>,
+    shared: Arc<Shared>,
     caps: std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>,
+    audit: Option<AuditLog>,
+    http: Arc<tokio::sync::Semaphore>,
+}
+
+/// The parts of a gate its instances share.
+struct Shared {
+    tls: Arc<Tls>,
     policy: Policy,
     pins: Mutex<Pins>,
     denied: DeniedNames,
     reported: Reported,
     reporter: Reporter,
-    audit: Option<AuditLog>,
     resolver: Resolver,
-    http: Arc<tokio::sync::Semaphore>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// A poisoned lock only means another thread panicked while holding it;
@@ -248,23 +266,54 @@ impl Gate {
             audit: None,
             dns: DnsConfig::System,
             tls: None,
+            observer: None,
         }
+    }
+
+    fn with_shared(shared: Arc<Shared>, audit: Option<AuditLog>) -> Arc<Gate> {
+        let caps = shared
+            .policy
+            .kinds()
+            .filter_map(|k| {
+                let max = k.max_connections?;
+                let sem = Arc::new(tokio::sync::Semaphore::new(max as usize));
+                Some((k.name.clone(), (max, sem)))
+            })
+            .collect();
+        Arc::new(Gate {
+            shared,
+            caps,
+            audit,
+            http: Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_IN_FLIGHT)),
+        })
+    }
+
+    /// Another instance's gate over the same policy, TLS, resolver, pins
+    /// and reports, with caps and HTTP slots of its own, recording to
+    /// `audit` (an instance of the same log, say).
+    pub fn instance(&self, audit: Option<AuditLog>) -> Arc<Gate> {
+        Gate::with_shared(self.shared.clone(), audit)
+    }
+
+    /// The audit log this gate records to.
+    pub fn audit(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
     }
 
     /// The TLS configurations connections are made with.
     pub fn tls(&self) -> &Tls {
-        &self.tls
+        &self.shared.tls
     }
 
     /// The policy the gate decides with.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.shared.policy
     }
 
     /// Which transports the policy could ever allow; the rest stay switched
     /// off in the runtime.
     pub fn transports(&self) -> Transports {
-        self.policy.transports()
+        self.shared.policy.transports()
     }
 
     /// Get ready to decide `action`: for traffic to a peer, make sure the
@@ -272,11 +321,14 @@ impl Gate {
     /// layers that can wait call this before [`Gate::decide`]; one that
     /// does not gets decisions that fail closed until they are known.
     pub async fn prepare(self: &Arc<Self>, action: Action) {
-        if action.follows_pins() && !self.denied.is_fresh() {
+        if action.follows_pins() && !self.shared.denied.is_fresh() {
             // On a task of its own: the resolver's futures are not `Sync`,
             // and socket checks must be.
             let gate = self.clone();
-            let _ = tokio::spawn(async move { gate.denied.refresh(&gate.resolver).await }).await;
+            let _ = tokio::spawn(
+                async move { gate.shared.denied.refresh(&gate.shared.resolver).await },
+            )
+            .await;
         }
     }
 
@@ -299,23 +351,26 @@ impl Gate {
                 let resolved_from: Vec<&str> = match pinned {
                     Some(names) => names.to_vec(),
                     None => {
-                        looked_up = lock(&self.pins).names_for(addr.ip(), Instant::now());
+                        looked_up = lock(&self.shared.pins).names_for(addr.ip(), Instant::now());
                         looked_up.iter().map(String::as_str).collect()
                     }
                 };
-                let owners = self.denied.owners(addr.ip());
+                let owners = self.shared.denied.owners(addr.ip());
                 let address_of: Vec<&str> = owners.names.iter().map(|n| &**n).collect();
                 let known = warden_policy::Known {
                     resolved_from: &resolved_from,
                     address_of: &address_of,
                     denied_names_unknown: owners.unknown.as_deref(),
                 };
-                self.policy.decide_known(action, &target, &known)
+                self.shared.policy.decide_known(action, &target, &known)
             }
-            _ => self.policy.decide(action, &target),
+            _ => self.shared.policy.decide(action, &target),
         };
         if let Some(audit) = &self.audit {
             audit.record(action, &target, &decision);
+        }
+        if let Some(observer) = &self.shared.observer {
+            observer.decision(action, decision.is_allowed());
         }
         if !decision.is_allowed() {
             self.report_once(action, &target, &decision);
@@ -373,12 +428,12 @@ impl Gate {
     /// The live pin for `name`, or a fresh lookup pinned. A lookup racing
     /// another one keeps the first answer: nothing widens a live pin.
     async fn lookup_pinned(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
-        if let Some(addrs) = lock(&self.pins).get(name, Instant::now()) {
+        if let Some(addrs) = lock(&self.shared.pins).get(name, Instant::now()) {
             return Ok(addrs);
         }
-        let (addrs, valid_until) = self.resolver.lookup(name).await?;
+        let (addrs, valid_until) = self.shared.resolver.lookup(name).await?;
         let now = Instant::now();
-        let mut pins = lock(&self.pins);
+        let mut pins = lock(&self.shared.pins);
         if let Some(pinned) = pins.get(name, now) {
             return Ok(pinned);
         }
@@ -479,7 +534,7 @@ impl Gate {
     /// from). `https` (an `https://` request) makes it TLS even when the
     /// kind is not, with the target's host as the server name.
     pub fn plan(&self, decision: &Decision, target: &Target, https: bool) -> Result<Plan, Refusal> {
-        let kind = decision.kind().and_then(|k| self.policy.kind(k));
+        let kind = decision.kind().and_then(|k| self.shared.policy.kind(k));
         let slot = match kind.and_then(|k| self.caps.get(&k.name).map(|c| (k, c))) {
             Some((k, (max, sem))) => match sem.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -507,12 +562,13 @@ impl Gate {
         };
         let side = match kind {
             Some(k) if k.is_tls() => Some(
-                self.tls
+                self.shared
+                    .tls
                     .client(&k.name)
                     .cloned()
                     .ok_or_else(|| Refusal::Unloaded(k.name.clone()))?,
             ),
-            _ if https => Some(self.tls.default_client()),
+            _ if https => Some(self.shared.tls.default_client()),
             _ => None,
         };
         let tls = match side {
@@ -551,7 +607,7 @@ impl Gate {
             return Ok(Connection::plain(stream, slot));
         };
         let _ = stream.set_nodelay(true);
-        let timeout = self.tls.handshake_timeout();
+        let timeout = self.shared.tls.handshake_timeout();
         let shown = name.to_str().into_owned();
         let (session, outcome) =
             match tokio::time::timeout(timeout, tls::handshake(&side, stream, name)).await {
@@ -585,8 +641,9 @@ impl Gate {
         &self,
         decision: &Decision,
     ) -> Result<Option<Arc<tls::ServerSide>>, Refusal> {
-        match decision.kind().and_then(|k| self.policy.kind(k)) {
+        match decision.kind().and_then(|k| self.shared.policy.kind(k)) {
             Some(k) if k.serves_tls() => self
+                .shared
                 .tls
                 .server(&k.name)
                 .cloned()
@@ -605,6 +662,9 @@ impl Gate {
                 _ => "tls-connect",
             };
             audit.record_tls(event, peer, outcome);
+        }
+        if let Some(observer) = &self.shared.observer {
+            observer.tls(action, outcome.failure.is_none());
         }
         if outcome.failure.is_some() {
             let what = match action {
@@ -628,17 +688,17 @@ impl Gate {
 
     fn say_once(&self, action: Action, what: Result<String, IpAddr>, notice: &Notice<'_>) {
         let remote = what.is_err();
-        let Some(last) = self.reported.first_said(action, what) else {
+        let Some(last) = self.shared.reported.first_said(action, what) else {
             return;
         };
-        (self.reporter)(notice);
+        (self.shared.reporter)(notice);
         if last {
             let budget = if remote {
                 MAX_REMOTE_REPORTED
             } else {
                 MAX_REPORTED
             };
-            (self.reporter)(&Notice::Quiet { remote, budget });
+            (self.shared.reporter)(&Notice::Quiet { remote, budget });
         }
     }
 
@@ -657,7 +717,7 @@ impl Gate {
     }
 
     fn report_once(&self, action: Action, target: &Target, decision: &Decision) {
-        let Some(last) = self.reported.first(action, target) else {
+        let Some(last) = self.shared.reported.first(action, target) else {
             return;
         };
         let remedy = if decision.by_deny_rule() {
@@ -665,7 +725,7 @@ impl Gate {
         } else {
             Remedy::for_denial(action, target)
         };
-        (self.reporter)(&Notice::Denied {
+        (self.shared.reporter)(&Notice::Denied {
             action,
             target,
             decision,
@@ -678,7 +738,7 @@ impl Gate {
             } else {
                 MAX_REPORTED
             };
-            (self.reporter)(&Notice::Quiet { remote, budget });
+            (self.shared.reporter)(&Notice::Quiet { remote, budget });
         }
     }
 }

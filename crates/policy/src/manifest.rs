@@ -74,6 +74,37 @@ pub struct Manifest {
     pub kinds: Vec<Kind>,
     /// Whether every connect grant must have a TLS kind.
     pub require_tls: bool,
+    /// Applications `warden serve` hosts, each on its route.
+    pub apps: Vec<App>,
+}
+
+/// An `[[app]]` entry: one application `warden serve` hosts. Paths are as
+/// written (relative to the manifest); sizes and durations are the text the
+/// binary parses as it parses its flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Its name: a word, unique among the apps.
+    pub name: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// The path prefix it serves (default `/`).
+    pub path: String,
+    /// The host it serves, if only one.
+    pub host: Option<String>,
+    /// Its own policy manifest (rules, kinds, DNS, audit), if any.
+    pub manifest: Option<PathBuf>,
+    /// `NAME=VALUE` environment variables.
+    pub env: Vec<(String, String)>,
+    /// Read-write directories, `HOST[::GUEST]`.
+    pub dirs: Vec<String>,
+    /// Read-only directories, `HOST[::GUEST]`.
+    pub dirs_ro: Vec<String>,
+    /// Memory per request, as `--max-memory` takes it.
+    pub max_memory: Option<String>,
+    /// Time per request, as `--timeout` takes it.
+    pub timeout: Option<String>,
+    /// Fuel per request.
+    pub fuel: Option<u64>,
 }
 
 impl Manifest {
@@ -194,6 +225,27 @@ struct Raw {
     #[serde(default)]
     kind: Vec<RawKind>,
     require_tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    app: Vec<RawApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Spanned<String>,
+    component: Spanned<String>,
+    path: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    manifest: Option<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    #[serde(default)]
+    dirs: Vec<Spanned<String>>,
+    #[serde(default)]
+    dirs_ro: Vec<Spanned<String>>,
+    max_memory: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    fuel: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -461,6 +513,66 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         kinds.push(kind);
     }
     let require_tls = raw.require_tls.as_ref().is_some_and(|r| *r.get_ref());
+    let mut apps = Vec::new();
+    let mut app_names = HashSet::new();
+    for a in &raw.app {
+        let name = a.name.get_ref();
+        let word = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !word {
+            return Err(cx.error(
+                a.name.span(),
+                "name: expected letters, digits, `-`, `_` and `.` (at most 64)",
+            ));
+        }
+        if !app_names.insert(name.clone()) {
+            return Err(cx.error(a.name.span(), format!("app `{name}` is defined twice")));
+        }
+        if a.component.get_ref().is_empty() {
+            return Err(cx.error(a.component.span(), "component: expected a file"));
+        }
+        let path = match &a.path {
+            Some(p) => cx.parse(p, "path", |v| {
+                if v.starts_with('/') && !v.contains(['?', '#', ' ']) {
+                    Ok(v.to_string())
+                } else {
+                    Err(format!("`{v}` is not a path prefix (it starts with `/`)"))
+                }
+            })?,
+            None => "/".to_string(),
+        };
+        let host = match &a.host {
+            Some(h) => Some(cx.parse(h, "host", |v| {
+                crate::normalize_name(v).ok_or_else(|| format!("`{v}` is not a host name"))
+            })?),
+            None => None,
+        };
+        let mut env = Vec::new();
+        for e in &a.env {
+            env.push(cx.parse(e, "env", |v| match v.split_once('=') {
+                Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+                _ => Err(format!("`{v}` is not NAME=VALUE")),
+            })?);
+        }
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+        let texts = |v: &[Spanned<String>]| v.iter().map(|s| s.get_ref().clone()).collect();
+        apps.push(App {
+            name: name.clone(),
+            component: PathBuf::from(a.component.get_ref()),
+            path,
+            host,
+            manifest: a.manifest.as_ref().map(|m| PathBuf::from(m.get_ref())),
+            env,
+            dirs: texts(&a.dirs),
+            dirs_ro: texts(&a.dirs_ro),
+            max_memory: text(&a.max_memory),
+            timeout: text(&a.timeout),
+            fuel: a.fuel.as_ref().map(|f| *f.get_ref()),
+        });
+    }
     let manifest = Manifest {
         rules,
         dns_server,
@@ -468,6 +580,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         listen,
         kinds,
         require_tls,
+        apps,
     };
     // The grants and kinds must agree; an error points at the rule (or the
     // kind) it is about.
@@ -565,7 +678,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`"
         );
         assert_eq!(
             err(

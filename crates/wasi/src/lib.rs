@@ -63,14 +63,19 @@ pub struct Grants {
     pub env: Vec<(String, String)>,
     /// Pre-opened directories, in order.
     pub dirs: Vec<DirGrant>,
+    /// Give the guest an empty stdin instead of the host's (`serve`'s
+    /// handlers read requests, not the terminal).
+    pub closed_stdin: bool,
 }
 
 /// Build a WASI context builder for `grants`, with every network path routed
 /// through `gate`. Stdio is the host's.
 pub fn wasi_builder(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiCtxBuilder, WasiError> {
     let mut b = WasiCtxBuilder::new();
-    b.inherit_stdin()
-        .stdout(stdio::HostOutput::STDOUT)
+    if !grants.closed_stdin {
+        b.inherit_stdin();
+    }
+    b.stdout(stdio::HostOutput::STDOUT)
         .stderr(stdio::HostOutput::STDERR)
         .args(&grants.args)
         .envs(&grants.env);

@@ -19,15 +19,26 @@ pub struct Server {
 }
 
 /// The port in a line that says `listening on IP:PORT` (and perhaps more
-/// after it).
+/// after it), or `serving http://IP:PORT/`.
 pub fn listening_port(line: &str) -> Option<u16> {
-    let (_, rest) = line.split_once("listening on ")?;
-    let addr = rest.split_whitespace().next()?;
+    let addr = match line.split_once("listening on ") {
+        Some((_, rest)) => rest.split_whitespace().next()?,
+        None => {
+            let (_, rest) = line.split_once("://")?;
+            rest.split('/').next()?
+        }
+    };
     addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }
 
 fn spawn(args: &[&str]) -> (Child, BufReader<ChildStdout>, BufReader<ChildStderr>) {
-    let mut child = run_cmd(args)
+    spawn_cmd(run_cmd(args))
+}
+
+fn spawn_cmd(
+    mut cmd: std::process::Command,
+) -> (Child, BufReader<ChildStdout>, BufReader<ChildStderr>) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -51,7 +62,12 @@ impl Server {
     /// Start `warden run ARGS` and take the port from its first stderr
     /// line (`warden: fd 3 (NAME) listening on 127.0.0.1:PORT`).
     pub fn start(args: &[&str]) -> Server {
-        let (child, stdout, mut stderr) = spawn(args);
+        Server::start_with(run_cmd(args))
+    }
+
+    /// [`Server::start`] for a command already made (`warden serve ...`).
+    pub fn start_with(cmd: std::process::Command) -> Server {
+        let (child, stdout, mut stderr) = spawn_cmd(cmd);
         let mut first = String::new();
         stderr.read_line(&mut first).unwrap();
         let port = listening_port(&first).unwrap_or_else(|| panic!("no listening line: {first:?}"));

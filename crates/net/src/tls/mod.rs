@@ -81,11 +81,73 @@ pub struct ClientSide {
     pub(crate) preamble: Preamble,
 }
 
-/// One listening TLS configuration.
+/// One listening TLS configuration. Its certificate can be replaced while
+/// it serves ([`ServerSide::reload`]): handshakes after the reload use the
+/// new one, connections already made keep theirs.
 pub struct ServerSide {
     /// The kind.
     pub kind: Arc<Kind>,
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    certificate: Arc<Reloadable>,
+}
+
+/// The certificate a server presents, replaceable.
+#[derive(Debug)]
+struct Reloadable(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for Reloadable {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl ServerSide {
+    /// Read the kind's certificate and key again and serve them from now
+    /// on; on an error the old ones stay. Returns what the new certificate
+    /// says.
+    pub fn reload(&self) -> Result<CertInfo, TlsError> {
+        let fail = |problem| TlsError {
+            kind: self.kind.name.clone(),
+            problem,
+        };
+        let (key, info) = certified_key(&self.kind).map_err(fail)?;
+        *self
+            .certificate
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(info)
+    }
+
+    /// Do the server's side of a handshake on `tcp`: the connection (its
+    /// plaintext), and the ALPN protocol agreed, if any.
+    pub async fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<(crate::conn::Connection, Option<Vec<u8>>)> {
+        let tls = self.acceptor.accept(tcp).await?;
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        Ok((
+            crate::conn::Connection::tls(tokio_rustls::TlsStream::Server(tls), None),
+            alpn,
+        ))
+    }
+}
+
+/// A kind's certificate chain and key, checked to belong together.
+fn certified_key(kind: &Kind) -> Result<(Arc<rustls::sign::CertifiedKey>, CertInfo), Problem> {
+    let (Some(cert), Some(key)) = (&kind.cert, &kind.key) else {
+        unreachable!("only kinds that serve TLS")
+    };
+    let chain = material::read_chain(cert)?;
+    let info = material::describe_chain(cert)?;
+    let certified =
+        rustls::sign::CertifiedKey::from_der(chain, material::read_key(key)?, &provider())
+            .map_err(|e| key_error(e, cert, key))?;
+    Ok((Arc::new(certified), info))
 }
 
 /// The TLS configurations of a policy's kinds, built once.
@@ -183,6 +245,11 @@ impl Tls {
         self.clients.get(name)
     }
 
+    /// Every listening configuration, by kind name.
+    pub fn servers(&self) -> impl Iterator<Item = &Arc<ServerSide>> {
+        self.servers.values()
+    }
+
     /// The listening configuration of kind `name`, if it has one.
     pub fn server(&self, name: &str) -> Option<&Arc<ServerSide>> {
         self.servers.get(name)
@@ -242,9 +309,6 @@ fn client_side(kind: &Arc<Kind>) -> Result<ClientSide, Problem> {
 }
 
 fn server_side(kind: &Arc<Kind>) -> Result<ServerSide, Problem> {
-    let (Some(cert), Some(key)) = (&kind.cert, &kind.key) else {
-        unreachable!("only kinds that serve TLS")
-    };
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(kind.min_version))
         .map_err(config_error)?;
@@ -258,13 +322,14 @@ fn server_side(kind: &Arc<Kind>) -> Result<ServerSide, Problem> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(material::read_chain(cert)?, material::read_key(key)?)
-        .map_err(|e| key_error(e, cert, key))?;
+    let (certified, _) = certified_key(kind)?;
+    let certificate = Arc::new(Reloadable(std::sync::RwLock::new(certified)));
+    let mut config = builder.with_cert_resolver(certificate.clone());
     config.alpn_protocols = kind.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     Ok(ServerSide {
         kind: kind.clone(),
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        certificate,
     })
 }
 

@@ -1,0 +1,260 @@
+//! `serve`'s Prometheus metrics (prometheus-client), and the listener
+//! that exposes them with a liveness endpoint: `GET /metrics` (the text
+//! exposition format) and `GET /healthz` (`ok` while the server runs).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use warden_net::{Action, Observer};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppStatus {
+    app: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabel {
+    app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsLabel {
+    direction: String,
+    result: String,
+}
+
+/// Every metric `serve` keeps.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<AppStatus, Counter>,
+    latency: Family<AppLabel, Histogram>,
+    in_flight: Gauge,
+    connections: Gauge,
+    created: Family<AppLabel, Counter>,
+    reused: Family<AppLabel, Counter>,
+    denials: Family<ActionLabel, Counter>,
+    tls: Family<TlsLabel, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("warden");
+        let requests = Family::<AppStatus, Counter>::default();
+        let latency =
+            Family::<AppLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let in_flight = Gauge::default();
+        let connections = Gauge::default();
+        let created = Family::<AppLabel, Counter>::default();
+        let reused = Family::<AppLabel, Counter>::default();
+        let denials = Family::<ActionLabel, Counter>::default();
+        let tls = Family::<TlsLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests answered, by app and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response's headers",
+            latency.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being handled",
+            in_flight.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open",
+            connections.clone(),
+        );
+        registry.register(
+            "instances_created",
+            "Guest instances created",
+            created.clone(),
+        );
+        registry.register(
+            "instances_reused",
+            "Requests served by a reused instance",
+            reused.clone(),
+        );
+        registry.register(
+            "denials",
+            "Network actions the policy denied, by action",
+            denials.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes, by direction and result",
+            tls.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            connections,
+            created,
+            reused,
+            denials,
+            tls,
+        }
+    }
+
+    pub(crate) fn answered(&self, app: &str, status: u16, seconds: f64) {
+        let app = app.to_string();
+        self.requests
+            .get_or_create(&AppStatus {
+                app: app.clone(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&AppLabel { app })
+            .observe(seconds);
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    pub(crate) fn request_ended(&self) {
+        self.in_flight.dec();
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub(crate) fn instance_created(&self, app: &str) {
+        self.created
+            .get_or_create(&AppLabel { app: app.into() })
+            .inc();
+    }
+
+    pub(crate) fn instance_reused(&self, app: &str) {
+        self.reused
+            .get_or_create(&AppLabel { app: app.into() })
+            .inc();
+    }
+
+    /// The server's own TLS handshake with a client.
+    pub(crate) fn client_handshake(&self, ok: bool) {
+        self.tls_handshake("in", ok);
+    }
+
+    fn tls_handshake(&self, direction: &str, ok: bool) {
+        self.tls
+            .get_or_create(&TlsLabel {
+                direction: direction.into(),
+                result: if ok { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+    }
+
+    /// The exposition text.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Observer for Metrics {
+    fn decision(&self, action: Action, allowed: bool) {
+        if !allowed {
+            self.denials
+                .get_or_create(&ActionLabel {
+                    action: action.as_str().into(),
+                })
+                .inc();
+        }
+    }
+
+    fn tls(&self, action: Action, ok: bool) {
+        let direction = if action == Action::Accept {
+            "in"
+        } else {
+            "out"
+        };
+        self.tls_handshake(direction, ok);
+    }
+}
+
+/// Serve `/metrics` and `/healthz` on `listener` until `stop` says so.
+pub(crate) async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let (status, body) = match req.uri().path() {
+                            "/metrics" => (200, metrics.encode()),
+                            "/healthz" => (200, "ok\n".to_string()),
+                            _ => (404, "not found: try /metrics or /healthz\n".to_string()),
+                        };
+                        let response = http::Response::builder()
+                            .status(status)
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(body)))
+                            .expect("a valid response");
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(io, service);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+/// Bind the metrics listener.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = warden_net::sockets::bind_listener(addr)?;
+    tokio::net::TcpListener::from_std(listener)
+}

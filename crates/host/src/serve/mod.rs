@@ -1,0 +1,448 @@
+//! `serve`: host wasi:http components (WASI 0.2 proxies, WASI 0.3
+//! services) behind an HTTP/1.1 and HTTP/2 server hardened for a public
+//! address.
+//!
+//! The order: take over the signals; bind every listener (a busy or
+//! privileged port fails here); read the server's TLS material; compile
+//! each app and build its gate (policy, TLS, DNS, audit); say where it
+//! serves (the first stderr line is `warden: serving http://HOST:PORT/`);
+//! tick the epoch; accept until SIGTERM or SIGINT, then stop accepting,
+//! let requests in flight finish within the shutdown grace, flush the
+//! audit and access logs, and return. SIGHUP reloads the certificate.
+//!
+//! Files: `app` (one application and its instances), `http` (connections,
+//! routing, the hardening limits, the access log), `metrics`.
+
+mod app;
+mod http;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_net::{AuditDest, AuditLog, Gate, LineLog, Tls};
+use warden_wasi::Grants;
+
+use crate::compile::{self, Compiled};
+use crate::load::GuestKind;
+use crate::{CacheSetting, HostError, Limits, ListenSpec, Network};
+
+pub use http::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER,
+};
+
+/// The per-request time limit when none is set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most connections open at once, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The most requests in flight at once, by default.
+pub const DEFAULT_MAX_REQUESTS: usize = 256;
+
+/// How long a shutdown waits for requests in flight, by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Where requests go: a path prefix and, optionally, a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The path prefix (`/` matches every path); matched at segment
+    /// boundaries (`/api` matches `/api` and `/api/x`, not `/apix`).
+    pub prefix: String,
+    /// The host (without port), matched without regard to case.
+    pub host: Option<String>,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route {
+            prefix: "/".into(),
+            host: None,
+        }
+    }
+}
+
+/// How a WASI 0.3 app's instances are reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    /// Requests one instance serves before it is dropped (1: a fresh
+    /// instance per request).
+    pub max_reuse: usize,
+    /// Requests one instance serves at once.
+    pub max_concurrency: usize,
+}
+
+impl Default for Reuse {
+    fn default() -> Self {
+        Reuse {
+            max_reuse: 1,
+            max_concurrency: 1,
+        }
+    }
+}
+
+/// One application: a component, its route, and what it is granted.
+#[derive(Clone)]
+pub struct AppSpec {
+    /// Its name (in the access log, the audit log and metrics).
+    pub name: String,
+    /// The component file.
+    pub file: PathBuf,
+    /// Which requests it gets.
+    pub route: Route,
+    /// Directories and environment (its arguments are its file name).
+    pub grants: Grants,
+    /// Its network policy, DNS and audit log.
+    pub network: Network,
+    /// Its limits; `timeout`, `fuel` and `max_memory` are per request.
+    pub limits: Limits,
+    /// WASI 0.3 instance reuse.
+    pub reuse: Reuse,
+}
+
+impl std::fmt::Debug for AppSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSpec")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's own TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeTls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+    /// CAs whose client certificates are required, if any.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The server's protocol limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Time to receive a request's headers.
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
+    /// Bytes of request headers.
+    pub max_header: usize,
+    /// Bytes of request body.
+    pub max_body: u64,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Requests in flight at once.
+    pub max_requests: usize,
+    /// Time requests in flight get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_header: DEFAULT_MAX_HEADER,
+            max_body: DEFAULT_MAX_BODY,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_requests: DEFAULT_MAX_REQUESTS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// A validated request to serve.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The applications, routed by longest match.
+    pub apps: Vec<AppSpec>,
+    /// Addresses to bind.
+    pub addrs: Vec<SocketAddr>,
+    /// Listeners a service manager handed over (or addresses as `--listen`).
+    pub listeners: Vec<ListenSpec>,
+    /// HTTPS on every listener.
+    pub tls: Option<ServeTls>,
+    /// Protocol limits.
+    pub limits: ServeLimits,
+    /// Where the access log goes.
+    pub access_log: Option<AuditDest>,
+    /// Where metrics are served.
+    pub metrics: Option<SocketAddr>,
+    /// The compile cache.
+    pub cache: CacheSetting,
+    /// Use the pooling allocator when the machine allows.
+    pub pooling: bool,
+    /// How long the server's own TLS handshakes may take.
+    pub handshake_timeout: Duration,
+    /// Progress lines on stderr.
+    pub verbose: bool,
+}
+
+/// How a server ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSummary {
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests still running when the grace ran out.
+    pub abandoned: usize,
+}
+
+/// Serve until SIGTERM or SIGINT (see the module docs).
+pub fn serve(cfg: &ServeConfig) -> Result<ServeSummary, HostError> {
+    let stop = crate::signals::install_serving()
+        .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
+    crate::run::raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("warden-serve")
+        .build()
+        .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(serve_async(cfg, stop));
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    crate::signals::claim_exit();
+    result
+}
+
+async fn serve_async(
+    cfg: &ServeConfig,
+    mut stop: crate::signals::Stop,
+) -> Result<ServeSummary, HostError> {
+    let log = |msg: &str| {
+        if cfg.verbose {
+            warden_net::out::line(&format!("warden: {msg}"));
+        }
+    };
+    // Bind first: a port in use or a privileged port fails here.
+    let mut listeners = Vec::new();
+    let addrs = if cfg.addrs.is_empty() && cfg.listeners.is_empty() {
+        vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+    } else {
+        cfg.addrs.clone()
+    };
+    for addr in &addrs {
+        let on = warden_net::sockets::ListenOn::Addr(*addr);
+        let l = warden_net::sockets::bind_listener(*addr)
+            .map_err(|source| HostError::Listen { on, source })?;
+        listeners.push(l);
+    }
+    for spec in &cfg.listeners {
+        let (l, _) =
+            warden_net::sockets::open_listener(&spec.on).map_err(|source| HostError::Listen {
+                on: spec.on.clone(),
+                source,
+            })?;
+        listeners.push(l);
+    }
+    let metrics_listener = match cfg.metrics {
+        Some(addr) => Some(metrics::bind(addr).map_err(|source| HostError::Listen {
+            on: warden_net::sockets::ListenOn::Addr(addr),
+            source,
+        })?),
+        None => None,
+    };
+    let tls = server_tls(cfg)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let instances = u32::try_from(cfg.limits.max_requests)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(2);
+    let fuel = cfg.apps.iter().any(|a| a.limits.fuel.is_some());
+    let (engine, note) = compile::serve_engine(fuel, cfg.pooling, instances)?;
+    if let Some(note) = note {
+        warden_net::out::line(&format!("warden: note: {note}"));
+    }
+    let mut apps = Vec::with_capacity(cfg.apps.len());
+    for spec in &cfg.apps {
+        apps.push(build_app(&engine, spec, cfg, &metrics, &log)?);
+    }
+    let apps = Arc::new(apps);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut bound = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let local = l.local_addr().map_err(|source| HostError::Listen {
+            on: warden_net::sockets::ListenOn::Addr(SocketAddr::from(([0, 0, 0, 0], 0))),
+            source,
+        })?;
+        bound.push((l, local));
+    }
+    for (_, local) in &bound {
+        warden_net::out::line(&format!("warden: serving {scheme}://{local}/"));
+    }
+    if let Some(m) = &metrics_listener
+        && let Ok(addr) = m.local_addr()
+    {
+        warden_net::out::line(&format!("warden: metrics on http://{addr}/metrics"));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    spawn_epoch_ticker(&engine, stop_rx.clone());
+    if let Some(m) = metrics_listener {
+        tokio::spawn(metrics::serve_metrics(m, metrics.clone(), stop_rx.clone()));
+    }
+    let server = http::Server::new(
+        apps.clone(),
+        cfg.limits,
+        tls.clone(),
+        access_log(cfg)?,
+        metrics,
+    );
+    let mut accepting = Vec::new();
+    for (l, local) in bound {
+        let l = tokio::net::TcpListener::from_std(l).map_err(|source| HostError::Listen {
+            on: warden_net::sockets::ListenOn::Addr(local),
+            source,
+        })?;
+        accepting.push(tokio::spawn(server.clone().accept(
+            l,
+            local,
+            stop_rx.clone(),
+        )));
+    }
+    // Until a signal says stop; SIGHUP reloads the certificate meanwhile.
+    loop {
+        match stop.next().await {
+            crate::signals::Event::Reload => match &tls {
+                Some(side) => match side.reload() {
+                    Ok(info) => warden_net::out::line(&format!(
+                        "warden: reloaded the certificate ({}, valid until {})",
+                        info.subject,
+                        info.expires()
+                    )),
+                    Err(e) => warden_net::out::line(&format!(
+                        "warden: cannot reload the certificate, still serving the old one: {e}"
+                    )),
+                },
+                None => warden_net::out::line("warden: SIGHUP: no certificate to reload"),
+            },
+            crate::signals::Event::Stop(name) => {
+                warden_net::out::line(&format!(
+                    "warden: {name}: stopping; requests in flight have {:?} to finish",
+                    cfg.limits.shutdown_grace
+                ));
+                break;
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    for a in accepting {
+        let _ = a.await;
+    }
+    let abandoned = server.drain(cfg.limits.shutdown_grace).await;
+    if abandoned > 0 {
+        warden_net::out::line(&format!(
+            "warden: {abandoned} requests were still running when the shutdown grace ran out"
+        ));
+    }
+    for app in apps.iter() {
+        crate::run::report_audit(app.finish_audit());
+    }
+    server.finish_access_log();
+    warden_net::conn::settle(Duration::from_secs(1)).await;
+    Ok(ServeSummary {
+        requests: server.answered(),
+        abandoned,
+    })
+}
+
+/// The server's TLS: a kind of its own with the certificate, serving h2
+/// and http/1.1.
+fn server_tls(cfg: &ServeConfig) -> Result<Option<Arc<warden_net::tls::ServerSide>>, HostError> {
+    let Some(t) = &cfg.tls else {
+        return Ok(None);
+    };
+    let kind = Arc::new(warden_policy::Kind {
+        name: "serve".into(),
+        protocol: warden_policy::Protocol::Tls,
+        cert: Some(t.cert.clone()),
+        key: Some(t.key.clone()),
+        client_ca: t.client_ca.clone(),
+        alpn: vec!["h2".into(), "http/1.1".into()],
+        ..warden_policy::Kind::default()
+    });
+    let tls = Tls::load([&kind], cfg.handshake_timeout)?;
+    Ok(tls.server("serve").cloned())
+}
+
+fn access_log(cfg: &ServeConfig) -> Result<Option<Arc<LineLog>>, HostError> {
+    match &cfg.access_log {
+        Some(dest) => Ok(Some(Arc::new(
+            LineLog::open(dest).map_err(HostError::Audit)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn build_app(
+    engine: &wasmtime::Engine,
+    spec: &AppSpec,
+    cfg: &ServeConfig,
+    metrics: &Arc<metrics::Metrics>,
+    log: &dyn Fn(&str),
+) -> Result<app::App, HostError> {
+    let verbose = cfg.verbose;
+    let progress: compile::Log = Arc::new(move |msg: &str| {
+        if verbose {
+            warden_net::out::line(&format!("warden: {msg}"));
+        }
+    });
+    let program = compile::prepare(engine, &spec.file, &spec.limits, &cfg.cache, &progress)?;
+    let (component, abi) = match (&program.guest.kind, program.compiled) {
+        (GuestKind::Http(abi), Compiled::Component(c, _)) => (c, *abi),
+        (kind, _) => {
+            return Err(HostError::Unsupported {
+                path: spec.file.clone(),
+                what: format!(
+                    "a {}; warden serve takes wasi:http/proxy 0.2 components (exporting wasi:http/incoming-handler@0.2.x) and wasi:http/service 0.3 components (wasi:http/handler@0.3.x); use `warden run` for commands",
+                    kind.describe()
+                ),
+            });
+        }
+    };
+    let sha256 = hex::encode(program.guest.sha256);
+    let network = &spec.network;
+    let timeout = network
+        .handshake_timeout
+        .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT);
+    let tls = Arc::new(Tls::load(network.policy.kinds(), timeout)?);
+    let mut builder = Gate::builder(network.policy.clone())
+        .dns(network.dns.clone())
+        .tls(tls)
+        .observer(metrics.clone());
+    if let Some(reporter) = &network.reporter {
+        builder = builder.reporter(reporter.clone());
+    }
+    let audit = match &network.audit {
+        Some(dest) => Some(AuditLog::open(dest, &spec.name, &sha256).map_err(HostError::Audit)?),
+        None => None,
+    };
+    // The app's own gate records nothing; each instance's gate records to
+    // a child of the app's audit log.
+    let gate = builder.build();
+    log(&format!(
+        "app {} ({}) at {}{}",
+        spec.name,
+        program.guest.kind.describe(),
+        spec.route.host.as_deref().unwrap_or(""),
+        spec.route.prefix
+    ));
+    let core = app::Core::new(spec.clone(), sha256, engine, gate, audit, metrics.clone());
+    app::App::new(core, &component, abi)
+}
+
+/// Tick the engine's epoch every [`crate::instance::EPOCH_TICK`] until
+/// the server stops.
+fn spawn_epoch_ticker(engine: &wasmtime::Engine, stop: tokio::sync::watch::Receiver<bool>) {
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name("warden-epoch".into())
+        .spawn(move || {
+            while !*stop.borrow() {
+                std::thread::sleep(crate::instance::EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch thread");
+}
