@@ -64,7 +64,9 @@ The manifest (TOML, version 1; unknown keys are errors):\n\n\
   [[allow]]\n  id = \"api\"\n  target = \"api.example.com\"       # IP, CIDR, name, *.suffix or *\n  ports = \"443\"                    # N, N-M or *\n  \
 rights = [\"connect\", \"resolve\"]  # connect bind listen accept udp-bind udp-send udp-recv resolve\n\n\
   [[deny]]\n  id = \"metadata\"\n  target = \"169.254.0.0/16\"        # ports default to *\n\n\
-  [[listen]]\n  name = \"http\"\n  addr = \"127.0.0.1:8080\""
+  [[listen]]\n  name = \"http\"\n  addr = \"127.0.0.1:8080\"\n\n\
+  [[kind]]                           # a connection kind (see the README)\n  name = \"db\"\n  protocol = \"tls\"                 # tcp, tls or postgres-tls\n  ca = \"ca.pem\"\n\n\
+  [[app]]                            # an application for `warden serve`\n  name = \"api\"\n  component = \"api.wasm\"\n  path = \"/api\"\n  manifest = \"api-policy.toml\"    # optional: its own policy"
     )]
     Check {
         /// The manifest file

@@ -71,7 +71,15 @@ pub(crate) fn serve_engine(
             .total_tables(instances.saturating_mul(8))
             .max_memories_per_component(crate::MAX_MEMORIES as u32)
             .max_tables_per_component(crate::MAX_TABLES as u32)
-            .max_core_instances_per_component(crate::MAX_INSTANCES as u32);
+            .max_core_instances_per_component(crate::MAX_INSTANCES as u32)
+            // Reset a slot's first pages by writing them rather than
+            // unmapping them, and unmap the rest in batches: every unmap
+            // is a TLB shootdown on every core, which at a fresh instance
+            // per request costs more than the writes.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(64 << 10)
+            .async_stack_keep_resident(64 << 10)
+            .decommit_batch_size(64);
         let mut pooled = config.clone();
         pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         match Engine::new(&pooled) {
