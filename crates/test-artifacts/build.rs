@@ -78,10 +78,16 @@ fn build_c_guests(src: &std::path::Path, out: &std::path::Path) {
             continue;
         }
         let wasm = out.join(path.file_stem().unwrap()).with_extension("wasm");
+        // Every program is linked with lib/warden_socket.c, the POSIX socket
+        // calls on Warden's preview1 socket extension (unused ones drop out).
+        let lib = src.join("lib");
         let status = Command::new(&clang)
             .args(["--target=wasm32-wasi", "-O2", "-Wall", "-Werror", "-o"])
             .arg(&wasm)
+            .arg("-I")
+            .arg(&lib)
             .arg(&path)
+            .arg(lib.join("warden_socket.c"))
             .status()
             .unwrap_or_else(|e| {
                 panic!(

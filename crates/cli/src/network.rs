@@ -7,10 +7,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::Args;
 use warden_host::Network;
-use warden_net::{AuditDest, DnsConfig, Policy};
+use warden_net::{AuditDest, DnsConfig, Policy, Pool};
 use warden_policy::manifest::{self, Listen};
 use warden_policy::{
     Cidr, Kind, KindError, NamePattern, Ports, Protocol, Rights, Rule, RuleTarget,
@@ -149,6 +150,27 @@ pub struct NetworkArgs {
     /// system's (/etc/resolv.conf). Example: --dns-server 127.0.0.1:53
     #[arg(long = "dns-server", value_name = "ADDR:PORT", value_parser = dns_server)]
     pub dns_server: Option<SocketAddr>,
+
+    /// Pre-open an address pool for a preview1 program's sockets
+    /// (sock_open takes its descriptor): NAME=RIGHTS@TARGETS, RIGHTS being
+    /// rights joined by + (connect, bind, listen, accept, udp-bind,
+    /// udp-send, udp-recv) and TARGETS TARGET:PORTS joined by commas. A
+    /// socket opened from a pool may do only what the pool AND the other
+    /// grants allow: a pool never grants anything by itself. Pools are
+    /// descriptors after the listeners, announced as WARDEN_POOLS=NAME=FD,...
+    /// Repeatable. Example: --pool db=connect@127.0.0.1:5432
+    #[arg(long = "pool", value_name = "NAME=RIGHTS@TARGETS", value_parser = pool_flag)]
+    pub pool: Vec<Arc<Pool>>,
+
+    /// Refuse sock_open without a pool descriptor (a program built for
+    /// WAMR passes -1, which otherwise means "the other grants alone").
+    /// Example: --strict-pools
+    #[arg(long = "strict-pools")]
+    pub strict_pools: bool,
+}
+
+fn pool_flag(s: &str) -> Result<Arc<Pool>, String> {
+    Pool::parse(s).map(Arc::new).map_err(|e| e.to_string())
 }
 
 /// The network part of a run, resolved from the manifest and the flags.
@@ -272,7 +294,9 @@ impl NetworkArgs {
         let mut require_tls = self.require_tls;
         let mut dns = DnsConfig::System;
         let mut audit_dest = None;
+        let mut pools: Vec<Arc<Pool>> = Vec::new();
         if let Some(m) = manifest {
+            pools = m.pools.into_iter().map(Arc::new).collect();
             // Relative paths in a manifest are relative to its directory.
             let base = manifest_path
                 .and_then(Path::parent)
@@ -294,6 +318,16 @@ impl NetworkArgs {
             audit_dest = m.audit.map(|a| audit_dest_of(&a, base));
         }
         rules.extend(self.rules());
+        for p in &self.pool {
+            if pools.iter().any(|q| q.name() == p.name()) {
+                return Err(format!(
+                    "--pool {}: a pool named `{}` is defined already",
+                    p.text(),
+                    p.name()
+                ));
+            }
+            pools.push(p.clone());
+        }
         if !self.connect_tls.is_empty() {
             kinds.push(Kind {
                 name: CONNECT_TLS_KIND.into(),
@@ -336,6 +370,8 @@ impl NetworkArgs {
                 audit: audit_dest,
                 reporter: None,
                 handshake_timeout: None,
+                pools,
+                strict_pools: self.strict_pools,
             },
             listen,
             warnings,

@@ -128,6 +128,10 @@ pub struct Network {
     /// How long a TLS handshake the host does may take (`None`:
     /// [`warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT`]).
     pub handshake_timeout: Option<Duration>,
+    /// Address pools pre-opened for a preview1 guest, in order.
+    pub pools: Vec<std::sync::Arc<warden_net::Pool>>,
+    /// Whether a preview1 `sock_open` needs a pool descriptor.
+    pub strict_pools: bool,
 }
 
 impl std::fmt::Debug for Network {

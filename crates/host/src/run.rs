@@ -361,7 +361,13 @@ async fn execute(
                     listener,
                 });
             }
-            let ctx = warden_wasi::p1_ctx(&cfg.grants, gate, named)?;
+            let ctx = warden_wasi::p1_ctx(
+                &cfg.grants,
+                gate,
+                named,
+                cfg.network.pools.clone(),
+                cfg.network.strict_pools,
+            )?;
             let mut store = instance::store(engine, ctx, &cfg.limits)?;
             let result = async {
                 let instance = match linker.instantiate_async(&mut store, module).await {

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod conn;
 mod denied;
+pub mod opened;
 pub mod out;
 pub mod pumped;
 pub mod report;
@@ -38,7 +39,9 @@ pub use conn::Connection;
 pub use report::{Notice, Reporter};
 pub use resolve::{DnsConfig, LookupError};
 pub use tls::Tls;
-pub use warden_policy::{Action, Decision, Policy, Remedy, Target, Transports, Verdict, shorten};
+pub use warden_policy::{
+    Action, Decision, Policy, Pool, Remedy, Target, Transports, Verdict, shorten,
+};
 
 use denied::DeniedNames;
 use report::Reported;
@@ -342,6 +345,23 @@ impl Gate {
     /// (`Some`) rather than looked up in the pin table. Audited and
     /// reported like every decision.
     fn decide_as(&self, action: Action, target: Target, pinned: Option<&[&str]>) -> Decision {
+        self.decide_within(None, action, target, pinned)
+    }
+
+    /// Decide an action of a socket opened from address pool `pool`: the
+    /// policy and the pool must both allow it (see [`Pool::confine`]).
+    /// Audited and reported like every decision.
+    pub fn decide_in(&self, pool: Option<&Pool>, action: Action, target: Target) -> Decision {
+        self.decide_within(pool, action, target, None)
+    }
+
+    fn decide_within(
+        &self,
+        pool: Option<&Pool>,
+        action: Action,
+        target: Target,
+        pinned: Option<&[&str]>,
+    ) -> Decision {
         // Only traffic to a peer can go through a pin or hit a denied
         // name's address; binds, listens and accepts (a server's hot path)
         // skip both tables.
@@ -362,9 +382,19 @@ impl Gate {
                     address_of: &address_of,
                     denied_names_unknown: owners.unknown.as_deref(),
                 };
-                self.shared.policy.decide_known(action, &target, &known)
+                let d = self.shared.policy.decide_known(action, &target, &known);
+                match pool {
+                    Some(p) => p.confine(action, &target, &known, d),
+                    None => d,
+                }
             }
-            _ => self.shared.policy.decide(action, &target),
+            _ => {
+                let d = self.shared.policy.decide(action, &target);
+                match pool {
+                    Some(p) => p.confine(action, &target, &Default::default(), d),
+                    None => d,
+                }
+            }
         };
         if let Some(audit) = &self.audit {
             audit.record(action, &target, &decision);

@@ -155,7 +155,9 @@ pub fn denied_line(action: Action, target: &Target, decision: &Decision) -> Stri
         decision.rule(),
         decision.reason()
     );
-    if decision.by_deny_rule() {
+    if decision.rule().starts_with("pool:") {
+        line.push_str("; widening the pool, not the grants, allows it");
+    } else if decision.by_deny_rule() {
         line.push_str("; a deny rule wins over every grant");
     }
     line

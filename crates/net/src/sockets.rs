@@ -171,6 +171,11 @@ fn check_listening_tcp(fd: RawFd) -> io::Result<()> {
 pub struct Listener {
     local: SocketAddr,
     accepting: Accepting,
+    /// The address pool it was opened from (see [`Listener::confined`]).
+    pool: Option<std::sync::Arc<crate::Pool>>,
+    /// A duplicate of a TLS listener's descriptor (the acceptor task owns
+    /// the listener), for options and addresses.
+    raw: Option<std::os::fd::OwnedFd>,
 }
 
 enum Accepting {
@@ -198,6 +203,8 @@ impl Listener {
         Ok(Self {
             local: listener.local_addr()?,
             accepting: Accepting::Plain(register(listener)?),
+            pool: None,
+            raw: None,
         })
     }
 
@@ -211,12 +218,33 @@ impl Listener {
     ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
+        let raw = Some(std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?);
         let timeout = gate.tls().handshake_timeout();
         let listener = tokio::net::TcpListener::from_std(listener)?;
         Ok(Self {
             local,
             accepting: Accepting::Tls(crate::tls::Acceptor::spawn(listener, side, gate, timeout)),
+            pool: None,
+            raw,
         })
+    }
+
+    /// Confine the peers it accepts to `pool` as well as the policy (for
+    /// a listener a guest opened from an address pool). On a TLS listener
+    /// the acceptor decides each peer before its handshake by the policy,
+    /// and the pool decides it as the guest accepts it.
+    pub fn confined(mut self, pool: Option<std::sync::Arc<crate::Pool>>) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Its descriptor, for options and addresses.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match (&self.raw, &self.accepting) {
+            (Some(raw), _) => std::os::fd::AsFd::as_fd(raw),
+            (None, Accepting::Plain(io)) => std::os::fd::AsFd::as_fd(io.get_ref()),
+            (None, Accepting::Tls(_)) => unreachable!("a TLS listener keeps a duplicate"),
+        }
     }
 
     /// The address the listener is bound to.
@@ -235,17 +263,29 @@ impl Listener {
         match &self.accepting {
             Accepting::Plain(io) => loop {
                 let (stream, peer) = io.get_ref().accept()?;
-                if gate.allows_addr(crate::Action::Accept, peer) {
+                let target = crate::Target::Addr(peer);
+                if gate
+                    .decide_in(self.pool.as_deref(), crate::Action::Accept, target)
+                    .is_allowed()
+                {
                     return Stream::new(stream, peer);
                 }
                 drop(stream);
             },
-            Accepting::Tls(acceptor) => match acceptor.try_accept()? {
-                Some((conn, peer)) => Ok(Stream {
-                    io: StreamIo::Pumped(crate::pumped::Pumped::spawn(conn)),
-                    peer,
-                }),
-                None => Err(io::ErrorKind::WouldBlock.into()),
+            Accepting::Tls(acceptor) => loop {
+                let Some((conn, peer)) = acceptor.try_accept()? else {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                };
+                if let Some(pool) = &self.pool {
+                    let target = crate::Target::Addr(peer);
+                    if !gate
+                        .decide_in(Some(pool), crate::Action::Accept, target)
+                        .is_allowed()
+                    {
+                        continue;
+                    }
+                }
+                return Stream::pumped(conn, peer);
             },
         }
     }
@@ -281,6 +321,9 @@ impl Listener {
 pub struct Stream {
     io: StreamIo,
     peer: SocketAddr,
+    /// A duplicate of a pumped connection's descriptor (its task owns the
+    /// connection), for options and addresses.
+    raw: Option<std::os::fd::OwnedFd>,
 }
 
 enum StreamIo {
@@ -309,7 +352,36 @@ impl Stream {
         Ok(Self {
             io: StreamIo::Plain(register(stream)?),
             peer,
+            raw: None,
         })
+    }
+
+    fn pumped(conn: crate::conn::Connection, peer: SocketAddr) -> io::Result<Self> {
+        let raw = Some(std::os::fd::AsFd::as_fd(&conn).try_clone_to_owned()?);
+        Ok(Self {
+            io: StreamIo::Pumped(crate::pumped::Pumped::spawn(conn)),
+            peer,
+            raw,
+        })
+    }
+
+    /// A connection the host made for the guest to `peer`: a plain one the
+    /// guest reads and writes through, or (TLS, or under a kind's cap) one
+    /// a host task moves.
+    pub fn from_connection(conn: crate::conn::Connection, peer: SocketAddr) -> io::Result<Self> {
+        match conn.into_plain() {
+            Ok(tcp) => Self::new(tcp.into_std()?, peer),
+            Err(conn) => Self::pumped(conn, peer),
+        }
+    }
+
+    /// Its descriptor, for options and addresses.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match (&self.raw, &self.io) {
+            (Some(raw), _) => std::os::fd::AsFd::as_fd(raw),
+            (None, StreamIo::Plain(io)) => std::os::fd::AsFd::as_fd(io.get_ref()),
+            (None, StreamIo::Pumped(_)) => unreachable!("a pumped stream keeps a duplicate"),
+        }
     }
 
     /// The remote address.
@@ -372,6 +444,10 @@ pub enum Probe<'a> {
     Listener(&'a Listener),
     /// A connection (readable bytes are counted).
     Stream(&'a Stream),
+    /// A UDP socket.
+    Datagram(&'a crate::opened::Datagram),
+    /// A socket whose readiness its owner knows (one not yet connected).
+    Known(Readiness),
 }
 
 /// Readiness of many sockets at once: one `poll(2)` for those the guest
@@ -392,6 +468,8 @@ pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
                     }
                 }
             },
+            Probe::Datagram(d) => os.push((i, d.raw_fd(), false)),
+            Probe::Known(r) => out[i] = *r,
             Probe::Stream(s) => match &s.io {
                 StreamIo::Plain(io) => os.push((i, io.as_raw_fd(), true)),
                 StreamIo::Pumped(p) => {
@@ -495,6 +573,10 @@ fn to_readiness(fd: RawFd, revents: libc::c_short, count_bytes: bool) -> Readine
 
 fn readiness(fd: RawFd, count_bytes: bool) -> io::Result<Readiness> {
     Ok(poll_fds(&[(fd, count_bytes)])?[0])
+}
+
+pub(crate) fn fd_readiness(fd: RawFd) -> io::Result<Readiness> {
+    readiness(fd, false)
 }
 
 #[cfg(test)]

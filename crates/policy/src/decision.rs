@@ -108,6 +108,9 @@ pub(crate) enum Why {
     NameAllowed { action: Action, shown: Shown },
     /// An IP literal resolves to itself.
     IpLiteral { ip: IpAddr },
+    /// The instance's policy allows it, and the address pool the socket
+    /// was opened from does not.
+    OutsidePool { action: Action, shown: Shown },
 }
 
 /// A target as a reason shows it: an address, or a (bounded) name with an
@@ -316,6 +319,12 @@ impl fmt::Display for Reason<'_> {
             Why::IpLiteral { ip } => write!(
                 f,
                 "{ip} is an IP literal: it resolves to itself and no lookup leaves the host"
+            ),
+            Why::OutsidePool { action, shown } => write!(
+                f,
+                "the socket was opened from {}, which does not allow {action} {} {shown} (a pool narrows the policy; it never widens it)",
+                rule.text,
+                towards(*action)
             ),
         }
     }

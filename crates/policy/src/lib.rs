@@ -22,6 +22,7 @@
 mod decision;
 mod kind;
 pub mod manifest;
+mod pool;
 mod prefixes;
 mod rule;
 
@@ -34,6 +35,7 @@ use std::sync::Arc;
 pub use decision::{DEFAULT_DENY, Decision, IP_LITERAL, MAX_SHOWN, Remedy, Verdict, shorten};
 use decision::{Quoted, Shown, Why};
 pub use kind::{Kind, KindError, Protocol, TlsVersion};
+pub use pool::{Pool, PoolError};
 
 use prefixes::Prefixes;
 pub use rule::{

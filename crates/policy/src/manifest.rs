@@ -24,6 +24,11 @@
 //! key = "server.key"
 //! client_ca = "clients.pem"       # optional: require client certificates
 //!
+//! [[pool]]                        # an address pool a preview1 guest opens sockets from
+//! name = "db"                     # announced in WARDEN_POOLS as db=FD
+//! rights = ["connect"]
+//! targets = ["127.0.0.1:5432", "db.internal:5432"]
+//!
 //! require_tls = false             # true: every connect grant needs a TLS kind
 //!
 //! [[kind]]                        # a connection kind, which grants name
@@ -37,6 +42,18 @@
 //! min_version = "1.3"             # optional; default 1.2
 //! max_connections = 16            # optional
 //! # cert, key, client_ca: for a kind named by a listen grant
+//!
+//! [[app]]                         # an application `warden serve` hosts
+//! name = "api"
+//! component = "api.wasm"
+//! path = "/api"                   # route: path prefix (default /) ...
+//! host = "api.example.com"        # ... and optionally a host
+//! manifest = "api-policy.toml"    # optional: its own policy
+//! env = ["MODE=prod"]
+//! dirs = ["./data::/data"]        # dirs, dirs_ro: HOST[::GUEST]
+//! max_memory = "64MiB"            # per request, as the flags
+//! timeout = "5s"
+//! fuel = 100000000
 //! ```
 //!
 //! A grant names a kind with `kind = "db"`. Unknown keys, a wrong type, an
@@ -53,7 +70,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Kind, KindError, Policy, Ports, Protocol, Rights, Rule, RuleTarget, TlsVersion};
+use crate::{Kind, KindError, Policy, Pool, Ports, Protocol, Rights, Rule, RuleTarget, TlsVersion};
 
 /// The manifest version this Warden reads.
 pub const VERSION: i64 = 1;
@@ -76,6 +93,8 @@ pub struct Manifest {
     pub require_tls: bool,
     /// Applications `warden serve` hosts, each on its route.
     pub apps: Vec<App>,
+    /// Address pools pre-opened for a preview1 guest, in order.
+    pub pools: Vec<Pool>,
 }
 
 /// An `[[app]]` entry: one application `warden serve` hosts. Paths are as
@@ -227,6 +246,16 @@ struct Raw {
     require_tls: Option<Spanned<bool>>,
     #[serde(default)]
     app: Vec<RawApp>,
+    #[serde(default)]
+    pool: Vec<RawPool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: Spanned<String>,
+    rights: Spanned<Vec<Spanned<String>>>,
+    targets: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +351,25 @@ impl Ctx<'_> {
         f(v.get_ref()).map_err(|e| self.error(v.span(), format!("{what}: {e}")))
     }
 
+    /// The rights a list names.
+    fn rights(&self, list: &Spanned<Vec<Spanned<String>>>) -> Result<Rights, ManifestError> {
+        let mut rights = Rights::NONE;
+        for r in list.get_ref() {
+            rights = rights
+                | Rights::from_name(r.get_ref()).ok_or_else(|| {
+                    self.error(
+                        r.span(),
+                        format!(
+                            "unknown right `{}`; expected one of {}",
+                            r.get_ref(),
+                            Rights::all_names()
+                        ),
+                    )
+                })?;
+        }
+        Ok(rights)
+    }
+
     fn id(
         &self,
         id: &Spanned<String>,
@@ -365,20 +413,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
     for a in &raw.allow {
         let id = cx.id(&a.id, &mut seen)?;
         let target: RuleTarget = cx.parse(&a.target, "target", str::parse)?;
-        let mut rights = Rights::NONE;
-        for r in a.rights.get_ref() {
-            rights = rights
-                | Rights::from_name(r.get_ref()).ok_or_else(|| {
-                    cx.error(
-                        r.span(),
-                        format!(
-                            "unknown right `{}`; expected one of {}",
-                            r.get_ref(),
-                            Rights::all_names()
-                        ),
-                    )
-                })?;
-        }
+        let rights = cx.rights(&a.rights)?;
         if rights.is_empty() {
             return Err(cx.error(
                 a.rights.span(),
@@ -573,7 +608,29 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             fuel: a.fuel.as_ref().map(|f| *f.get_ref()),
         });
     }
+    let mut pools: Vec<Pool> = Vec::new();
+    for p in &raw.pool {
+        let rights = cx.rights(&p.rights)?;
+        let mut targets = Vec::new();
+        for t in p.targets.get_ref() {
+            targets.push(cx.parse(t, "targets", crate::parse_target_ports)?);
+        }
+        let name = p.name.get_ref();
+        if pools.iter().any(|q| q.name() == name) {
+            return Err(cx.error(p.name.span(), format!("pool `{name}` is defined twice")));
+        }
+        let pool = Pool::new(name, rights, targets).map_err(|e| {
+            let span = match e {
+                crate::PoolError::Empty(_) if rights.is_empty() => p.rights.span(),
+                crate::PoolError::Empty(_) => p.targets.span(),
+                _ => p.name.span(),
+            };
+            cx.error(span, e.to_string())
+        })?;
+        pools.push(pool);
+    }
     let manifest = Manifest {
+        pools,
         rules,
         dns_server,
         audit,
@@ -678,7 +735,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`"
         );
         assert_eq!(
             err(
@@ -825,5 +882,35 @@ key = "s.key"
         assert!(
             err(&text.replace("key = \"s.key\"\n", "")).contains("needs both `cert` and `key`")
         );
+    }
+    #[test]
+    fn pools_are_read_and_checked() {
+        let m = parse(
+            "version = 1\n[[pool]]\nname = \"db\"\nrights = [\"connect\"]\ntargets = [\"127.0.0.1:5432\", \"db.internal:5432\"]\n",
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(m.pools.len(), 1);
+        assert_eq!(
+            m.pools[0].text(),
+            "pool db: connect on 127.0.0.1/32:5432,db.internal:5432"
+        );
+        let err = |t: &str| parse(t, "w.toml").unwrap_err().to_string();
+        assert_eq!(
+            err(
+                "version = 1\n[[pool]]\nname = \"db\"\nrights = [\"fly\"]\ntargets = [\"1.2.3.4:1\"]\n"
+            ),
+            "w.toml:4:11: unknown right `fly`; expected one of connect, bind, listen, accept, udp-bind, udp-send, udp-recv, resolve"
+        );
+        assert!(
+            err("version = 1\n[[pool]]\nname = \"db\"\nrights = []\ntargets = [\"1.2.3.4:1\"]\n")
+                .starts_with("w.toml:4:10: pool `db` grants nothing")
+        );
+        assert!(
+            err("version = 1\n[[pool]]\nname = \"db\"\nrights = [\"connect\"]\ntargets = [\"1.2.3.4\"]\n")
+                .starts_with("w.toml:5:12: targets: `1.2.3.4`: expected TARGET:PORTS")
+        );
+        let twice = "version = 1\n[[pool]]\nname = \"db\"\nrights = [\"connect\"]\ntargets = [\"1.2.3.4:1\"]\n";
+        assert!(err(&format!("{twice}{}", &twice[12..])).contains("pool `db` is defined twice"));
     }
 }

@@ -141,12 +141,20 @@ pub fn p1_ctx(
     grants: &Grants,
     gate: &Arc<Gate>,
     listeners: Vec<NamedListener>,
+    pools: Vec<Arc<warden_net::Pool>>,
+    strict_pools: bool,
 ) -> Result<P1Ctx, WasiError> {
     let mut b = wasi_builder(grants, gate)?;
-    if !listeners.is_empty() {
+    if !listeners.is_empty() || !pools.is_empty() {
         // These describe the descriptor table, so they replace an --env of
         // the same name rather than sit beside it.
-        let ours = ["LISTEN_FDS", "LISTEN_FDNAMES", "FD_COUNT", "FD_NAMES"];
+        let ours = [
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "FD_COUNT",
+            "FD_NAMES",
+            "WARDEN_POOLS",
+        ];
         let env: Vec<_> = grants
             .env
             .iter()
@@ -164,18 +172,33 @@ pub fn p1_ctx(
         let all: Vec<&str> = ["stdin", "stdout", "stderr"]
             .into_iter()
             .chain(names.iter().copied())
+            .chain(pools.iter().map(|p| p.name()))
             .collect();
-        b.env("LISTEN_FDS", listeners.len().to_string())
-            .env("LISTEN_FDNAMES", names.join(":"))
-            .env("FD_COUNT", all.len().to_string())
+        if !listeners.is_empty() {
+            b.env("LISTEN_FDS", listeners.len().to_string())
+                .env("LISTEN_FDNAMES", names.join(":"));
+        }
+        b.env("FD_COUNT", all.len().to_string())
             .env("FD_NAMES", all.join(":"));
+        if !pools.is_empty() {
+            // Pools follow the listeners: NAME=FD, comma-separated.
+            let first = 3 + listeners.len();
+            let announced: Vec<String> = pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{}={}", p.name(), first + i))
+                .collect();
+            b.env("WARDEN_POOLS", announced.join(","));
+        }
     }
     let preopens = u32::try_from(grants.dirs.len()).unwrap_or(u32::MAX);
     Ok(P1Ctx::new(
         b.build_p1(),
         preopens,
         listeners.into_iter().map(|l| l.listener).collect(),
+        pools,
         gate.clone(),
+        strict_pools,
     ))
 }
 

@@ -90,7 +90,7 @@ pub fn link_p1<T: Send + 'static>(
             move |mut caller: Caller<'_, T>, (fd, out): (i32, i32)| {
                 Box::new(async move {
                     with_memory(&mut caller, project, async |p1, mem| {
-                        if p1.is_socket(fd_arg(fd)) {
+                        if p1.is_warden_fd(fd_arg(fd)) {
                             // Success with a tag that is not `dir` (0): wasi-libc
                             // skips the descriptor and keeps looking for preopens.
                             // Check alignment and bounds before writing anything:
@@ -115,16 +115,17 @@ pub fn link_p1<T: Send + 'static>(
         Ok(())
     })();
     linker.allow_shadowing(false);
-    shadow.map_err(WasiError::Link)
+    shadow.map_err(WasiError::Link)?;
+    super::link_ext::link_sock_ext(linker, project).map_err(WasiError::Link)
 }
 
-fn fd_arg(fd: i32) -> types::Fd {
+pub(super) fn fd_arg(fd: i32) -> types::Fd {
     (fd as u32).into()
 }
 
 /// Run `f` with the guest's memory and its [`P1Ctx`], and turn its result
 /// into the errno a preview1 call returns (a trap stays a trap).
-async fn with_memory<T>(
+pub(super) async fn with_memory<T>(
     caller: &mut Caller<'_, T>,
     project: fn(&mut T) -> &mut P1Ctx,
     f: impl AsyncFnOnce(&mut P1Ctx, &mut GuestMemory<'_>) -> Result<(), types::Error>,

@@ -24,8 +24,12 @@
 
 mod decode;
 mod link;
+mod link_ext;
 mod passthrough;
 mod poll;
+mod sock_addr;
+mod sock_ext;
+mod sock_opts;
 mod sockets;
 mod table;
 

@@ -10,7 +10,7 @@ use wiggle::{GuestMemory, GuestPtr};
 
 use super::decode::{ciovec_bufs, iovec_bufs, subscriptions};
 use super::sockets::{io_errno, socket_rights};
-use super::table::{MAX_FDS, P1Ctx, Slot};
+use super::table::{MAX_FDS, P1Ctx, Slot, Sock};
 
 impl Inner for P1Ctx {
     fn set_hostcall_fuel(&mut self, fuel: usize) {
@@ -366,7 +366,7 @@ impl Inner for P1Ctx {
                 Inner::fd_close(&mut self.inner, mem, (*inner).into()).await?
             }
             // Dropping the socket closes it on the host at once.
-            Some(Slot::Socket(_)) => {}
+            Some(Slot::Socket(_) | Slot::Pool(_)) => {}
             None => return Err(Errno::Badf.into()),
         }
         self.fds.remove(&u32::from(fd));
@@ -378,10 +378,24 @@ impl Inner for P1Ctx {
         mem: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<types::Fdstat, types::Error> {
+        if let Some(Slot::Pool(_)) = self.fds.get(&u32::from(fd)) {
+            // A pool is no file, directory or socket: an unknown type with
+            // no rights (sock_open takes it; nothing else does).
+            return Ok(types::Fdstat {
+                fs_filetype: types::Filetype::Unknown,
+                fs_flags: types::Fdflags::empty(),
+                fs_rights_base: types::Rights::empty(),
+                fs_rights_inheriting: types::Rights::empty(),
+            });
+        }
         if let Ok(s) = self.socket(fd) {
             let rights = socket_rights(&s.sock);
             return Ok(types::Fdstat {
-                fs_filetype: types::Filetype::SocketStream,
+                fs_filetype: if matches!(s.sock, Sock::Datagram(_)) {
+                    types::Filetype::SocketDgram
+                } else {
+                    types::Filetype::SocketStream
+                },
                 fs_flags: if s.nonblocking {
                     types::Fdflags::NONBLOCK
                 } else {

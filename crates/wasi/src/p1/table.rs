@@ -4,7 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use warden_net::sockets::{Interest, Listener, Stream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_net::Pool;
+use warden_net::opened::{Connecting, Datagram, Opened};
+use warden_net::sockets::{Interest, Listener, Probe, Readiness, Stream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::types::{self, Errno};
 
@@ -17,8 +22,10 @@ pub const MAX_FDS: usize = 10_000;
 pub struct P1Ctx {
     pub(super) inner: WasiP1Ctx,
     pub(super) fds: BTreeMap<u32, Slot>,
-    /// Decides every accepted peer.
-    pub(super) gate: std::sync::Arc<warden_net::Gate>,
+    /// Decides every use of an address.
+    pub(super) gate: Arc<warden_net::Gate>,
+    /// Whether `sock_open` needs a pool descriptor (no `-1`).
+    pub(super) strict_pools: bool,
 }
 
 pub(super) enum Slot {
@@ -26,24 +33,64 @@ pub(super) enum Slot {
     Wasi(u32),
     /// A socket Warden owns.
     Socket(SocketFd),
+    /// An address pool: what sockets opened from it may do.
+    Pool(Arc<Pool>),
 }
 
 pub(super) struct SocketFd {
     pub(super) sock: Sock,
     /// The guest's view; the OS socket is always non-blocking.
     pub(super) nonblocking: bool,
+    /// How long a blocking receive waits (`SO_RCVTIMEO`); `None`: forever.
+    pub(super) recv_timeout: Option<Duration>,
+    /// How long a blocking send waits (`SO_SNDTIMEO`).
+    pub(super) send_timeout: Option<Duration>,
+}
+
+impl SocketFd {
+    pub(super) fn new(sock: Sock, nonblocking: bool) -> SocketFd {
+        SocketFd {
+            sock,
+            nonblocking,
+            recv_timeout: None,
+            send_timeout: None,
+        }
+    }
 }
 
 pub(super) enum Sock {
     Listener(Listener),
     Stream(Stream),
+    /// A TCP socket the guest opened, neither connecting nor listening.
+    Opened(Opened),
+    /// A connect under way.
+    Connecting(Connecting),
+    /// A UDP socket.
+    Datagram(Datagram),
+    /// A connect that failed: the error is reported once, then `ENOTCONN`.
+    Failed(Option<Errno>),
 }
+
+/// What an unconnected TCP socket reports to poll (as Linux does: writable
+/// and hung up, so a poll on it never waits forever).
+const UNCONNECTED: Readiness = Readiness {
+    readable: false,
+    writable: true,
+    hangup: true,
+    bytes: 0,
+};
 
 impl Sock {
     pub(super) async fn wait(&self, interest: Interest) -> std::io::Result<()> {
         match self {
             Sock::Listener(l) => l.wait(interest).await,
             Sock::Stream(s) => s.wait(interest).await,
+            Sock::Datagram(d) => d.wait(interest).await,
+            Sock::Connecting(c) => {
+                std::future::poll_fn(|cx| c.poll_done(cx)).await;
+                Ok(())
+            }
+            Sock::Opened(_) | Sock::Failed(_) => Ok(()),
         }
     }
 
@@ -55,13 +102,31 @@ impl Sock {
         match self {
             Sock::Listener(l) => l.poll_ready(interest, cx),
             Sock::Stream(s) => s.poll_ready(interest, cx),
+            Sock::Datagram(d) => d.poll_ready(interest, cx),
+            Sock::Connecting(c) => c.poll_done(cx).map(Ok),
+            Sock::Opened(_) | Sock::Failed(_) => std::task::Poll::Ready(Ok(())),
         }
     }
 
-    pub(super) fn probe(&self) -> warden_net::sockets::Probe<'_> {
+    pub(super) fn probe(&self) -> Probe<'_> {
         match self {
-            Sock::Listener(l) => warden_net::sockets::Probe::Listener(l),
-            Sock::Stream(s) => warden_net::sockets::Probe::Stream(s),
+            Sock::Listener(l) => Probe::Listener(l),
+            Sock::Stream(s) => Probe::Stream(s),
+            Sock::Datagram(d) => Probe::Datagram(d),
+            Sock::Connecting(c) => Probe::Known(c.readiness()),
+            Sock::Opened(_) | Sock::Failed(_) => Probe::Known(UNCONNECTED),
+        }
+    }
+
+    /// Its descriptor, for options and addresses (`None`: not a socket
+    /// the OS holds right now, as a connect under way).
+    pub(super) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Sock::Listener(l) => Some(l.fd()),
+            Sock::Stream(s) => Some(s.fd()),
+            Sock::Opened(o) => Some(o.fd()),
+            Sock::Datagram(d) => Some(d.fd()),
+            Sock::Connecting(_) | Sock::Failed(_) => None,
         }
     }
 }
@@ -74,7 +139,9 @@ impl P1Ctx {
         inner: WasiP1Ctx,
         preopens: u32,
         listeners: Vec<Listener>,
-        gate: std::sync::Arc<warden_net::Gate>,
+        pools: Vec<Arc<Pool>>,
+        gate: Arc<warden_net::Gate>,
+        strict_pools: bool,
     ) -> Self {
         let mut fds = BTreeMap::new();
         for fd in 0..3 {
@@ -83,19 +150,22 @@ impl P1Ctx {
         let mut next = 3;
         for listener in listeners {
             let sock = Sock::Listener(listener);
-            fds.insert(
-                next,
-                Slot::Socket(SocketFd {
-                    sock,
-                    nonblocking: false,
-                }),
-            );
+            fds.insert(next, Slot::Socket(SocketFd::new(sock, false)));
+            next += 1;
+        }
+        for pool in pools {
+            fds.insert(next, Slot::Pool(pool));
             next += 1;
         }
         for dir in 0..preopens {
             fds.insert(next + dir, Slot::Wasi(3 + dir));
         }
-        Self { inner, fds, gate }
+        Self {
+            inner,
+            fds,
+            gate,
+            strict_pools,
+        }
     }
 
     /// The inner descriptor behind guest `fd`; `on_socket` is the error when
@@ -108,6 +178,8 @@ impl P1Ctx {
         match self.fds.get(&u32::from(fd)) {
             Some(Slot::Wasi(inner)) => Ok((*inner).into()),
             Some(Slot::Socket(_)) => Err(on_socket.into()),
+            // A pool is a capability to open sockets with, nothing more.
+            Some(Slot::Pool(_)) => Err(Errno::Notcapable.into()),
             None => Err(Errno::Badf.into()),
         }
     }
@@ -116,15 +188,25 @@ impl P1Ctx {
         socket_in(&self.fds, fd)
     }
 
-    pub(super) fn stream(&self, fd: types::Fd) -> Result<&Stream, Errno> {
-        match &self.socket(fd)?.sock {
-            Sock::Stream(s) => Ok(s),
-            Sock::Listener(_) => Err(Errno::Notconn),
+    pub(super) fn socket_mut(&mut self, fd: types::Fd) -> Result<&mut SocketFd, Errno> {
+        match self.fds.get_mut(&u32::from(fd)) {
+            Some(Slot::Socket(s)) => Ok(s),
+            Some(Slot::Wasi(_) | Slot::Pool(_)) => Err(Errno::Notsock),
+            None => Err(Errno::Badf),
         }
     }
 
     pub(super) fn is_socket(&self, fd: types::Fd) -> bool {
         matches!(self.fds.get(&u32::from(fd)), Some(Slot::Socket(_)))
+    }
+
+    /// Whether `fd` is a socket or a pool: a descriptor wasi-libc's
+    /// preopen scan must step over.
+    pub(super) fn is_warden_fd(&self, fd: types::Fd) -> bool {
+        matches!(
+            self.fds.get(&u32::from(fd)),
+            Some(Slot::Socket(_) | Slot::Pool(_))
+        )
     }
 
     /// Give `slot` the lowest free guest number, or `EMFILE` when the
@@ -148,7 +230,7 @@ impl P1Ctx {
 pub(super) fn socket_in(fds: &BTreeMap<u32, Slot>, fd: types::Fd) -> Result<&SocketFd, Errno> {
     match fds.get(&u32::from(fd)) {
         Some(Slot::Socket(s)) => Ok(s),
-        Some(Slot::Wasi(_)) => Err(Errno::Notsock),
+        Some(Slot::Wasi(_) | Slot::Pool(_)) => Err(Errno::Notsock),
         None => Err(Errno::Badf),
     }
 }

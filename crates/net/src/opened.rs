@@ -1,0 +1,499 @@
+//! Sockets a guest opens itself through an ABI that has no wasi:sockets
+//! resources (preview1's Berkeley-style socket extension): a TCP socket
+//! before it connects or listens, its connect under way, and UDP sockets.
+//!
+//! Every use of an address is put to the [`Gate`] within the socket's
+//! address pool ([`Gate::decide_in`]): bind (also the implicit one before a
+//! connect or a first datagram), listen, connect, each datagram sent and
+//! each datagram received (one from a refused peer is dropped, as a refused
+//! accepted peer is closed). A connect is made as the allowing grant's
+//! connection kind says, so transparent TLS applies here too.
+//!
+//! Errors are `io::Error`s carrying the errno a POSIX program expects
+//! (`EACCES` for a denial, `ECONNREFUSED` for a refused or failed TLS
+//! connection, `EINVAL`, `EAFNOSUPPORT`), which an ABI layer maps 1:1.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use crate::sockets::{Interest, Listener, Readiness, Stream};
+use crate::{Action, Gate, Pool, Target};
+
+/// An IP version, as a socket is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6 (dual-stack, as Linux makes it: IPv4-mapped peers are decided
+    /// as their IPv4 address).
+    V6,
+}
+
+impl Family {
+    fn unspecified(self) -> SocketAddr {
+        match self {
+            Family::V4 => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            Family::V6 => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        }
+    }
+
+    fn domain(self) -> Domain {
+        match self {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
+        }
+    }
+
+    /// Whether a socket of this family can use `addr` (an IPv4 socket
+    /// cannot reach an IPv6 address; an IPv6 one reaches both).
+    fn check(self, addr: SocketAddr) -> io::Result<()> {
+        match (self, addr.ip()) {
+            (Family::V4, IpAddr::V6(_)) => Err(errno(libc::EAFNOSUPPORT)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An `io::Error` with an OS error number.
+pub fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn denied() -> io::Error {
+    errno(libc::EACCES)
+}
+
+/// The pool a socket was opened from, if any.
+pub type PoolRef = Option<Arc<Pool>>;
+
+fn decide(gate: &Gate, pool: &PoolRef, action: Action, addr: SocketAddr) -> io::Result<()> {
+    if gate
+        .decide_in(pool.as_deref(), action, Target::Addr(addr))
+        .is_allowed()
+    {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+fn new_socket(family: Family, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(family.domain(), ty.nonblocking().cloexec(), Some(protocol))?;
+    if family == Family::V6 {
+        socket.set_only_v6(false)?;
+    }
+    Ok(socket)
+}
+
+fn is_bound(socket: &Socket, family: Family) -> bool {
+    socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .is_some_and(|a| a.port() != 0 || a != family.unspecified())
+}
+
+/// A TCP socket the guest opened that neither connects nor listens yet.
+#[derive(Debug)]
+pub struct Opened {
+    socket: Socket,
+    family: Family,
+    pool: PoolRef,
+}
+
+impl Opened {
+    /// A new TCP socket of `family`, confined to `pool`. Opening decides
+    /// nothing: no address is used yet.
+    pub fn new(family: Family, pool: PoolRef) -> io::Result<Opened> {
+        Ok(Opened {
+            socket: new_socket(family, Type::STREAM, Protocol::TCP)?,
+            family,
+            pool,
+        })
+    }
+
+    /// Its descriptor, for options and addresses.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Its family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Bind to `addr` (decided: `bind`).
+    pub fn bind(&self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
+        self.family.check(addr)?;
+        if is_bound(&self.socket, self.family) {
+            return Err(errno(libc::EINVAL));
+        }
+        decide(gate, &self.pool, Action::Bind, addr)?;
+        self.socket.bind(&addr.into())
+    }
+
+    /// Listen with `backlog` (decided: `listen` on the local address, after
+    /// the implicit bind of an unbound socket, decided as `bind`). When the
+    /// allowing grant's kind has a certificate, the host terminates TLS.
+    /// On an error the socket is handed back unchanged.
+    pub fn listen(self, gate: &Arc<Gate>, backlog: i32) -> Result<Listener, (Opened, io::Error)> {
+        match self.try_listen(gate, backlog) {
+            Ok(l) => Ok(l),
+            Err(e) => Err((self, e)),
+        }
+    }
+
+    fn try_listen(&self, gate: &Arc<Gate>, backlog: i32) -> io::Result<Listener> {
+        if !is_bound(&self.socket, self.family) {
+            let implicit = self.family.unspecified();
+            decide(gate, &self.pool, Action::Bind, implicit)?;
+            self.socket.bind(&implicit.into())?;
+        }
+        let local = self
+            .socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| errno(libc::EINVAL))?;
+        let decision = gate.decide_in(self.pool.as_deref(), Action::Listen, Target::Addr(local));
+        if !decision.is_allowed() {
+            return Err(denied());
+        }
+        let tls = gate.listener_tls(&decision).map_err(|_| denied())?;
+        self.socket
+            .listen(backlog.clamp(1, crate::sockets::BACKLOG))?;
+        let listener: std::net::TcpListener = self.socket.try_clone()?.into();
+        let listener = match tls {
+            Some(side) => Listener::tls(listener, side, gate.clone()),
+            None => Listener::new(listener),
+        }?;
+        Ok(listener.confined(self.pool.clone()))
+    }
+
+    /// Start connecting to `addr`: the implicit bind of an unbound socket
+    /// and the connect are decided now (call [`Gate::prepare`] for
+    /// `connect` first), the kind's cap is taken, and the connection (and
+    /// its TLS, if the kind says so) is made on a task of its own. On an
+    /// error the socket is handed back unchanged.
+    pub fn connect(
+        self,
+        gate: &Arc<Gate>,
+        addr: SocketAddr,
+    ) -> Result<Connecting, (Opened, io::Error)> {
+        let plan = match self.check_connect(gate, addr) {
+            Ok(plan) => plan,
+            Err(e) => return Err((self, e)),
+        };
+        let gate = gate.clone();
+        let std_stream: std::net::TcpStream = self.socket.into();
+        let shared = Arc::new(Mutex::new(Pending::default()));
+        let done = shared.clone();
+        let task = tokio::spawn(async move {
+            let result = async {
+                let socket = tokio::net::TcpSocket::from_std_stream(std_stream);
+                let stream = socket.connect(addr).await?;
+                let conn = gate
+                    .establish(plan, stream, addr)
+                    .await
+                    .map_err(|_| errno(libc::ECONNREFUSED))?;
+                Stream::from_connection(conn, addr)
+            }
+            .await;
+            let mut p = lock(&done);
+            p.result = Some(result);
+            for w in p.wakers.drain(..) {
+                w.wake();
+            }
+        });
+        Ok(Connecting {
+            shared,
+            task,
+            peer: addr,
+        })
+    }
+
+    fn check_connect(&self, gate: &Gate, addr: SocketAddr) -> io::Result<crate::Plan> {
+        self.family.check(addr)?;
+        if addr.port() == 0 || addr.ip().to_canonical().is_unspecified() {
+            return Err(errno(libc::EINVAL));
+        }
+        if addr.ip().to_canonical().is_multicast() {
+            return Err(errno(libc::ENETUNREACH));
+        }
+        // The connect first: its denial names what would allow it, and a
+        // grant for it also allows the implicit bind.
+        let target = Target::Addr(addr);
+        let decision = gate.decide_in(self.pool.as_deref(), Action::Connect, target.clone());
+        if !decision.is_allowed() {
+            return Err(denied());
+        }
+        if !is_bound(&self.socket, self.family) {
+            decide(gate, &self.pool, Action::Bind, self.family.unspecified())?;
+        }
+        gate.plan(&decision, &target, false)
+            .map_err(|_| errno(libc::ECONNREFUSED))
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    result: Option<io::Result<Stream>>,
+    wakers: Vec<Waker>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connect under way (see [`Opened::connect`]); dropping it stops it.
+pub struct Connecting {
+    shared: Arc<Mutex<Pending>>,
+    task: tokio::task::JoinHandle<()>,
+    peer: SocketAddr,
+}
+
+impl std::fmt::Debug for Connecting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connecting")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Connecting {
+    /// The address being connected to.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether it has finished (connected or failed).
+    pub fn is_done(&self) -> bool {
+        lock(&self.shared).result.is_some()
+    }
+
+    /// Ready when it has finished.
+    pub fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut p = lock(&self.shared);
+        if p.result.is_some() {
+            return Poll::Ready(());
+        }
+        if !p.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            p.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The outcome, once finished (`None` while under way).
+    pub fn take(&self) -> Option<io::Result<Stream>> {
+        lock(&self.shared).result.take()
+    }
+
+    /// Readiness right now: writable (and, failed, hung up) once finished.
+    pub fn readiness(&self) -> Readiness {
+        let p = lock(&self.shared);
+        match &p.result {
+            None => Readiness::default(),
+            Some(Ok(_)) => Readiness {
+                writable: true,
+                ..Readiness::default()
+            },
+            Some(Err(_)) => Readiness {
+                readable: true,
+                writable: true,
+                hangup: true,
+                bytes: 0,
+            },
+        }
+    }
+}
+
+/// A UDP socket the guest opened.
+pub struct Datagram {
+    io: AsyncFd<UdpSocket>,
+    family: Family,
+    pool: PoolRef,
+    /// The peer `connect` set: datagrams go there by default, and only its
+    /// come in.
+    peer: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Datagram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datagram")
+            .field("family", &self.family)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Datagram {
+    /// A new UDP socket of `family`, confined to `pool`. Must run inside a
+    /// tokio runtime.
+    pub fn new(family: Family, pool: PoolRef) -> io::Result<Datagram> {
+        let socket: UdpSocket = new_socket(family, Type::DGRAM, Protocol::UDP)?.into();
+        Ok(Datagram {
+            // SAFETY: the UdpSocket owns its descriptor until dropped.
+            io: unsafe { AsyncFd::register(socket) }?,
+            family,
+            pool,
+            peer: None,
+        })
+    }
+
+    /// Its descriptor, for options and addresses.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+
+    /// Its family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    fn bound(&self) -> bool {
+        self.io.get_ref().local_addr().is_ok_and(|a| a.port() != 0)
+    }
+
+    fn bind_implicitly(&self, gate: &Gate) -> io::Result<()> {
+        if !self.bound() {
+            let implicit = self.family.unspecified();
+            decide(gate, &self.pool, Action::UdpBind, implicit)?;
+            socket2::SockRef::from(self.io.get_ref()).bind(&implicit.into())?;
+        }
+        Ok(())
+    }
+
+    /// Bind to `addr` (decided: `udp-bind`).
+    pub fn bind(&self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
+        self.family.check(addr)?;
+        if self.bound() {
+            return Err(errno(libc::EINVAL));
+        }
+        decide(gate, &self.pool, Action::UdpBind, addr)?;
+        socket2::SockRef::from(self.io.get_ref()).bind(&addr.into())
+    }
+
+    /// Set the default peer (decided: `udp-send` to it; call
+    /// [`Gate::prepare`] first).
+    pub fn connect(&mut self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
+        self.family.check(addr)?;
+        if addr.port() == 0 || addr.ip().to_canonical().is_unspecified() {
+            return Err(errno(libc::EINVAL));
+        }
+        decide(gate, &self.pool, Action::UdpSend, addr)?;
+        self.bind_implicitly(gate)?;
+        self.io.get_ref().connect(addr)?;
+        self.peer = Some(addr);
+        Ok(())
+    }
+
+    /// The pool it was opened from.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_deref()
+    }
+
+    /// The default peer, if `connect` set one.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Send `buf` to `to` (or the default peer), or fail with
+    /// `WouldBlock`. Each datagram is decided (`udp-send`; call
+    /// [`Gate::prepare`] first).
+    pub fn try_send_to(
+        &self,
+        gate: &Gate,
+        buf: &[u8],
+        to: Option<SocketAddr>,
+    ) -> io::Result<usize> {
+        let to = match (to, self.peer) {
+            (Some(to), _) => to,
+            (None, Some(peer)) => peer,
+            (None, None) => return Err(errno(libc::EDESTADDRREQ)),
+        };
+        self.family.check(to)?;
+        if to.port() == 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        decide(gate, &self.pool, Action::UdpSend, to)?;
+        self.bind_implicitly(gate)?;
+        match self.peer {
+            Some(peer) if peer == to => self.io.get_ref().send(buf),
+            _ => self.io.get_ref().send_to(buf, to),
+        }
+    }
+
+    /// Receive a datagram and its sender, or fail with `WouldBlock`. A
+    /// datagram from a peer the gate refuses (`udp-recv`) is dropped and
+    /// the next one tried.
+    pub fn try_recv_from(
+        &self,
+        gate: &Gate,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> io::Result<(usize, SocketAddr)> {
+        let socket = self.io.get_ref();
+        loop {
+            let (n, from) = socket.peek_from(buf)?;
+            if decide(gate, &self.pool, Action::UdpRecv, from).is_ok() {
+                if peek {
+                    return Ok((n, from));
+                }
+                return socket.recv_from(buf);
+            }
+            // Refused: take it off the queue, unseen.
+            let _ = socket.recv_from(&mut [0u8; 1]);
+        }
+    }
+
+    /// Wait until an operation of `interest` may not block.
+    pub async fn wait(&self, interest: Interest) -> io::Result<()> {
+        let mut guard = match interest {
+            Interest::Read => self.io.readable().await?,
+            Interest::Write => self.io.writable().await?,
+        };
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Poll for readiness (see [`Datagram::wait`]).
+    pub fn poll_ready(&self, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = match interest {
+            Interest::Read => self.io.poll_read_ready(cx),
+            Interest::Write => self.io.poll_write_ready(cx),
+        };
+        match r {
+            Poll::Ready(Ok(mut guard)) => {
+                let now = crate::sockets::fd_readiness(self.io.as_raw_fd())?;
+                let ready = match interest {
+                    Interest::Read => now.readable,
+                    Interest::Write => now.writable,
+                };
+                if ready {
+                    Poll::Ready(Ok(()))
+                } else {
+                    guard.clear_ready();
+                    // Register again for the next edge.
+                    self.poll_ready(interest, cx)
+                }
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.as_raw_fd()
+    }
+}

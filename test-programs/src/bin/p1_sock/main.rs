@@ -1,0 +1,191 @@
+//! A Rust preview1 program on Warden's socket extension (see sock.rs):
+//! a TCP and UDP client, name resolution, and `probe`, which hands the
+//! host hostile arguments and prints the errno each call returns.
+//! Usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM
+//!        | probe PORT (a peer listens on 127.0.0.1:PORT; 127.0.0.2 is denied)
+
+mod sock;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+use sock::{WasiAddr, encode, raw};
+
+fn name(e: u16) -> &'static str {
+    match e {
+        0 => "ok",
+        2 => "EACCES",
+        5 => "EAFNOSUPPORT",
+        8 => "EBADF",
+        21 => "EFAULT",
+        28 => "EINVAL",
+        37 => "ENAMETOOLONG",
+        53 => "ENOTCONN",
+        57 => "ENOTSOCK",
+        58 => "ENOTSUP",
+        76 => "ENOTCAPABLE",
+        _ => "other",
+    }
+}
+
+fn pool(named: Option<&String>) -> i32 {
+    let Some(named) = named else { return -1 };
+    let pools = std::env::var("WARDEN_POOLS").unwrap_or_default();
+    pools
+        .split(',')
+        .find_map(|p| p.strip_prefix(&format!("{named}=")))
+        .and_then(|fd| fd.parse().ok())
+        .unwrap_or_else(|| panic!("no pool {named} in WARDEN_POOLS={pools}"))
+}
+
+fn open(pool: i32, af: i32, ty: i32) -> (u16, i32) {
+    let mut fd = -1;
+    let e = unsafe { raw::sock_open(pool, af, ty, &mut fd) };
+    (e, fd)
+}
+
+fn connect_raw(fd: i32, addr: *const WasiAddr) -> u16 {
+    unsafe { raw::sock_connect(fd, addr) }
+}
+
+fn probe(port: u16) {
+    let say = |what: &str, e: u16| println!("{what}: {}", name(e));
+    say("open unknown family", open(-1, 7, 1).0);
+    say("open unknown type", open(-1, 0, 9).0);
+    say("open pool closed", open(999, 0, 1).0);
+    say("open pool file", open(1, 0, 1).0);
+    let (_, s) = open(-1, 0, 1);
+    say("open pool socket", open(s, 0, 1).0);
+
+    let mut bad = encode(format!("127.0.0.1:{port}").parse().unwrap());
+    bad.kind = 9;
+    say("connect unknown kind", connect_raw(open(-1, 0, 1).1, &bad));
+    let end = core::arch::wasm32::memory_size(0) * 65536;
+    say(
+        "connect truncated",
+        connect_raw(open(-1, 0, 1).1, (end - 10) as *const WasiAddr),
+    );
+    let zero = encode("127.0.0.1:0".parse().unwrap());
+    say("connect port 0", connect_raw(open(-1, 0, 1).1, &zero));
+    let v6 = encode(format!("[::1]:{port}").parse().unwrap());
+    say(
+        "connect v6 on v4 socket",
+        connect_raw(open(-1, 0, 1).1, &v6),
+    );
+    let denied = encode(format!("[::ffff:127.0.0.2]:{port}").parse().unwrap());
+    say(
+        "connect mapped denied",
+        connect_raw(open(-1, 1, 1).1, &denied),
+    );
+    let allowed = encode(format!("[::ffff:127.0.0.1]:{port}").parse().unwrap());
+    say(
+        "connect mapped allowed",
+        connect_raw(open(-1, 1, 1).1, &allowed),
+    );
+
+    let long = "a".repeat(300);
+    say(
+        "resolve long name",
+        sock::resolve(&long, 80, 4).err().unwrap_or(0),
+    );
+    say(
+        "resolve bad name",
+        sock::resolve("bad name!", 80, 4).err().unwrap_or(0),
+    );
+
+    let local = encode("127.0.0.1:0".parse().unwrap());
+    say("bind stdout", unsafe { raw::sock_bind(1, &local) });
+    say("bind closed", unsafe { raw::sock_bind(999, &local) });
+    let (_, u) = open(-1, 0, 0);
+    say("listen udp", unsafe { raw::sock_listen(u, 8) });
+    let (_, t) = open(-1, 0, 1);
+    let mut fd = 0u32;
+    say("accept unlistened", unsafe {
+        wasi_p1::wasi_snapshot_preview1::sock_accept(t, 0, (&raw mut fd) as i32)
+    } as u16);
+    let mut buf = [0u8; 8];
+    let iov = [wasi_p1::Iovec {
+        buf: buf.as_mut_ptr(),
+        buf_len: buf.len(),
+    }];
+    say(
+        "recv unconnected",
+        unsafe { wasi_p1::sock_recv(t as u32, &iov, 0) }
+            .err()
+            .map_or(0, |e| e.raw()),
+    );
+    if let Ok(pools) = std::env::var("WARDEN_POOLS") {
+        let fd: u32 = pools.split('=').nth(1).unwrap().parse().unwrap();
+        say(
+            "read pool",
+            unsafe { wasi_p1::fd_read(fd, &iov) }
+                .err()
+                .map_or(0, |e| e.raw()),
+        );
+        let stat = unsafe { wasi_p1::fd_fdstat_get(fd) }.unwrap();
+        println!("pool filetype: {}", stat.fs_filetype.raw());
+        say("close pool", unsafe { raw::sock_close(fd as i32) });
+        say("open closed pool", open(fd as i32, 0, 1).0);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("connect") => {
+            let addr: SocketAddr = args[2].parse().unwrap();
+            match sock::TcpStream::connect(addr, pool(args.get(3))) {
+                Ok(mut s) => {
+                    println!("peer {}", s.peer_addr().unwrap());
+                    println!(
+                        "local is loopback: {}",
+                        s.local_addr().unwrap().ip().is_loopback()
+                    );
+                    s.write_all(b"hello\n").unwrap();
+                    let mut reply = String::new();
+                    s.read_to_string(&mut reply).unwrap();
+                    println!("got: {}", reply.trim_end());
+                }
+                Err(e) => {
+                    println!("connect failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Some("udp") => {
+            let addr: SocketAddr = args[2].parse().unwrap();
+            let u = sock::UdpSocket::open(addr, pool(args.get(3))).unwrap();
+            match u.send_to(b"ping", addr) {
+                Ok(_) => {
+                    let mut buf = [0u8; 64];
+                    let (n, from) = u.recv_from(&mut buf).unwrap();
+                    println!("udp got {} from {from}", String::from_utf8_lossy(&buf[..n]));
+                }
+                Err(e) => {
+                    println!("send failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Some("resolve") => {
+            let room: u32 = args[3].parse().unwrap();
+            match sock::resolve(&args[2], 443, room) {
+                Ok((addrs, total)) => {
+                    let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                    println!("resolved {} of {total}: {}", addrs.len(), shown.join(" "));
+                }
+                Err(e) => {
+                    println!("resolve failed: {}", name(e));
+                    std::process::exit(1);
+                }
+            }
+        }
+        Some("probe") => probe(args[2].parse().unwrap()),
+        _ => {
+            eprintln!(
+                "usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM | probe PORT"
+            );
+            std::process::exit(2);
+        }
+    }
+}
