@@ -7,10 +7,16 @@ programs built natively, side by side in one run, on loopback.
 - Connection rate: one client, sequential short exchanges (connect, send a
   small request, read the whole reply, close); connections per second.
 
-The programs are test-programs/src/bin/{echo_std,echo_tokio,http_mio}.rs.
-Under Warden they get their listener with --listen; natively this script
-binds it and hands it over as fd 3, the same layout. Every loop is bounded
-and talks to 127.0.0.1 only.
+Incoming, the servers are the guests: test-programs/src/bin/{echo_std,
+echo_tokio,http_mio}.rs. Under Warden they get their listener with --listen;
+natively this script binds it and hands it over as fd 3, the same layout.
+
+Outgoing, the client is the guest: test-programs/src/bin/p1_client.rs
+connects out through Warden's preview1 socket extension (sock_open,
+sock_connect) under --allow-connect, and natively through std, to one
+native echo_std; it times its own work, so start-up is not counted.
+
+Every loop is bounded and talks to 127.0.0.1 only.
 
 Both servers of a pair run at once and the rounds alternate between them,
 so drift on a busy machine hits both alike.
@@ -30,7 +36,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 PROGRAMS = os.path.join(ROOT, "test-programs")
-BINS = ["echo_std", "echo_tokio", "http_mio"]
+BINS = ["echo_std", "echo_tokio", "http_mio", "p1_client"]
+WARDEN = os.path.join(ROOT, "target", "release", "warden")
+CACHE = os.path.join(OUT, "warden-cache")
+
+
+def guest(name):
+    return os.path.join(OUT, "guests", "wasm32-wasip1", "release", f"{name}.wasm")
+
+
+def native(name):
+    return os.path.join(OUT, "native", "release", name)
 
 
 def build():
@@ -48,11 +64,8 @@ class Server:
 
     def __init__(self, kind, name, count):
         if kind == "warden":
-            wasm = os.path.join(OUT, "guests", "wasm32-wasip1", "release", f"{name}.wasm")
-            cache = os.path.join(OUT, "warden-cache")
             self.proc = subprocess.Popen(
-                [os.path.join(ROOT, "target", "release", "warden"), "run", "--cache-dir", cache,
-                 "--listen", "127.0.0.1:0", wasm, str(count)],
+                [WARDEN, "run", "--cache-dir", CACHE, "--listen", "127.0.0.1:0", guest(name), str(count)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             line = self.proc.stderr.readline().decode()
             self.port = int(line.rsplit(":", 1)[1])
@@ -64,7 +77,7 @@ class Server:
             self.port = listener.getsockname()[1]
             fd = listener.fileno()
             self.proc = subprocess.Popen(
-                [os.path.join(OUT, "native", "release", name), str(count)],
+                [native(name), str(count)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 pass_fds=(fd,), preexec_fn=lambda: os.dup2(fd, 3))
             listener.close()
@@ -118,14 +131,42 @@ def conn_rate(port, conns, request):
     return conns / (time.perf_counter() - t0)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mib", type=int, default=256)
-    ap.add_argument("--conns", type=int, default=2000)
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
-    build()
-    size = args.size_mib << 20
+def client(kind, port, mode, n):
+    """Run p1_client once (under Warden or native); the seconds it reports."""
+    addr = f"127.0.0.1:{port}"
+    if kind == "warden":
+        cmd = [WARDEN, "run", "--cache-dir", CACHE, "--allow-connect", addr, guest("p1_client"), mode, addr, str(n)]
+    else:
+        cmd = [native("p1_client"), mode, addr, str(n)]
+    done = subprocess.run(cmd, capture_output=True, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} p1_client {mode} failed ({done.returncode}): {done.stderr.decode()}")
+    return float(done.stdout)
+
+
+def outgoing(size_mib, runs, batch):
+    """Rows for the client direction: one native echo server, the client
+    under Warden and native in alternating rounds."""
+    kinds = ("native", "warden")
+    # Per kind: one warm-up (compiles into the cache), then per round one
+    # echo connection and a batch of short ones.
+    server = Server("native", "echo_std", len(kinds) * (1 + runs * (1 + batch)))
+    for kind in kinds:
+        client(kind, server.port, "conns", 1)
+    times = {kind: [] for kind in kinds}
+    rates = {kind: [] for kind in kinds}
+    for _ in range(runs):
+        for kind in kinds:
+            times[kind].append(client(kind, server.port, "echo", size_mib << 20))
+            rates[kind].append(batch / client(kind, server.port, "conns", batch))
+    server.finish()
+    return [("p1_client echo out (MiB/s)", *(size_mib / statistics.median(times[k]) for k in kinds)),
+            ("p1_client connections out/s", *(statistics.median(rates[k]) for k in kinds))]
+
+
+def incoming(args, size, batch):
+    """Rows for the server direction: each guest server under Warden and
+    native at once, the rounds alternating between them."""
     rows = []
     # Both servers run at once and the rounds alternate between them, so
     # drift on a busy machine hits both alike; medians over the rounds.
@@ -140,7 +181,6 @@ def main():
         rows.append((f"{name} throughput (MiB/s)",
                      *(args.size_mib / statistics.median(times[k]) for k in ("native", "warden"))))
     requests = {"echo_std": b"x" * 64, "http_mio": b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"}
-    batch = max(1, args.conns // args.runs)
     for name, request in requests.items():
         servers = {kind: Server(kind, name, batch * args.runs) for kind in ("native", "warden")}
         rates = {kind: [] for kind in servers}
@@ -150,11 +190,34 @@ def main():
         for server in servers.values():
             server.finish()
         rows.append((f"{name} connections/s", *(statistics.median(rates[k]) for k in ("native", "warden"))))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--conns", type=int, default=2000)
+    ap.add_argument("--out-conns", type=int, default=10000,
+                    help="connections the outgoing client makes in all (more than --conns: "
+                         "each batch is short, and short batches are noisy)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--direction", choices=("both", "in", "out"), default="both",
+                    help="guests as servers (in), as clients (out), or both")
+    args = ap.parse_args()
+    build()
+    size = args.size_mib << 20
+    batch = max(1, args.conns // args.runs)
+    rows = []
+    if args.direction != "out":
+        rows.extend(incoming(args, size, batch))
+    if args.direction != "in":
+        rows.extend(outgoing(args.size_mib, args.runs, max(1, args.out_conns // args.runs)))
     print(f"payload {args.size_mib} MiB, {args.runs} alternating rounds (median); "
-          f"{batch * args.runs} sequential connections in {args.runs} alternating batches (median)")
+          f"{batch * args.runs} sequential connections in {args.runs} alternating batches (median); "
+          f"outgoing: {args.out_conns} connections")
     print(f"{'measure':<34}{'native':>12}{'warden':>12}{'warden/native':>15}")
-    for label, native, warden in rows:
-        print(f"{label:<34}{native:>12.1f}{warden:>12.1f}{warden / native:>15.2f}")
+    for label, native_value, warden_value in rows:
+        print(f"{label:<34}{native_value:>12.1f}{warden_value:>12.1f}{warden_value / native_value:>15.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
  * (lib/warden_socket.h): TCP and UDP clients and servers, name
  * resolution, non-blocking connect with poll, socket options. Each mode
  * prints one result line, or `error: CALL: ERRNO` and exits 1.
- * Usage: sock_c MODE ARGS... [--pool NAME]
+ * Usage: sock_c MODE ARGS... [--pool NAME [--narrow SPEC]]
  *   tcp IP PORT         connect, send "hello", print the reply line
  *   name HOST PORT      resolve HOST, connect to its first address, as tcp
  *   udp IP PORT         send "ping", print the answer and its sender
@@ -28,6 +28,7 @@ static const char *errname(int e) {
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case ECONNREFUSED: return "ECONNREFUSED";
     case EINPROGRESS: return "EINPROGRESS";
+    case EMLINK: return "EMLINK";
     case ENOTSOCK: return "ENOTSOCK";
     case EAGAIN: return "EAGAIN";
     case ENOENT: return "ENOENT";
@@ -119,6 +120,12 @@ int main(int argc, char **argv) {
             if (pool < 0) {
                 printf("error: no pool %s in WARDEN_POOLS\n", argv[i + 1]);
                 return 1;
+            }
+            /* --pool NAME --narrow SPEC: open from a narrowed copy. */
+            if (i + 3 < argc && strcmp(argv[i + 2], "--narrow") == 0) {
+                pool = warden_pool_narrow(pool, argv[i + 3]);
+                if (pool < 0)
+                    return die("narrow");
             }
             warden_use_pool(pool);
             argc = i;

@@ -35,6 +35,9 @@ pub fn check(file: &Path) -> ExitCode {
             (None, on) => say(&format!("listen {on}")),
         }
     }
+    for pool in &m.pools {
+        say(&pool.to_string());
+    }
     if let Some(dns) = m.dns_server {
         say(&format!("dns-server {dns}"));
     }

@@ -139,6 +139,51 @@ fn a_pool_confines_its_sockets_within_the_policy() {
 }
 
 #[test]
+fn a_narrowed_pool_allows_only_what_it_and_its_pool_allow() {
+    let peer = TcpPeer::start("127.0.0.1");
+    let port = peer.port().to_string();
+    let other = (peer.port() ^ 1).to_string();
+    let policy = ["--allow-connect", "127.0.0.0/8:*"];
+    let run_narrowed = |outer: &str, spec: &str| {
+        let pool = format!("db=connect@{outer}");
+        let mut flags = policy.to_vec();
+        flags.extend(["--pool", &pool]);
+        sock_c(
+            &flags,
+            &["tcp", "127.0.0.1", &port, "--pool", "db", "--narrow", spec],
+        )
+    };
+    // Narrowed to the peer's port, inside the pool: allowed.
+    let r = run_narrowed("127.0.0.0/8:*", &format!("one=connect@127.0.0.1:{port}"));
+    assert_eq!(
+        r.stdout,
+        format!("got: peer {port} got hello\n"),
+        "{}",
+        r.stderr
+    );
+    // Narrowed to another port: the narrowed pool refuses.
+    let r = run_narrowed("127.0.0.0/8:*", &format!("one=connect@127.0.0.1:{other}"));
+    assert_eq!(r.stdout, "error: connect: EACCES (2)\n", "{}", r.stderr);
+    assert!(r.stderr.contains("(rule pool:one)"), "{}", r.stderr);
+    // A "narrowing" that asks for more than its pool: the pool still
+    // refuses, so handing on a pool never widens it.
+    let r = run_narrowed(
+        &format!("127.0.0.1:{other}"),
+        &format!("one=connect@127.0.0.1:{port}"),
+    );
+    assert_eq!(r.stdout, "error: connect: EACCES (2)\n", "{}", r.stderr);
+    assert!(r.stderr.contains("(rule pool:db)"), "{}", r.stderr);
+    // A spec that does not parse is EINVAL; narrowing no pool is EBADF.
+    let r = run_narrowed("127.0.0.0/8:*", "one=fly@127.0.0.1:1");
+    assert_eq!(r.stdout, "error: narrow: EINVAL (28)\n", "{}", r.stderr);
+    let r = sock_c(
+        &policy,
+        &["tcp", "127.0.0.1", &port, "--pool", "none", "--narrow", "x"],
+    );
+    assert_eq!(r.stdout, "error: no pool none in WARDEN_POOLS\n");
+}
+
+#[test]
 fn strict_pools_refuse_sockets_opened_without_one() {
     let peer = TcpPeer::start("127.0.0.1");
     let port = peer.port().to_string();
@@ -451,6 +496,12 @@ fn hostile_arguments_get_errnos_never_traps() {
             "recv unconnected: ENOTCONN",
             "read pool: ENOTCAPABLE",
             "pool filetype: 0",
+            "narrow no pool: EBADF",
+            "narrow a socket: EINVAL",
+            "narrow bad spec: EINVAL",
+            "narrow spec off memory: EFAULT",
+            // Eight pools deep at most: a guest cannot stack them forever.
+            "narrow too deep: EMLINK",
             "close pool: ok",
             "open closed pool: EBADF",
         ])
@@ -503,6 +554,32 @@ fn connection_kinds_make_preview1_connects_tls() {
     );
     assert_eq!(
         r.stdout, "error: connect: ECONNREFUSED (14)\n",
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn c_connect_to_a_closed_port_is_refused_blocking_and_not() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let grant = format!("127.0.0.1:{port}");
+    let r = sock_c(&["--allow-connect", &grant], &["tcp", "127.0.0.1", &port]);
+    assert_eq!(
+        r.stdout, "error: connect: ECONNREFUSED (14)\n",
+        "{}",
+        r.stderr
+    );
+    // Non-blocking: in progress, then writable (the connect has ended),
+    // and the next call on the socket reports why.
+    let r = sock_c(&["--allow-connect", &grant], &["nb", "127.0.0.1", &port]);
+    assert_eq!(
+        r.stdout, "connect: EINPROGRESS\nwritable\nerror: getpeername: ECONNREFUSED (14)\n",
         "{}",
         r.stderr
     );

@@ -877,6 +877,11 @@ target = "169.254.169.254"
 [[listen]]
 name = "http"
 addr = "127.0.0.1:8080"
+
+[[pool]]
+name = "db"
+rights = ["connect"]
+targets = ["127.0.0.1:5432"]
 "#,
     );
     let out = warden().args(["check", &good]).output().unwrap();
@@ -889,6 +894,7 @@ addr = "127.0.0.1:8080"
             "everything  allow connect 0.0.0.0/0:*",
             "metadata    deny 169.254.169.254/32:*",
             "listen http=127.0.0.1:8080",
+            "pool db: connect on 127.0.0.1/32:5432",
             "dns-server 127.0.0.1:5353",
         ])
     );

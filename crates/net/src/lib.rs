@@ -145,6 +145,12 @@ impl Plan {
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
+
+    /// Whether the connection is plain TCP that holds no place under a
+    /// kind's cap: nothing for the host to do once it is connected.
+    pub fn is_plain(&self) -> bool {
+        self.tls.is_none() && self.slot.is_none()
+    }
 }
 
 pub use report::{MAX_REMOTE_REPORTED, MAX_REPORTED};

@@ -16,6 +16,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -91,20 +92,15 @@ fn new_socket(family: Family, ty: Type, protocol: Protocol) -> io::Result<Socket
     Ok(socket)
 }
 
-fn is_bound(socket: &Socket, family: Family) -> bool {
-    socket
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .is_some_and(|a| a.port() != 0 || a != family.unspecified())
-}
-
 /// A TCP socket the guest opened that neither connects nor listens yet.
 #[derive(Debug)]
 pub struct Opened {
     socket: Socket,
     family: Family,
     pool: PoolRef,
+    /// Whether it was bound: only [`Opened::bind`] binds it, so this saves
+    /// asking the kernel on every connect.
+    bound: AtomicBool,
 }
 
 impl Opened {
@@ -115,12 +111,17 @@ impl Opened {
             socket: new_socket(family, Type::STREAM, Protocol::TCP)?,
             family,
             pool,
+            bound: AtomicBool::new(false),
         })
     }
 
     /// Its descriptor, for options and addresses.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
+    }
+
+    fn is_bound(&self) -> bool {
+        self.bound.load(Ordering::Relaxed)
     }
 
     /// Its family.
@@ -131,11 +132,13 @@ impl Opened {
     /// Bind to `addr` (decided: `bind`).
     pub fn bind(&self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
         self.family.check(addr)?;
-        if is_bound(&self.socket, self.family) {
+        if self.is_bound() {
             return Err(errno(libc::EINVAL));
         }
         decide(gate, &self.pool, Action::Bind, addr)?;
-        self.socket.bind(&addr.into())
+        self.socket.bind(&addr.into())?;
+        self.bound.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Listen with `backlog` (decided: `listen` on the local address, after
@@ -150,10 +153,11 @@ impl Opened {
     }
 
     fn try_listen(&self, gate: &Arc<Gate>, backlog: i32) -> io::Result<Listener> {
-        if !is_bound(&self.socket, self.family) {
+        if !self.is_bound() {
             let implicit = self.family.unspecified();
             decide(gate, &self.pool, Action::Bind, implicit)?;
             self.socket.bind(&implicit.into())?;
+            self.bound.store(true, Ordering::Relaxed);
         }
         let local = self
             .socket
@@ -189,6 +193,9 @@ impl Opened {
             Ok(plan) => plan,
             Err(e) => return Err((self, e)),
         };
+        if plan.is_plain() {
+            return self.connect_plain(addr);
+        }
         let gate = gate.clone();
         let std_stream: std::net::TcpStream = self.socket.into();
         let shared = Arc::new(Mutex::new(Pending::default()));
@@ -211,8 +218,29 @@ impl Opened {
             }
         });
         Ok(Connecting {
-            shared,
-            task,
+            progress: Progress::Task { shared, task },
+            peer: addr,
+        })
+    }
+
+    /// A plain connect needs no host task: the kernel makes it, and the
+    /// socket is registered with the reactor once, for the connect and
+    /// the stream after it.
+    fn connect_plain(self, addr: SocketAddr) -> Result<Connecting, (Opened, io::Error)> {
+        match self.socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err((self, e)),
+        }
+        let std_stream: std::net::TcpStream = self.socket.into();
+        // Registering fails only without a reactor; the connect then ends
+        // with that error, as a failed connect does.
+        let state = match crate::sockets::register_stream(std_stream) {
+            Ok(io) => Direct::Connecting(io),
+            Err(e) => Direct::Done(Some(Err(e))),
+        };
+        Ok(Connecting {
+            progress: Progress::Direct(Mutex::new(state)),
             peer: addr,
         })
     }
@@ -232,7 +260,7 @@ impl Opened {
         if !decision.is_allowed() {
             return Err(denied());
         }
-        if !is_bound(&self.socket, self.family) {
+        if !self.is_bound() {
             decide(gate, &self.pool, Action::Bind, self.family.unspecified())?;
         }
         gate.plan(&decision, &target, false)
@@ -252,9 +280,48 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A connect under way (see [`Opened::connect`]); dropping it stops it.
 pub struct Connecting {
-    shared: Arc<Mutex<Pending>>,
-    task: tokio::task::JoinHandle<()>,
+    progress: Progress,
     peer: SocketAddr,
+}
+
+enum Progress {
+    /// A host task connects, then speaks TLS or holds a cap's place.
+    Task {
+        shared: Arc<Mutex<Pending>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    /// The kernel connects a plain socket; it is done when writable.
+    Direct(Mutex<Direct>),
+}
+
+enum Direct {
+    Connecting(AsyncFd<std::net::TcpStream>),
+    /// The outcome, until taken.
+    Done(Option<io::Result<Stream>>),
+}
+
+impl Direct {
+    /// Finish when the socket is writable (connected, or failed: the
+    /// kernel's `SO_ERROR` says which).
+    fn poll(&mut self, peer: SocketAddr, cx: &mut Context<'_>) -> Poll<()> {
+        if let Direct::Connecting(io) = self {
+            // The readiness stays: the new stream is writable.
+            if io.poll_write_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let failed = match io.get_ref().take_error() {
+                Ok(None) => None,
+                Ok(Some(e)) | Err(e) => Some(e),
+            };
+            if let Direct::Connecting(io) = std::mem::replace(self, Direct::Done(None)) {
+                *self = Direct::Done(Some(match failed {
+                    None => Ok(Stream::connected(io, peer)),
+                    Some(e) => Err(e),
+                }));
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 impl std::fmt::Debug for Connecting {
@@ -267,7 +334,9 @@ impl std::fmt::Debug for Connecting {
 
 impl Drop for Connecting {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Progress::Task { task, .. } = &self.progress {
+            task.abort();
+        }
     }
 }
 
@@ -279,12 +348,22 @@ impl Connecting {
 
     /// Whether it has finished (connected or failed).
     pub fn is_done(&self) -> bool {
-        lock(&self.shared).result.is_some()
+        match &self.progress {
+            Progress::Task { shared, .. } => lock(shared).result.is_some(),
+            Progress::Direct(d) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                lock(d).poll(self.peer, &mut cx).is_ready()
+            }
+        }
     }
 
     /// Ready when it has finished.
     pub fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut p = lock(&self.shared);
+        let shared = match &self.progress {
+            Progress::Task { shared, .. } => shared,
+            Progress::Direct(d) => return lock(d).poll(self.peer, cx),
+        };
+        let mut p = lock(shared);
         if p.result.is_some() {
             return Poll::Ready(());
         }
@@ -296,19 +375,42 @@ impl Connecting {
 
     /// The outcome, once finished (`None` while under way).
     pub fn take(&self) -> Option<io::Result<Stream>> {
-        lock(&self.shared).result.take()
+        match &self.progress {
+            Progress::Task { shared, .. } => lock(shared).result.take(),
+            Progress::Direct(d) => {
+                let mut d = lock(d);
+                let mut cx = Context::from_waker(Waker::noop());
+                if d.poll(self.peer, &mut cx).is_pending() {
+                    return None;
+                }
+                match &mut *d {
+                    Direct::Done(outcome) => outcome.take(),
+                    Direct::Connecting(_) => None,
+                }
+            }
+        }
     }
 
     /// Readiness right now: writable (and, failed, hung up) once finished.
     pub fn readiness(&self) -> Readiness {
-        let p = lock(&self.shared);
-        match &p.result {
+        let failed = match &self.progress {
+            Progress::Task { shared, .. } => lock(shared).result.as_ref().map(|r| r.is_err()),
+            Progress::Direct(d) => {
+                let mut d = lock(d);
+                let mut cx = Context::from_waker(Waker::noop());
+                match (d.poll(self.peer, &mut cx), &*d) {
+                    (Poll::Ready(()), Direct::Done(Some(r))) => Some(r.is_err()),
+                    _ => None,
+                }
+            }
+        };
+        match failed {
             None => Readiness::default(),
-            Some(Ok(_)) => Readiness {
+            Some(false) => Readiness {
                 writable: true,
                 ..Readiness::default()
             },
-            Some(Err(_)) => Readiness {
+            Some(true) => Readiness {
                 readable: true,
                 writable: true,
                 hangup: true,

@@ -268,6 +268,7 @@ impl Listener {
                     .decide_in(self.pool.as_deref(), crate::Action::Accept, target)
                     .is_allowed()
                 {
+                    stream.set_nonblocking(true)?;
                     return Stream::new(stream, peer);
                 }
                 drop(stream);
@@ -344,8 +345,8 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
+    /// `stream` must be non-blocking already.
     fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
-        stream.set_nonblocking(true)?;
         // Guests cannot set socket options through preview1; small
         // request/response exchanges should not wait on Nagle's algorithm.
         stream.set_nodelay(true)?;
@@ -354,6 +355,17 @@ impl Stream {
             peer,
             raw: None,
         })
+    }
+
+    /// A stream the guest connected itself, registered with the reactor
+    /// for its connect already. Its options stay the guest's own (it sets
+    /// TCP_NODELAY itself, if it wants it).
+    pub(crate) fn connected(io: AsyncFd<TcpStream>, peer: SocketAddr) -> Self {
+        Self {
+            io: StreamIo::Plain(io),
+            peer,
+            raw: None,
+        }
     }
 
     fn pumped(conn: crate::conn::Connection, peer: SocketAddr) -> io::Result<Self> {
@@ -370,6 +382,7 @@ impl Stream {
     /// a host task moves.
     pub fn from_connection(conn: crate::conn::Connection, peer: SocketAddr) -> io::Result<Self> {
         match conn.into_plain() {
+            // A tokio stream is non-blocking already.
             Ok(tcp) => Self::new(tcp.into_std()?, peer),
             Err(conn) => Self::pumped(conn, peer),
         }
@@ -491,6 +504,12 @@ pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
         }
     }
     Ok(out)
+}
+
+/// Register a non-blocking TCP stream with the reactor (a connect of the
+/// guest's, under way).
+pub(crate) fn register_stream(stream: TcpStream) -> io::Result<AsyncFd<TcpStream>> {
+    register(stream)
 }
 
 fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {

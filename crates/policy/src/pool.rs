@@ -7,6 +7,10 @@
 //! ([`Pool::confine`]). A pool's refusal is a decision like a deny rule's,
 //! quoted as `pool:NAME`, so it is audited and reported with no grant
 //! suggested (widening the policy would not help).
+//!
+//! A pool can be narrowed ([`Pool::narrow`]): the narrower pool keeps the
+//! one it came from, and an action must pass both, so handing a narrowed
+//! pool on never hands on more than the original.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,7 +24,15 @@ pub struct Pool {
     name: String,
     policy: Policy,
     quoted: Arc<Quoted>,
+    /// The pool this one was narrowed from, which confines it too.
+    within: Option<Arc<Pool>>,
+    /// How many pools confine it (1 for an original).
+    depth: usize,
 }
+
+/// The most pools one can be narrowed through: each decision passes them
+/// all, so a guest may not stack them without end.
+pub const MAX_NARROWING: usize = 8;
 
 /// Why a pool could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +48,9 @@ pub enum PoolError {
     /// Unreadable text.
     #[error("{0}")]
     Syntax(String),
+    /// Narrowed more than [`MAX_NARROWING`] times.
+    #[error("pool `{0}` is narrowed {MAX_NARROWING} times already")]
+    TooDeep(String),
 }
 
 impl Pool {
@@ -78,7 +93,25 @@ impl Pool {
                 text: text.into(),
                 kind: None,
             }),
+            within: None,
+            depth: 1,
         })
+    }
+
+    /// `narrower` confined to `self` as well: it allows an action only
+    /// when both do, so it never allows more than `self`.
+    pub fn narrow(self: &Arc<Pool>, mut narrower: Pool) -> Result<Pool, PoolError> {
+        if self.depth >= MAX_NARROWING {
+            return Err(PoolError::TooDeep(self.name.clone()));
+        }
+        narrower.depth = self.depth + 1;
+        narrower.within = Some(self.clone());
+        Ok(narrower)
+    }
+
+    /// The pool it was narrowed from, if any.
+    pub fn within(&self) -> Option<&Arc<Pool>> {
+        self.within.as_ref()
     }
 
     /// Parse `NAME=RIGHT[+RIGHT...]@TARGET:PORTS[,TARGET:PORTS...]`, for
@@ -129,6 +162,12 @@ impl Pool {
         known: &Known<'_>,
         decision: Decision,
     ) -> Decision {
+        // The outer pools first: a refusal names the widest pool that
+        // refuses.
+        let decision = match &self.within {
+            Some(outer) => outer.confine(action, target, known, decision),
+            None => decision,
+        };
         if !decision.is_allowed() || self.policy.decide_known(action, target, known).is_allowed() {
             return decision;
         }
@@ -145,7 +184,7 @@ impl Pool {
 
 impl PartialEq for Pool {
     fn eq(&self, other: &Pool) -> bool {
-        self.name == other.name && self.quoted == other.quoted
+        self.name == other.name && self.quoted == other.quoted && self.within == other.within
     }
 }
 
@@ -198,6 +237,50 @@ mod tests {
         // Mapped IPv4 is its IPv4 address.
         assert!(decide(&wide, Action::Connect, &addr("[::ffff:127.0.0.1]:5432")).is_allowed());
         assert!(!decide(&wide, Action::Connect, &addr("[::ffff:127.0.0.2]:5432")).is_allowed());
+    }
+
+    #[test]
+    fn a_narrowed_pool_allows_only_what_both_allow() {
+        let wide = Policy::new([Rule::allow(
+            "wide",
+            "127.0.0.0/8".parse().unwrap(),
+            Ports::ANY,
+            Rights::CONNECT | Rights::BIND,
+        )]);
+        let known = Known::default();
+        let outer = Arc::new(Pool::parse("db=connect@127.0.0.0/24:5000-5999").unwrap());
+        // Narrower in ports, but asks for a wider block and another right.
+        let inner = outer
+            .narrow(Pool::parse("one=connect+bind@127.0.0.0/8:5432").unwrap())
+            .unwrap();
+        assert_eq!(inner.within().map(|p| p.name()), Some("db"));
+        let decide =
+            |a: Action, t: &Target| inner.confine(a, t, &known, wide.decide_known(a, t, &known));
+        assert!(decide(Action::Connect, &addr("127.0.0.1:5432")).is_allowed());
+        // Inside the outer pool, outside the narrowed one.
+        assert_eq!(
+            decide(Action::Connect, &addr("127.0.0.1:5433")).rule(),
+            "pool:one"
+        );
+        // Inside the narrowed one, outside the outer: never wider.
+        assert_eq!(
+            decide(Action::Connect, &addr("127.0.1.1:5432")).rule(),
+            "pool:db"
+        );
+        assert_eq!(
+            decide(Action::Bind, &addr("127.0.0.1:5432")).rule(),
+            "pool:db"
+        );
+        // Stacking is bounded.
+        let mut p = outer;
+        for _ in 1..MAX_NARROWING {
+            p = Arc::new(
+                p.narrow(Pool::parse("n=connect@127.0.0.1:*").unwrap())
+                    .unwrap(),
+            );
+        }
+        let e = p.narrow(Pool::parse("n=connect@127.0.0.1:*").unwrap());
+        assert!(matches!(e, Err(PoolError::TooDeep(_))), "{e:?}");
     }
 
     #[test]

@@ -10,6 +10,16 @@ static int pool_fd = -1;
 
 void warden_use_pool(int poolfd) { pool_fd = poolfd; }
 
+int warden_pool_narrow(int poolfd, const char *spec) {
+    int32_t fd = -1;
+    __wasi_errno_t e = warden_sock_pool_narrow(poolfd, spec, &fd);
+    if (e != 0) {
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int warden_pool(const char *name) {
     const char *pools = getenv("WARDEN_POOLS");
     size_t n = strlen(name);

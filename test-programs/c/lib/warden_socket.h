@@ -156,4 +156,13 @@ int warden_pool(const char *name);
 /* Open sockets from POOLFD (-1: none) from now on. */
 void warden_use_pool(int poolfd);
 
+/* Warden's own call (no WAMR equivalent): a new pool descriptor for SPEC
+ * ("NAME=RIGHTS@TARGETS", as --pool takes it) confined to POOLFD too, so it
+ * never allows more than POOLFD; for handing a part of a pool to another
+ * part of the program. */
+__attribute__((import_module("warden"), import_name("sock_pool_narrow")))
+__wasi_errno_t warden_sock_pool_narrow(int32_t poolfd, const char *spec, int32_t *newfd);
+/* The same, returning the new descriptor, or -1 with errno. */
+int warden_pool_narrow(int poolfd, const char *spec);
+
 #endif

@@ -15,6 +15,10 @@ use super::sock_opts::{OPTIONS, Width};
 use super::table::P1Ctx;
 
 const M: &str = "wasi_snapshot_preview1";
+/// Warden's own calls, beside WAMR's (which has no pools).
+const WARDEN: &str = "warden";
+/// The longest pool spec `sock_pool_narrow` reads.
+const MAX_POOL_SPEC: u32 = 4096;
 
 /// The longest host name `sock_addr_resolve` reads (DNS allows 253; a
 /// longer one is refused as too long, not decided).
@@ -33,8 +37,11 @@ pub fn link_sock_ext<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     macro_rules! call {
         ($name:expr, ($($arg:ident : $ty:ty),*), |$p1:ident, $mem:ident| $body:expr) => {
+            call!(M, $name, ($($arg: $ty),*), |$p1, $mem| $body)
+        };
+        ($module:expr, $name:expr, ($($arg:ident : $ty:ty),*), |$p1:ident, $mem:ident| $body:expr) => {
             linker.func_wrap_async(
-                M,
+                $module,
                 $name,
                 move |mut caller: Caller<'_, T>, ($($arg,)*): ($($ty,)*)| {
                     Box::new(async move {
@@ -47,6 +54,11 @@ pub fn link_sock_ext<T: Send + 'static>(
 
     call!("sock_open", (poolfd: i32, af: i32, ty: i32, out: i32), |p1, mem| {
         let fd = p1.sock_open(poolfd, af, ty)?;
+        put_u32(mem, out, u32::from(fd))
+    });
+    call!(WARDEN, "sock_pool_narrow", (poolfd: i32, spec: i32, out: i32), |p1, mem| {
+        let spec = read_cstr(mem, spec as u32, MAX_POOL_SPEC)?;
+        let fd = p1.sock_pool_narrow(poolfd, &spec)?;
         put_u32(mem, out, u32::from(fd))
     });
     call!("sock_bind", (fd: i32, addr: i32), |p1, mem| {

@@ -37,6 +37,23 @@ impl P1Ctx {
         }
     }
 
+    /// `warden.sock_pool_narrow(poolfd, spec)`: a new pool descriptor for
+    /// `spec` (`NAME=RIGHTS@TARGETS`, as `--pool` takes it) confined to
+    /// pool `poolfd` as well, so it never allows more. `poolfd` must be a
+    /// pool (`-1` is none, so `EBADF`: narrowing nothing would make a pool
+    /// out of the policy, which `--strict-pools` forbids); a bad spec is
+    /// `EINVAL`, narrowing too deep `EMLINK`.
+    pub(super) fn sock_pool_narrow(&mut self, poolfd: i32, spec: &str) -> Result<types::Fd, Errno> {
+        let outer = match self.fds.get(&(poolfd as u32)) {
+            Some(Slot::Pool(p)) => p.clone(),
+            Some(_) => return Err(Errno::Inval),
+            None => return Err(Errno::Badf),
+        };
+        let narrower = Pool::parse(spec).map_err(|_| Errno::Inval)?;
+        let pool = outer.narrow(narrower).map_err(|_| Errno::Mlink)?;
+        self.alloc(Slot::Pool(Arc::new(pool)))
+    }
+
     /// `sock_open(poolfd, af, socktype)`.
     pub(super) fn sock_open(&mut self, poolfd: i32, af: i32, ty: i32) -> Result<types::Fd, Errno> {
         let pool = self.pool_of(poolfd)?;

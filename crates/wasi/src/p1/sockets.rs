@@ -260,12 +260,6 @@ impl P1Ctx {
     ) -> Result<Option<u32>, types::Error> {
         self.settle(fd)?;
         let io = self.io(fd)?;
-        if to.is_some() && !matches!(io, Io::Datagram(_)) {
-            // A connected stream ignores the address, as TCP does.
-            if let Io::Pending = io {
-                return Ok(None);
-            }
-        }
         if buf.len() == 0 && !matches!(io, Io::Datagram(_)) {
             return Ok(Some(0));
         }
@@ -278,6 +272,7 @@ impl P1Ctx {
         };
         let data = mem.as_cow(buf)?;
         let sent = match io {
+            // A connected stream ignores `to`, as TCP does.
             Io::Stream(s) => s.try_send(&data),
             Io::Datagram(d) => d.try_send_to(&self.gate, &data, to),
             Io::Pending => Err(std::io::ErrorKind::WouldBlock.into()),

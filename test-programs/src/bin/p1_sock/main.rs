@@ -24,6 +24,7 @@ fn name(e: u16) -> &'static str {
         57 => "ENOTSOCK",
         58 => "ENOTSUP",
         76 => "ENOTCAPABLE",
+        34 => "EMLINK",
         _ => "other",
     }
 }
@@ -36,6 +37,18 @@ fn pool(named: Option<&String>) -> i32 {
         .find_map(|p| p.strip_prefix(&format!("{named}=")))
         .and_then(|fd| fd.parse().ok())
         .unwrap_or_else(|| panic!("no pool {named} in WARDEN_POOLS={pools}"))
+}
+
+#[link(wasm_import_module = "warden")]
+unsafe extern "C" {
+    fn sock_pool_narrow(pool: i32, spec: *const u8, out: *mut i32) -> u16;
+}
+
+fn narrow(pool: i32, spec: &str) -> (u16, i32) {
+    let spec = format!("{spec}\0");
+    let mut fd = -1;
+    let e = unsafe { sock_pool_narrow(pool, spec.as_ptr(), &mut fd) };
+    (e, fd)
 }
 
 fn open(pool: i32, af: i32, ty: i32) -> (u16, i32) {
@@ -124,6 +137,23 @@ fn probe(port: u16) {
         );
         let stat = unsafe { wasi_p1::fd_fdstat_get(fd) }.unwrap();
         println!("pool filetype: {}", stat.fs_filetype.raw());
+        say("narrow no pool", narrow(-1, "n=connect@127.0.0.1:1").0);
+        say("narrow a socket", narrow(s, "n=connect@127.0.0.1:1").0);
+        say("narrow bad spec", narrow(fd as i32, "n=connect").0);
+        let end = core::arch::wasm32::memory_size(0) * 65536;
+        let mut out = -1;
+        say("narrow spec off memory", unsafe {
+            sock_pool_narrow(fd as i32, end as *const u8, &mut out)
+        });
+        let mut deepest = fd as i32;
+        let mut e = 0;
+        while e == 0 {
+            (e, deepest) = match narrow(deepest, "n=connect@127.0.0.1:*") {
+                (0, next) => (0, next),
+                (e, _) => (e, deepest),
+            };
+        }
+        say("narrow too deep", e);
         say("close pool", unsafe { raw::sock_close(fd as i32) });
         say("open closed pool", open(fd as i32, 0, 1).0);
     }
@@ -141,7 +171,9 @@ fn main() {
                         "local is loopback: {}",
                         s.local_addr().unwrap().ip().is_loopback()
                     );
+                    s.set_nodelay(true).unwrap();
                     s.write_all(b"hello\n").unwrap();
+                    s.shutdown_write().unwrap();
                     let mut reply = String::new();
                     s.read_to_string(&mut reply).unwrap();
                     println!("got: {}", reply.trim_end());

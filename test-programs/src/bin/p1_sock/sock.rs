@@ -63,6 +63,7 @@ pub mod raw {
             got: *mut u32,
         ) -> u16;
         pub fn sock_close(fd: i32) -> u16;
+        pub fn sock_set_tcp_no_delay(fd: i32, on: bool) -> u16;
     }
 }
 
@@ -139,6 +140,19 @@ impl TcpStream {
         let mut a = WasiAddr::default();
         check(unsafe { raw::sock_addr_local(std::os::fd::AsRawFd::as_raw_fd(&self.0), &mut a) })?;
         Ok(decode(&a))
+    }
+
+    /// Send small writes at once (TCP_NODELAY).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
+        check(unsafe { raw::sock_set_tcp_no_delay(fd, on) })
+    }
+
+    /// End the writing side (the peer reads EOF); reading goes on.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.0) as u32;
+        // SAFETY: a plain preview1 call on a descriptor this stream owns.
+        unsafe { wasi_p1::sock_shutdown(fd, wasi_p1::SDFLAGS_WR) }.map_err(|e| err(e.raw()))
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
