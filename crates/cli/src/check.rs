@@ -52,7 +52,7 @@ pub fn check(file: &Path) -> ExitCode {
     let base = file.parent().unwrap_or(Path::new(""));
     let mut kinds: Vec<Arc<Kind>> = policy
         .kinds()
-        .map(|k| Arc::new(network::relative_to(Kind::clone(k), base)))
+        .map(|k| Arc::new(warden_host::manifest::relative_to(Kind::clone(k), base)))
         .collect();
     for (i, l) in m.listen.iter().enumerate() {
         if let Some(tls) = &l.tls {

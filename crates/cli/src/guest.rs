@@ -155,13 +155,14 @@ impl GuestArgs {
                 dirs: dirs.into_iter().map(|(_, d)| d).collect(),
                 closed_stdin: false,
             },
+            // A flag wins over the manifest's [limits].
             limits: Limits {
-                max_memory: self.max_memory,
+                max_memory: self.max_memory.or(resolved.limits.max_memory),
                 max_table_elements: self
                     .max_table_elements
                     .unwrap_or(defaults.max_table_elements),
-                timeout: self.timeout,
-                fuel: self.fuel,
+                timeout: self.timeout.or(resolved.limits.timeout),
+                fuel: self.fuel.or(resolved.limits.fuel),
                 max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
                 compile_timeout: self.compile_timeout.unwrap_or(defaults.compile_timeout),
             },

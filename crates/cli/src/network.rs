@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use warden_host::Network;
-use warden_net::{AuditDest, DnsConfig, Policy, Pool};
+use warden_host::manifest::{Loaded, audit_dest};
+use warden_net::{DnsConfig, Policy, Pool};
 use warden_policy::manifest::{self, Listen};
 use warden_policy::{
     Cidr, Kind, KindError, NamePattern, Ports, Protocol, Rights, Rule, RuleTarget,
@@ -181,6 +182,8 @@ pub struct Resolved {
     pub listen: Vec<Listen>,
     /// Warnings for the operator (allow-all grants).
     pub warnings: Vec<String>,
+    /// The manifest's `[limits]` (flags win over them).
+    pub limits: warden_host::manifest::ManifestLimits,
 }
 
 /// The kind `--connect-tls` grants carry (a kind name no manifest can
@@ -189,9 +192,7 @@ pub const CONNECT_TLS_KIND: &str = "--connect-tls";
 
 /// Read a manifest file, with errors that name it.
 pub fn read_manifest(path: &Path) -> Result<manifest::Manifest, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
-    manifest::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
+    warden_host::manifest::read(path).map_err(|e| e.to_string())
 }
 
 impl NetworkArgs {
@@ -287,36 +288,21 @@ impl NetworkArgs {
         manifest_path: Option<&Path>,
         audit: Option<&str>,
     ) -> Result<Resolved, String> {
-        let manifest = manifest_path.map(read_manifest).transpose()?;
-        let mut rules = Vec::new();
-        let mut listen = Vec::new();
-        let mut kinds = Vec::new();
-        let mut require_tls = self.require_tls;
-        let mut dns = DnsConfig::System;
-        let mut audit_dest = None;
-        let mut pools: Vec<Arc<Pool>> = Vec::new();
-        if let Some(m) = manifest {
-            pools = m.pools.into_iter().map(Arc::new).collect();
+        let Loaded {
+            mut rules,
+            mut kinds,
+            listen,
+            mut pools,
+            require_tls,
+            mut dns,
+            audit: mut audit_to,
+            limits,
+        } = match manifest_path {
             // Relative paths in a manifest are relative to its directory.
-            let base = manifest_path
-                .and_then(Path::parent)
-                .unwrap_or(Path::new(""));
-            rules = m.rules;
-            listen = m.listen;
-            for l in &mut listen {
-                if let Some(tls) = &mut l.tls {
-                    tls.cert = base.join(&tls.cert);
-                    tls.key = base.join(&tls.key);
-                    tls.client_ca = tls.client_ca.as_ref().map(|p| base.join(p));
-                }
-            }
-            kinds = m.kinds.into_iter().map(|k| relative_to(k, base)).collect();
-            require_tls |= m.require_tls;
-            if let Some(addr) = m.dns_server {
-                dns = DnsConfig::Server(addr);
-            }
-            audit_dest = m.audit.map(|a| audit_dest_of(&a, base));
-        }
+            Some(path) => Loaded::read(path).map_err(|e| e.to_string())?,
+            None => Loaded::default(),
+        };
+        let require_tls = require_tls || self.require_tls;
         rules.extend(self.rules());
         for p in &self.pool {
             if pools.iter().any(|q| q.name() == p.name()) {
@@ -343,7 +329,7 @@ impl NetworkArgs {
             dns = DnsConfig::Server(addr);
         }
         if let Some(a) = audit {
-            audit_dest = Some(audit_dest_of(a, Path::new("")));
+            audit_to = Some(audit_dest(a, Path::new("")));
         }
         let policy = Policy::with_kinds(rules, kinds, require_tls).map_err(|e| kind_error(&e))?;
         // One warning per rule id (a flag makes several rules).
@@ -367,7 +353,7 @@ impl NetworkArgs {
             network: Network {
                 policy,
                 dns,
-                audit: audit_dest,
+                audit: audit_to,
                 reporter: None,
                 handshake_timeout: None,
                 pools,
@@ -375,26 +361,9 @@ impl NetworkArgs {
             },
             listen,
             warnings,
+            limits,
         })
     }
-}
-
-/// A manifest kind with its files relative to the manifest's directory.
-pub fn relative_to(mut k: Kind, base: &Path) -> Kind {
-    for p in [
-        &mut k.ca,
-        &mut k.client_cert,
-        &mut k.client_key,
-        &mut k.cert,
-        &mut k.key,
-        &mut k.client_ca,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        *p = base.join(&*p);
-    }
-    k
 }
 
 /// A disagreement between grants and kinds, in the words of the flags
@@ -411,14 +380,6 @@ fn kind_error(e: &KindError) -> String {
             "{rule}: TLS to an address needs the name the server's certificate carries: add --tls-server-name NAME, or connect by host name"
         ),
         other => other.to_string(),
-    }
-}
-
-fn audit_dest_of(s: &str, base: &Path) -> AuditDest {
-    if s == "-" {
-        AuditDest::Stderr
-    } else {
-        AuditDest::File(base.join(s))
     }
 }
 

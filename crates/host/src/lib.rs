@@ -11,7 +11,9 @@
 //! `load` (file to classified bytes), `compile` (engine, cache, compiled
 //! code within its bounds), `instance` (linkers and stores: the one path to
 //! a running instance), `run` (one guest to completion), `limits`,
-//! `signals` (ending the process from another thread), `cache`.
+//! `signals` (ending the process from another thread), `cache`,
+//! `manifest` (a manifest file read, its paths resolved), `units` (sizes
+//! and durations as operators write them).
 //!
 //! It prints nothing but warnings, verbose progress and the lines a signal
 //! or a stuck guest's timeout leaves (all through `warden_net::out`, which
@@ -24,9 +26,11 @@ mod config;
 mod instance;
 mod limits;
 mod load;
+pub mod manifest;
 mod run;
 pub mod serve;
 mod signals;
+pub mod units;
 
 use std::fmt;
 use std::time::Duration;
@@ -38,6 +42,7 @@ pub use limits::{
 };
 pub use load::{Guest, GuestKind, read_guest};
 pub use run::{Finished, WATCHDOG_GRACE, run, run_async};
+pub use signals::hand_over_stop_signals;
 
 /// A limit that ended the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@
 //! race each other's clean-up.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use warden_net::Gate;
@@ -49,6 +50,47 @@ fn signal_set() -> libc::sigset_t {
     }
 }
 
+/// The thread waiting for the handled signals (a `pthread_t`; 0 before
+/// it runs), for [`hand_over_stop_signals`].
+static WAITER: AtomicU64 = AtomicU64::new(0);
+
+fn waiting_here() {
+    // SAFETY: pthread_self has no preconditions.
+    WAITER.store(unsafe { libc::pthread_self() } as u64, Ordering::Release);
+}
+
+extern "C" fn hand_over(sig: libc::c_int) {
+    let waiter = WAITER.load(Ordering::Acquire);
+    if waiter != 0 {
+        // SAFETY: pthread_kill is async-signal-safe; the waiting thread
+        // lives as long as the process.
+        unsafe { libc::pthread_kill(waiter as libc::pthread_t, sig) };
+    }
+}
+
+/// For a process with threads Warden did not start (an embedder's async
+/// runtime, started before [`crate::run`]): such a thread does not block
+/// the handled signals, so one could land there and, in a container's
+/// first process, be dropped. This installs a handler that passes each to
+/// the thread that waits for them. Call it before `run`.
+pub fn hand_over_stop_signals() -> io::Result<()> {
+    for (sig, _) in HANDLED {
+        // SAFETY: a zeroed sigaction with a valid handler and an empty
+        // mask is a valid argument; the old action is not wanted.
+        let r = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = hand_over as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut())
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Take over the handled signals for the process (see the module docs).
 pub(crate) fn install() -> io::Result<()> {
     let set = signal_set();
@@ -60,6 +102,7 @@ pub(crate) fn install() -> io::Result<()> {
     std::thread::Builder::new()
         .name("warden-signals".into())
         .spawn(move || {
+            waiting_here();
             loop {
                 let mut sig = 0;
                 // SAFETY: a valid set and a valid place for the result.
@@ -117,6 +160,7 @@ pub(crate) fn install_serving() -> io::Result<Stop> {
     std::thread::Builder::new()
         .name("warden-signals".into())
         .spawn(move || {
+            waiting_here();
             let mut stopping = false;
             loop {
                 let mut sig = 0;

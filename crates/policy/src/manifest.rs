@@ -43,6 +43,11 @@
 //! max_connections = 16            # optional
 //! # cert, key, client_ca: for a kind named by a listen grant
 //!
+//! [limits]                        # for `warden run` (flags win) and the containerd shim
+//! timeout = "30s"                 # as the flags take them
+//! max_memory = "128MiB"
+//! fuel = 1000000000
+//!
 //! [[app]]                         # an application `warden serve` hosts
 //! name = "api"
 //! component = "api.wasm"
@@ -95,6 +100,20 @@ pub struct Manifest {
     pub apps: Vec<App>,
     /// Address pools pre-opened for a preview1 guest, in order.
     pub pools: Vec<Pool>,
+    /// Limits for a run, as written (the binary reads them as it reads
+    /// its flags).
+    pub limits: Limits,
+}
+
+/// The `[limits]` table: a run's bounds, as text the flags take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// As `--timeout` takes it.
+    pub timeout: Option<String>,
+    /// As `--max-memory` takes it.
+    pub max_memory: Option<String>,
+    /// As `--fuel` takes it.
+    pub fuel: Option<u64>,
 }
 
 /// An `[[app]]` entry: one application `warden serve` hosts. Paths are as
@@ -248,6 +267,15 @@ struct Raw {
     app: Vec<RawApp>,
     #[serde(default)]
     pool: Vec<RawPool>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout: Option<String>,
+    max_memory: Option<String>,
+    fuel: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -629,7 +657,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         })?;
         pools.push(pool);
     }
+    let limits = raw.limits.as_ref().map_or_else(Limits::default, |l| Limits {
+        timeout: l.timeout.clone(),
+        max_memory: l.max_memory.clone(),
+        fuel: l.fuel,
+    });
     let manifest = Manifest {
+        limits,
         pools,
         rules,
         dns_server,

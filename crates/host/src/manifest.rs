@@ -1,0 +1,171 @@
+//! A manifest file as a host takes it: read, parsed, and its relative
+//! paths (TLS material, the audit log) resolved against its directory.
+//! `warden run` and `serve` add their flags' grants to what it says; the
+//! containerd shim takes it as a workload's whole policy. Either way there
+//! is one reading of a manifest.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use warden_net::{AuditDest, DnsConfig, Pool};
+use warden_policy::manifest::{self, Listen, Manifest, ManifestError};
+use warden_policy::{Kind, Rule};
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestLoadError {
+    /// The file could not be read.
+    #[error("cannot read manifest {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It does not parse or is not valid (the error says where).
+    #[error(transparent)]
+    Invalid(#[from] ManifestError),
+    /// A `[limits]` value does not read.
+    #[error("{}: limits.{key}: {message}", path.display())]
+    Limit {
+        /// The manifest.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Read and parse the manifest at `path`.
+pub fn read(path: &Path) -> Result<Manifest, ManifestLoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestLoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(manifest::parse(&text, &path.display().to_string())?)
+}
+
+/// What a manifest grants, with its paths resolved, before a policy is
+/// built from it (a caller may add rules and kinds of its own first).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Grants in file order, then denies.
+    pub rules: Vec<Rule>,
+    /// Connection kinds, their files resolved.
+    pub kinds: Vec<Kind>,
+    /// Listeners, their TLS files resolved.
+    pub listen: Vec<Listen>,
+    /// Address pools, in order.
+    pub pools: Vec<Arc<Pool>>,
+    /// Whether every connect grant must be TLS.
+    pub require_tls: bool,
+    /// The DNS servers to use.
+    pub dns: DnsConfig,
+    /// Where the audit log goes, if anywhere.
+    pub audit: Option<AuditDest>,
+    /// The `[limits]` table, read.
+    pub limits: ManifestLimits,
+}
+
+/// A manifest's `[limits]`, read (each `None` when not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestLimits {
+    /// Wall-clock time for the run.
+    pub timeout: Option<std::time::Duration>,
+    /// Memory for the instance.
+    pub max_memory: Option<u64>,
+    /// Fuel units.
+    pub fuel: Option<u64>,
+}
+
+impl ManifestLimits {
+    fn read(l: &manifest::Limits, origin: &Path) -> Result<Self, ManifestLoadError> {
+        let bad = |key: &str, message: String| ManifestLoadError::Limit {
+            path: origin.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        Ok(ManifestLimits {
+            timeout: l
+                .timeout
+                .as_deref()
+                .map(crate::units::duration)
+                .transpose()
+                .map_err(|e| bad("timeout", e))?,
+            max_memory: l
+                .max_memory
+                .as_deref()
+                .map(crate::units::size)
+                .transpose()
+                .map_err(|e| bad("max_memory", e))?,
+            fuel: match l.fuel {
+                Some(0) => return Err(bad("fuel", "expected 1 or more".into())),
+                f => f,
+            },
+        })
+    }
+}
+
+impl Loaded {
+    /// The manifest at `path`, read, with its relative paths taken
+    /// relative to its directory.
+    pub fn read(path: &Path) -> Result<Loaded, ManifestLoadError> {
+        let m = read(path)?;
+        let limits = ManifestLimits::read(&m.limits, path)?;
+        Ok(Loaded {
+            limits,
+            ..Loaded::new(m, path.parent().unwrap_or(Path::new("")))
+        })
+    }
+
+    /// `m`, with relative paths taken relative to `base` (the manifest's
+    /// directory); its `[limits]` are not read.
+    fn new(m: Manifest, base: &Path) -> Loaded {
+        let mut listen = m.listen;
+        for l in &mut listen {
+            if let Some(tls) = &mut l.tls {
+                tls.cert = base.join(&tls.cert);
+                tls.key = base.join(&tls.key);
+                tls.client_ca = tls.client_ca.as_ref().map(|p| base.join(p));
+            }
+        }
+        Loaded {
+            rules: m.rules,
+            kinds: m.kinds.into_iter().map(|k| relative_to(k, base)).collect(),
+            listen,
+            pools: m.pools.into_iter().map(Arc::new).collect(),
+            require_tls: m.require_tls,
+            dns: m.dns_server.map_or(DnsConfig::System, DnsConfig::Server),
+            audit: m.audit.map(|a| audit_dest(&a, base)),
+            limits: ManifestLimits::default(),
+        }
+    }
+}
+
+/// A kind with its files relative to `base`.
+pub fn relative_to(mut k: Kind, base: &Path) -> Kind {
+    for p in [
+        &mut k.ca,
+        &mut k.client_cert,
+        &mut k.client_key,
+        &mut k.cert,
+        &mut k.key,
+        &mut k.client_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *p = base.join(&*p);
+    }
+    k
+}
+
+/// An audit destination as written (`-` is stderr), relative to `base`.
+pub fn audit_dest(s: &str, base: &Path) -> AuditDest {
+    if s == "-" {
+        AuditDest::Stderr
+    } else {
+        AuditDest::File(base.join(s))
+    }
+}

@@ -1,0 +1,135 @@
+//! The runwasi side: runwasi (through youki's libcontainer) makes the
+//! container (namespaces, cgroups, root file system, mounts) and calls
+//! [`WardenSandbox::run_wasi`] as the container's first process. That call
+//! makes one [`warden_host::run`] of the program, the same path to a ready
+//! instance as `warden run`, and returns the exit status that becomes the
+//! container's.
+
+use std::path::Path;
+
+use containerd_shim_wasm::sandbox::Sandbox;
+use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
+use warden_host::{Finished, LimitHit, Outcome};
+
+use crate::{mounts, workload};
+
+/// Exit status when the container could not be run as asked (a manifest
+/// that does not read, no program): the error is on its stderr.
+const EXIT_CONFIG: i32 = 2;
+/// Exit status when a limit from the manifest stopped the guest.
+const EXIT_LIMIT: i32 = 124;
+/// Exit status when the guest trapped.
+const EXIT_TRAP: i32 = 134;
+
+/// One container's sandbox.
+#[derive(Default, Clone)]
+pub struct WardenSandbox;
+
+fn say(line: &str) {
+    warden_net::out::line(line);
+}
+
+/// How long the container's last lines may take to be written: runwasi
+/// ends the process as soon as the status is returned.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Sandbox for WardenSandbox {
+    async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+        let status = run(ctx);
+        warden_net::out::drain(Some(std::time::Instant::now() + DRAIN));
+        status
+    }
+}
+
+/// The run, to its exit status.
+fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+    let root = Path::new("/");
+    let entry = ctx.entrypoint();
+    let file = match entry.source {
+        Source::File(path) => workload::program(root, &path.to_string_lossy(), &entry.func),
+        Source::Oci(_) => Err(anyhow::anyhow!(
+            "this image carries its program as a wasm OCI layer; Warden runs the program file named by the image's entrypoint in its root file system"
+        )),
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let config = file.and_then(|file| {
+        workload::config(workload::Container {
+            args: ctx.args(),
+            envs: ctx.envs(),
+            file,
+            root,
+            mounts: mounts::parse(&mountinfo),
+        })
+    });
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("warden: {e:#}"));
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    // The run takes over SIGTERM and friends for the threads it starts;
+    // runwasi's threads, started before, would take them too, and in the
+    // container's first process a signal without a handler is dropped.
+    // This thread blocks them; the others hand them over.
+    block_stop_signals();
+    if let Err(e) = warden_host::hand_over_stop_signals() {
+        say(&format!("warden: cannot set up signal handling: {e}"));
+        return Ok(EXIT_CONFIG);
+    }
+    // `warden_host::run` makes its own runtime; runwasi's is running on
+    // this thread.
+    let ran = std::thread::Builder::new()
+        .name("warden-run".into())
+        .spawn(move || warden_host::run(&config))
+        .map_err(|e| anyhow::anyhow!("cannot start the run: {e}"))?;
+    match ran.join() {
+        Ok(Ok(finished)) => Ok(ending(&finished)),
+        Ok(Err(e)) => {
+            say(&format!("warden: {e}"));
+            Ok(EXIT_CONFIG)
+        }
+        Err(_) => {
+            say("warden: the run ended unexpectedly");
+            Ok(EXIT_TRAP)
+        }
+    }
+}
+
+fn block_stop_signals() {
+    // SAFETY: an initialised set of valid signals; the old mask is not
+    // wanted.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The container's exit status for how the guest ended, with a line on
+/// its stderr for anything but an exit.
+fn ending(finished: &Finished) -> i32 {
+    match &finished.outcome {
+        // Exit statuses are 8 bits, as the OS would cut them.
+        Outcome::Exited(code) => i32::from(*code as u8),
+        Outcome::Limit(LimitHit::Timeout(d)) => {
+            say(&format!(
+                "warden: guest stopped: the manifest's limits.timeout ({d:?}) was reached"
+            ));
+            EXIT_LIMIT
+        }
+        Outcome::Limit(LimitHit::Fuel(n)) => {
+            say(&format!(
+                "warden: guest stopped: the manifest's limits.fuel ({n}) was used up"
+            ));
+            EXIT_LIMIT
+        }
+        Outcome::Trapped { reason, .. } => {
+            say(&format!("warden: guest trapped: {reason}"));
+            EXIT_TRAP
+        }
+    }
+}
