@@ -45,10 +45,25 @@ impl Sandbox for WardenSandbox {
 fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let root = Path::new("/");
     let entry = ctx.entrypoint();
+    // A program from a wasm OCI layer is in memory: it is handed to the run
+    // as a memory file, which lives as long as this call.
+    let mut layer_file = None;
     let file = match entry.source {
         Source::File(path) => workload::program(root, &path.to_string_lossy(), &entry.func),
-        Source::Oci(_) => Err(anyhow::anyhow!(
-            "this image carries its program as a wasm OCI layer; Warden runs the program file named by the image's entrypoint in its root file system"
+        Source::Oci([layer]) if !layer.precompiled => {
+            workload::in_memory(&layer.layer).map(|(file, path)| {
+                layer_file = Some(file);
+                path
+            })
+        }
+        Source::Oci(layers) => Err(anyhow::anyhow!(
+            "the image has {} wasm layers{}; Warden runs one program per container",
+            layers.len(),
+            if layers.iter().any(|l| l.precompiled) {
+                " (precompiled by another shim)"
+            } else {
+                ""
+            }
         )),
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -83,7 +98,9 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         .name("warden-run".into())
         .spawn(move || warden_host::run(&config))
         .map_err(|e| anyhow::anyhow!("cannot start the run: {e}"))?;
-    match ran.join() {
+    let joined = ran.join();
+    drop(layer_file);
+    match joined {
         Ok(Ok(finished)) => Ok(ending(&finished)),
         Ok(Err(e)) => {
             say(&format!("warden: {e}"));

@@ -181,6 +181,25 @@ pub fn program(root: &Path, path: &str, func: &str) -> anyhow::Result<PathBuf> {
     Ok(file)
 }
 
+/// `bytes` (a program from a wasm OCI layer) as a memory file, and the
+/// path the run reads it by; the path is valid while the file is open.
+pub fn in_memory(bytes: &[u8]) -> anyhow::Result<(std::fs::File, PathBuf)> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: a NUL-terminated name and valid flags; the descriptor
+    // returned is owned by the File from here on.
+    let fd = unsafe { libc::memfd_create(c"warden-program".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot hold the wasm layer");
+    }
+    // SAFETY: memfd_create returned a new descriptor nothing else owns.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)
+        .context("cannot hold the wasm layer")?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok((file, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +301,14 @@ mod tests {
             e.to_string().contains("limits.timeout: `5` has no unit"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_layer_is_read_back_from_memory() {
+        let (file, path) = in_memory(b"\0asm\x01\0\0\0").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"\0asm\x01\0\0\0");
+        drop(file);
+        assert!(std::fs::read(&path).is_err());
     }
 
     #[test]

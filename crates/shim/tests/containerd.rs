@@ -34,6 +34,17 @@ fn unavailable() -> Option<String> {
     None
 }
 
+/// containerd 1.6 unpacks only layers it knows; a wasm layer (the program
+/// itself) unpacks to an empty root file system through this processor,
+/// and the shim reads the layer from the content store.
+const WASM_LAYERS: &str = r#"[stream_processors]
+  [stream_processors."io.containerd.warden.wasm"]
+    accepts = ["application/wasm"]
+    returns = "application/vnd.oci.image.layer.v1.tar"
+    path = "/bin/sh"
+    args = ["-c", "cat > /dev/null; tar -cf - -T /dev/null"]
+"#;
+
 /// A containerd of this test's own.
 struct Containerd {
     dir: tempfile::TempDir,
@@ -48,7 +59,7 @@ impl Containerd {
         std::fs::write(
             &config,
             format!(
-                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n[debug]\n  address = \"{d}/debug.sock\"\n"
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n[debug]\n  address = \"{d}/debug.sock\"\n{WASM_LAYERS}"
             ),
         )
         .unwrap();
@@ -90,12 +101,9 @@ impl Containerd {
     /// Write an image holding `files` (path in the image, contents) with
     /// entrypoint /app.wasm and `env`, and import it as `name`.
     fn image(&self, name: &str, files: &[(&str, Vec<u8>)], env: &[&str]) -> String {
-        let reference = format!("docker.io/library/{name}:latest");
         let work = self.dir.path().join("images").join(name);
         let rootfs = work.join("rootfs");
-        let layout = work.join("layout");
         std::fs::create_dir_all(&rootfs).unwrap();
-        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
         for (path, data) in files {
             let p = rootfs.join(path.trim_start_matches('/'));
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -103,21 +111,68 @@ impl Containerd {
         }
         let layer_tar = work.join("layer.tar");
         tar(&rootfs, &layer_tar);
+        let layer = std::fs::read(&layer_tar).unwrap();
+        let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
+        let env: Vec<String> = env.iter().map(|e| format!("\"{e}\"")).collect();
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Entrypoint":["/app.wasm"],"Env":[{}]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#,
+            env.join(",")
+        );
+        let layer = ("application/vnd.oci.image.layer.v1.tar", layer);
+        self.import(name, ("amd64", "linux"), &config, layer)
+    }
+
+    /// Write a wasm OCI image, the program as its one layer, and import it
+    /// as `name` (platform wasip1/wasm).
+    fn wasm_image(&self, name: &str, program: Vec<u8>) -> String {
+        // The layer unpacks to an empty tar (see WASM_LAYERS).
+        let empty = tempfile::tempdir().unwrap();
+        let empty_tar = empty.path().join("empty.tar");
+        let done = Command::new("tar")
+            .arg("-cf")
+            .arg(&empty_tar)
+            .arg("-T")
+            .arg("/dev/null")
+            .status()
+            .unwrap();
+        assert!(done.success());
+        let diff_id = format!(
+            "sha256:{:x}",
+            Sha256::digest(std::fs::read(&empty_tar).unwrap())
+        );
+        let config = format!(
+            r#"{{"architecture":"wasm","os":"wasip1","config":{{"Entrypoint":["/app.wasm"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        );
+        self.import(
+            name,
+            ("wasm", "wasip1"),
+            &config,
+            ("application/wasm", program),
+        )
+    }
+
+    /// Write an OCI image layout with `config` and one layer (media type,
+    /// bytes), tar it and import it as `name`; its reference.
+    fn import(
+        &self,
+        name: &str,
+        (arch, os): (&str, &str),
+        config: &str,
+        (layer_type, layer): (&str, Vec<u8>),
+    ) -> String {
+        let reference = format!("docker.io/library/{name}:latest");
+        let layout = self.dir.path().join("images").join(name).join("layout");
+        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
         let blob = |data: &[u8]| -> (String, usize) {
             let digest = format!("sha256:{:x}", Sha256::digest(data));
             let file = layout.join("blobs/sha256").join(&digest[7..]);
             std::fs::write(file, data).unwrap();
             (digest, data.len())
         };
-        let (layer, layer_size) = blob(&std::fs::read(&layer_tar).unwrap());
-        let env: Vec<String> = env.iter().map(|e| format!("\"{e}\"")).collect();
-        let config = format!(
-            r#"{{"architecture":"amd64","os":"linux","config":{{"Entrypoint":["/app.wasm"],"Env":[{}]}},"rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#,
-            env.join(",")
-        );
+        let (layer, layer_size) = blob(&layer);
         let (config, config_size) = blob(config.as_bytes());
         let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{layer_size}}}]}}"#
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"{layer_type}","digest":"{layer}","size":{layer_size}}}]}}"#
         );
         let (manifest, manifest_size) = blob(manifest.as_bytes());
         std::fs::write(
@@ -128,13 +183,18 @@ impl Containerd {
         std::fs::write(
             layout.join("index.json"),
             format!(
-                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest}","size":{manifest_size},"platform":{{"architecture":"amd64","os":"linux"}},"annotations":{{"io.containerd.image.name":"{reference}"}}}}]}}"#
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest}","size":{manifest_size},"platform":{{"architecture":"{arch}","os":"{os}"}},"annotations":{{"io.containerd.image.name":"{reference}"}}}}]}}"#
             ),
         )
         .unwrap();
-        let image_tar = work.join("image.tar");
+        let image_tar = layout.with_file_name("image.tar");
         tar(&layout, &image_tar);
-        let imported = self.ctr(&["images", "import", image_tar.to_str().unwrap()]);
+        let imported = self.ctr(&[
+            "images",
+            "import",
+            "--all-platforms",
+            image_tar.to_str().unwrap(),
+        ]);
         assert!(imported.status.success(), "{}", text(&imported.stderr));
         reference
     }
@@ -212,6 +272,10 @@ fn wasm(name: &str) -> Vec<u8> {
     std::fs::read(guest(Target::P1, name)).unwrap()
 }
 
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(guest(Target::P2, name)).unwrap()
+}
+
 /// A TCP peer on loopback for `connections` connections: reads to the
 /// end, answers `peer PORT got TEXT`, closes. Its thread ends by itself.
 fn peer(connections: usize) -> u16 {
@@ -281,6 +345,7 @@ fn workloads_run_under_containerd_with_the_policy_in_their_image() {
     }
     let ctd = Containerd::start();
     args_env_and_exit_code(&ctd);
+    a_program_in_a_wasm_layer_runs(&ctd);
     no_manifest_denies_and_the_image_manifest_allows(&ctd);
     a_bad_manifest_stops_the_container(&ctd);
     limits_and_sigterm_stop_a_spinning_guest(&ctd);
@@ -289,22 +354,43 @@ fn workloads_run_under_containerd_with_the_policy_in_their_image() {
 }
 
 fn args_env_and_exit_code(ctd: &Containerd) {
-    let image = ctd.image("wcli", &[("/app.wasm", wasm("cli"))], &["FROM_IMAGE=1"]);
+    // The same program as a preview1 module and as a WASI 0.2 component
+    // (whose wasi:cli/exit says only success or failure: 1).
+    for (name, program, code) in [("wcli", wasm("cli"), 7), ("wcli2", component("cli"), 1)] {
+        let image = ctd.image(name, &[("/app.wasm", program)], &["FROM_IMAGE=1"]);
+        let r = ctd.run(
+            name,
+            &image,
+            &["--env", "FROM_RUN=2"],
+            &["/app.wasm", "a b", "exit=7"],
+        );
+        assert_eq!(r.code, Some(code), "{name}: {}", r.stderr);
+        assert!(
+            r.stdout
+                .starts_with("arg[0]=/app.wasm\narg[1]=a b\narg[2]=exit=7\n"),
+            "{name}: {}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("env FROM_IMAGE=1\n"), "{}", r.stdout);
+        assert!(r.stdout.contains("env FROM_RUN=2\n"), "{}", r.stdout);
+    }
+}
+
+fn a_program_in_a_wasm_layer_runs(ctd: &Containerd) {
+    let image = ctd.wasm_image("wlayer", wasm("cli"));
     let r = ctd.run(
-        "cli",
+        "layer",
         &image,
-        &["--env", "FROM_RUN=2"],
-        &["/app.wasm", "a b", "exit=7"],
+        &["--platform", "wasip1/wasm", "--env", "FROM_RUN=3"],
+        &["/app.wasm", "exit=5"],
     );
-    assert_eq!(r.code, Some(7), "{}", r.stderr);
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
     assert!(
-        r.stdout
-            .starts_with("arg[0]=/app.wasm\narg[1]=a b\narg[2]=exit=7\n"),
+        r.stdout.starts_with("arg[0]=/app.wasm\narg[1]=exit=5\n"),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("env FROM_IMAGE=1\n"), "{}", r.stdout);
-    assert!(r.stdout.contains("env FROM_RUN=2\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("env FROM_RUN=3\n"), "{}", r.stdout);
 }
 
 fn no_manifest_denies_and_the_image_manifest_allows(ctd: &Containerd) {
