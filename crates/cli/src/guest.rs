@@ -173,6 +173,8 @@ impl GuestArgs {
             },
             verbose: self.verbose,
             last_words: None,
+            // Only the containerd shim hands over prebuilt code.
+            prebuilt: None,
         };
         Ok((config, resolved.listen))
     }

@@ -117,7 +117,8 @@ fn digest(key: &str, artifact: &[u8]) -> [u8; 32] {
 }
 
 /// Feeds `Hash` output into SHA-256 so the engine hash is stable on disk.
-struct ShaHasher(Sha256);
+/// A `Hasher` that feeds a SHA-256 (for hashes wasmtime gives as `Hash`).
+pub(crate) struct ShaHasher(pub(crate) Sha256);
 
 impl Hasher for ShaHasher {
     fn write(&mut self, bytes: &[u8]) {

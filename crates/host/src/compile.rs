@@ -107,6 +107,7 @@ pub(crate) fn prepare(
     file: &Path,
     limits: &Limits,
     cache: &CacheSetting,
+    prebuilt: Option<&crate::Prebuilt>,
     log: &Log,
 ) -> Result<Program, HostError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -117,10 +118,18 @@ pub(crate) fn prepare(
         cache.clone(),
         log.clone(),
     );
+    let prebuilt2 = prebuilt.cloned();
     std::thread::Builder::new()
         .name("warden-compile".into())
         .spawn(move || {
-            let _ = tx.send(prepare_now(&engine2, &file2, &limits2, &cache2, &log2));
+            let _ = tx.send(prepare_now(
+                &engine2,
+                &file2,
+                &limits2,
+                &cache2,
+                prebuilt2.as_ref(),
+                &log2,
+            ));
         })
         .map_err(|e| HostError::Engine(format!("cannot start the compiling thread: {e}")))?;
     match rx.recv_timeout(limits.compile_timeout) {
@@ -137,6 +146,7 @@ fn prepare_now(
     file: &Path,
     limits: &Limits,
     cache: &CacheSetting,
+    prebuilt: Option<&crate::Prebuilt>,
     log: &Log,
 ) -> Result<Program, HostError> {
     let guest = read_guest(file, limits.max_module_size)?;
@@ -146,6 +156,20 @@ fn prepare_now(
         guest.kind.describe(),
         hex::encode(guest.sha256)
     ));
+    if let Some(p) = prebuilt {
+        if p.source_sha256 != guest.sha256 {
+            log("the prebuilt code is for another program; compiling");
+        } else {
+            match deserialize(engine, guest.kind, &p.artifact) {
+                Ok(compiled) => {
+                    log("using the prebuilt code");
+                    return Ok(Program { guest, compiled });
+                }
+                // Another engine (a timeout or fuel), or another Warden.
+                Err(e) => log(&format!("the prebuilt code does not fit ({e}); compiling")),
+            }
+        }
+    }
     let cache = open_cache(cache, log);
     let compiled = compile(engine, file, &guest, cache.as_ref(), log)?;
     Ok(Program { guest, compiled })
@@ -242,9 +266,11 @@ fn compile(
 
 fn deserialize(engine: &Engine, kind: GuestKind, artifact: &[u8]) -> wasmtime::Result<Compiled> {
     // SAFETY: wasmtime requires that the bytes came from its own
-    // `serialize`. They did: the entry passed a SHA-256 check bound to its
-    // key, it sits in a directory only this user can write, and wasmtime
-    // itself refuses artifacts of another version or engine configuration.
+    // `serialize`. They did: a cache entry passed a SHA-256 check bound to
+    // its key and sits in a directory only this user can write; prebuilt
+    // code was vouched for by its embedder (`Prebuilt::trusted`); and
+    // wasmtime itself refuses artifacts of another version or engine
+    // configuration.
     Ok(match kind {
         GuestKind::Preview1 => Compiled::Module(unsafe { Module::deserialize(engine, artifact)? }),
         GuestKind::Component(abi) | GuestKind::Http(abi) => {

@@ -175,6 +175,9 @@ pub struct RunConfig {
     pub limits: Limits,
     /// The compilation cache.
     pub cache: CacheSetting,
+    /// Code compiled ahead of time for `file` (see [`crate::Prebuilt`]),
+    /// used when it fits; never for a file a user names.
+    pub prebuilt: Option<crate::Prebuilt>,
     /// Print progress (cache use, timings) to stderr.
     pub verbose: bool,
     /// How the binary words an ending (see [`LastWords`]); `None`: a plain

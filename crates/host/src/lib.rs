@@ -12,7 +12,8 @@
 //! code within its bounds), `instance` (linkers and stores: the one path to
 //! a running instance), `run` (one guest to completion), `limits`,
 //! `signals` (ending the process from another thread), `cache`,
-//! `manifest` (a manifest file read, its paths resolved), `units` (sizes
+//! `manifest` (a manifest file read, its paths resolved), `prebuilt` (code
+//! compiled ahead of time for an embedder to keep), `units` (sizes
 //! and durations as operators write them).
 //!
 //! It prints nothing but warnings, verbose progress and the lines a signal
@@ -27,6 +28,7 @@ mod instance;
 mod limits;
 mod load;
 pub mod manifest;
+mod prebuilt;
 mod run;
 pub mod serve;
 mod signals;
@@ -42,6 +44,7 @@ pub use limits::{
 };
 pub use load::{Guest, GuestKind, read_guest};
 pub use run::{Finished, WATCHDOG_GRACE, run, run_async};
+pub use prebuilt::{Prebuilt, precompile, precompile_key};
 pub use signals::hand_over_stop_signals;
 
 /// A limit that ended the guest.

@@ -135,7 +135,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Decide what a binary is, without compiling it.
-fn classify(path: &Path, bytes: &[u8]) -> Result<GuestKind, HostError> {
+pub(crate) fn classify(path: &Path, bytes: &[u8]) -> Result<GuestKind, HostError> {
     let unsupported = |what: String| HostError::Unsupported {
         path: path.to_path_buf(),
         what,

@@ -6,8 +6,10 @@
 //!
 //! Files, one job each: `sandbox` (runwasi's call into Warden, exit
 //! statuses), `workload` (a container as a run configuration), `mounts`
-//! (the container's volumes as directory grants).
+//! (the container's volumes as directory grants), `compiler` (the node's
+//! compile cache through runwasi's compiler hook).
 
+mod compiler;
 mod mounts;
 mod sandbox;
 mod workload;
@@ -25,6 +27,10 @@ impl Shim for WardenShim {
 
     fn version() -> Version {
         version!()
+    }
+
+    async fn compiler() -> Option<impl containerd_shim_wasm::shim::Compiler> {
+        compiler::WardenCompiler::new()
     }
 }
 

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
-use warden_host::{Finished, LimitHit, Outcome};
+use warden_host::{Finished, LimitHit, Outcome, Prebuilt, RunConfig};
 
-use crate::{mounts, workload};
+use crate::{compiler, mounts, workload};
 
 /// Exit status when the container could not be run as asked (a manifest
 /// that does not read, no program): the error is on its stderr.
@@ -48,22 +48,32 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     // A program from a wasm OCI layer is in memory: it is handed to the run
     // as a memory file, which lives as long as this call.
     let mut layer_file = None;
+    let mut prebuilt = None;
+    let mut held = |bytes: &[u8]| {
+        workload::in_memory(bytes).map(|(file, path)| {
+            layer_file = Some(file);
+            path
+        })
+    };
     let file = match entry.source {
         Source::File(path) => workload::program(root, &path.to_string_lossy(), &entry.func),
-        Source::Oci([layer]) if !layer.precompiled => {
-            workload::in_memory(&layer.layer).map(|(file, path)| {
-                layer_file = Some(file);
-                path
-            })
-        }
-        Source::Oci(layers) => Err(anyhow::anyhow!(
-            "the image has {} wasm layers{}; Warden runs one program per container",
-            layers.len(),
-            if layers.iter().any(|l| l.precompiled) {
-                " (precompiled by another shim)"
-            } else {
-                ""
+        Source::Oci([layer]) if !layer.precompiled => held(&layer.layer),
+        Source::Oci([layer]) => match compiler::unpack(&layer.layer) {
+            Some((source, sha256, artifact)) => {
+                // SAFETY: a precompiled layer is what this shim's compiler
+                // made (runwasi labels it with the shim's name and key) and
+                // containerd kept in its content store, which only root
+                // writes.
+                prebuilt = Some(unsafe { Prebuilt::trusted(artifact.to_vec(), sha256) });
+                held(source)
             }
+            None => Err(anyhow::anyhow!(
+                "the image's precompiled layer is not Warden's"
+            )),
+        },
+        Source::Oci(layers) => Err(anyhow::anyhow!(
+            "the image has {} wasm layers; Warden runs one program per container",
+            layers.len()
         )),
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -77,7 +87,7 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         })
     });
     let config = match config {
-        Ok(c) => c,
+        Ok(c) => RunConfig { prebuilt, ..c },
         Err(e) => {
             say(&format!("warden: {e:#}"));
             return Ok(EXIT_CONFIG);

@@ -21,6 +21,11 @@ use crate::mounts::Mount;
 /// the image); Warden reads it, the guest does not see it.
 pub const MANIFEST_ENV: &str = "WARDEN_MANIFEST";
 
+/// The container environment variable that, set to `1`, has Warden say
+/// what it does (the program's kind, prebuilt code or compiling, timings)
+/// on the container's stderr; the guest does not see it.
+pub const VERBOSE_ENV: &str = "WARDEN_VERBOSE";
+
 /// Where the manifest is when `WARDEN_MANIFEST` is not set.
 pub const DEFAULT_MANIFEST: &str = "warden.toml";
 
@@ -104,7 +109,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         .envs
         .iter()
         .filter_map(|e| e.split_once('='))
-        .filter(|(k, _)| *k != MANIFEST_ENV)
+        .filter(|(k, _)| *k != MANIFEST_ENV && *k != VERBOSE_ENV)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let dirs = c
@@ -155,8 +160,9 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         // A container's root is its own; a cache written there would die
         // with it (see the README on the compile cache).
         cache: CacheSetting::Disabled,
-        verbose: false,
+        verbose: c.envs.iter().any(|e| *e == format!("{VERBOSE_ENV}=1")),
         last_words: None,
+        prebuilt: None,
     })
 }
 

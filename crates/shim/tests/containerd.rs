@@ -345,7 +345,7 @@ fn workloads_run_under_containerd_with_the_policy_in_their_image() {
     }
     let ctd = Containerd::start();
     args_env_and_exit_code(&ctd);
-    a_program_in_a_wasm_layer_runs(&ctd);
+    a_program_in_a_wasm_layer_runs_compiled_once_per_node(&ctd);
     no_manifest_denies_and_the_image_manifest_allows(&ctd);
     a_bad_manifest_stops_the_container(&ctd);
     limits_and_sigterm_stop_a_spinning_guest(&ctd);
@@ -376,21 +376,68 @@ fn args_env_and_exit_code(ctd: &Containerd) {
     }
 }
 
-fn a_program_in_a_wasm_layer_runs(ctd: &Containerd) {
+fn a_program_in_a_wasm_layer_runs_compiled_once_per_node(ctd: &Containerd) {
     let image = ctd.wasm_image("wlayer", wasm("cli"));
-    let r = ctd.run(
-        "layer",
-        &image,
-        &["--platform", "wasip1/wasm", "--env", "FROM_RUN=3"],
-        &["/app.wasm", "exit=5"],
+    let options = [
+        "--platform",
+        "wasip1/wasm",
+        "--env",
+        "FROM_RUN=3",
+        "--env",
+        "WARDEN_VERBOSE=1",
+    ];
+    for id in ["layer1", "layer2"] {
+        let r = ctd.run(id, &image, &options, &["/app.wasm", "exit=5"]);
+        assert_eq!(r.code, Some(5), "{}", r.stderr);
+        assert!(
+            r.stdout.starts_with("arg[0]=/app.wasm\narg[1]=exit=5\n"),
+            "{}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("env FROM_RUN=3\n"), "{}", r.stdout);
+        // Warden's own variables are Warden's.
+        assert!(!r.stdout.contains("WARDEN_VERBOSE"), "{}", r.stdout);
+        // Compiled by the shim when the image first ran, kept by
+        // containerd: no container compiles it.
+        assert!(
+            r.stderr.contains("using the prebuilt code"),
+            "{id}: {}",
+            r.stderr
+        );
+    }
+    let content = text(&ctd.ctr(&["content", "ls"]).stdout);
+    assert!(
+        content.contains("runwasi.io/precompiled/warden/"),
+        "{content}"
     );
+    // A manifest that asks for another engine (a timeout) compiles the
+    // program the bundle carries; the policy comes from a mounted volume,
+    // as a Kubernetes ConfigMap would give it.
+    let policy = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policy.path().join("warden.toml"),
+        "version = 1\n[limits]\ntimeout = \"30s\"\n",
+    )
+    .unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/policy,options=rbind:ro",
+        policy.path().display()
+    );
+    let mut with_policy = options.to_vec();
+    with_policy.extend([
+        "--mount",
+        &mount,
+        "--env",
+        "WARDEN_MANIFEST=/policy/warden.toml",
+    ]);
+    let r = ctd.run("layer3", &image, &with_policy, &["/app.wasm", "exit=5"]);
     assert_eq!(r.code, Some(5), "{}", r.stderr);
     assert!(
-        r.stdout.starts_with("arg[0]=/app.wasm\narg[1]=exit=5\n"),
+        r.stderr.contains("the prebuilt code does not fit") && r.stderr.contains("compiled in"),
         "{}",
-        r.stdout
+        r.stderr
     );
-    assert!(r.stdout.contains("env FROM_RUN=3\n"), "{}", r.stdout);
+    assert!(!r.stdout.contains("WARDEN_MANIFEST"), "{}", r.stdout);
 }
 
 fn no_manifest_denies_and_the_image_manifest_allows(ctd: &Containerd) {
