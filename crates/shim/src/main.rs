@@ -7,11 +7,13 @@
 //! Files, one job each: `sandbox` (runwasi's call into Warden, exit
 //! statuses), `workload` (a container as a run configuration), `mounts`
 //! (the container's volumes as directory grants), `compiler` (the node's
-//! compile cache through runwasi's compiler hook).
+//! compile cache through runwasi's compiler hook), `serving` (an HTTP
+//! component's container as `warden serve`).
 
 mod compiler;
 mod mounts;
 mod sandbox;
+mod serving;
 mod workload;
 
 use containerd_shim_wasm::shim::{Cli, Shim, Version, version};

@@ -2,16 +2,17 @@
 //! container (namespaces, cgroups, root file system, mounts) and calls
 //! [`WardenSandbox::run_wasi`] as the container's first process. That call
 //! makes one [`warden_host::run`] of the program, the same path to a ready
-//! instance as `warden run`, and returns the exit status that becomes the
+//! instance as `warden run` (or, for an HTTP component, serves it as
+//! `warden serve` does), and returns the exit status that becomes the
 //! container's.
 
 use std::path::Path;
 
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
-use warden_host::{Finished, LimitHit, Outcome, Prebuilt, RunConfig};
+use warden_host::{Finished, GuestKind, LimitHit, Outcome, Prebuilt, RunConfig};
 
-use crate::{compiler, mounts, workload};
+use crate::{compiler, mounts, serving, workload};
 
 /// Exit status when the container could not be run as asked (a manifest
 /// that does not read, no program): the error is on its stderr.
@@ -104,14 +105,33 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     }
     // `warden_host::run` makes its own runtime; runwasi's is running on
     // this thread.
-    let ran = std::thread::Builder::new()
-        .name("warden-run".into())
-        .spawn(move || warden_host::run(&config))
-        .map_err(|e| anyhow::anyhow!("cannot start the run: {e}"))?;
+    let http = matches!(
+        warden_host::read_guest(&config.file, config.limits.max_module_size),
+        Ok(g) if matches!(g.kind, GuestKind::Http(_))
+    );
+    let ran = if http {
+        let serving = match serving::config(config) {
+            Ok(s) => s,
+            Err(e) => {
+                say(&format!("warden: {e:#}"));
+                return Ok(EXIT_CONFIG);
+            }
+        };
+        // Served until SIGTERM, then requests in flight get their grace.
+        std::thread::Builder::new()
+            .name("warden-serve".into())
+            .spawn(move || warden_host::serve::serve(&serving).map(|_| None))
+    } else {
+        std::thread::Builder::new()
+            .name("warden-run".into())
+            .spawn(move || warden_host::run(&config).map(Some))
+    }
+    .map_err(|e| anyhow::anyhow!("cannot start the run: {e}"))?;
     let joined = ran.join();
     drop(layer_file);
     match joined {
-        Ok(Ok(finished)) => Ok(ending(&finished)),
+        Ok(Ok(Some(finished))) => Ok(ending(&finished)),
+        Ok(Ok(None)) => Ok(0),
         Ok(Err(e)) => {
             say(&format!("warden: {e}"));
             Ok(EXIT_CONFIG)

@@ -201,10 +201,17 @@ impl Containerd {
 
     /// `ctr run --rm` with the shim: `options` before the image, `args`
     /// (the program first) after the container id.
+    /// A container id of this test run's own (runwasi keeps state per id
+    /// outside containerd's directory).
+    fn id(&self, name: &str) -> String {
+        format!("{name}-{}", std::process::id())
+    }
+
     fn run_command(&self, id: &str, image: &str, options: &[&str], args: &[&str]) -> Command {
+        let id = self.id(id);
         let mut all = vec!["run", "--rm", "--runtime", SHIM];
         all.extend_from_slice(options);
-        all.extend_from_slice(&[image, id]);
+        all.extend_from_slice(&[image, &id]);
         all.extend_from_slice(args);
         let mut cmd = self.ctr_command(&all);
         cmd.stdin(Stdio::null());
@@ -232,6 +239,17 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // A failed check may leave containers behind; their state outside
+        // this test's directory (runwasi's, under /run/containerd) must go
+        // with them.
+        for task in text(&self.ctr(&["task", "ls", "-q"]).stdout).lines() {
+            let _ = self.ctr(&["task", "kill", "-s", "KILL", task]);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for c in text(&self.ctr(&["containers", "ls", "-q"]).stdout).lines() {
+            let _ = self.ctr(&["task", "rm", "-f", c]);
+            let _ = self.ctr(&["containers", "rm", c]);
+        }
         // SAFETY: a signal to the child this test started.
         unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -351,6 +369,7 @@ fn workloads_run_under_containerd_with_the_policy_in_their_image() {
     limits_and_sigterm_stop_a_spinning_guest(&ctd);
     read_only_mounts_stay_read_only(&ctd);
     a_server_serves_on_its_manifest_listener(&ctd);
+    an_http_component_is_served_on_its_manifest_listener(&ctd);
 }
 
 fn args_env_and_exit_code(ctd: &Containerd) {
@@ -548,7 +567,7 @@ fn limits_and_sigterm_stop_a_spinning_guest(ctd: &Containerd) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let killed = Instant::now();
-    assert!(ctd.ctr(&["task", "kill", "spin"]).status.success());
+    assert!(ctd.ctr(&["task", "kill", &ctd.id("spin")]).status.success());
     let (code, err) = finish(&mut running, Duration::from_secs(10));
     assert_eq!(code, Some(143), "SIGTERM did not stop the guest: {err}");
     assert!(err.contains("stopped by SIGTERM"), "{err}");
@@ -626,4 +645,64 @@ fn a_server_serves_on_its_manifest_listener(ctd: &Containerd) {
     assert_eq!(back, "echo through containerd");
     let (code, err) = finish(&mut server, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{err}");
+}
+
+fn an_http_component_is_served_on_its_manifest_listener(ctd: &Containerd) {
+    // Without a [[listen]], there is no address to serve on: not started.
+    let bare = ctd.image("whttpbare", &[("/app.wasm", component("http_proxy"))], &[]);
+    let r = ctd.run("httpbare", &bare, &["--net-host"], &["/app.wasm"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("[[listen]]"), "{}", r.stderr);
+
+    let port = free_port();
+    let image = ctd.image(
+        "whttp",
+        &[
+            ("/app.wasm", component("http_proxy")),
+            manifest(&format!("[[listen]]\naddr = \"127.0.0.1:{port}\"\n")),
+        ],
+        &[],
+    );
+    let mut server = ctd.spawn("http", &image, &["--net-host"], &["/app.wasm"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conn = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &ctd.id("http")]);
+                let (code, err) = finish(&mut server, Duration::from_secs(10));
+                panic!("the component was never served: {e}; {code:?} {err}")
+            }
+        }
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET /hello HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("hello from a proxy"), "{response}");
+    // Its policy is the manifest's: no egress was granted.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let peer = peer(1);
+    write!(
+        conn,
+        "GET /fetch?url=http://127.0.0.1:{peer}/ HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(
+        !response.contains(&format!("peer {peer} got")),
+        "{response}"
+    );
+    // Pod deletion: SIGTERM stops serving gracefully.
+    assert!(ctd.ctr(&["task", "kill", &ctd.id("http")]).status.success());
+    let (code, err) = finish(&mut server, Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("\"decision\":\"deny\""), "{err}");
 }
