@@ -43,8 +43,8 @@ pub use limits::{
     MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter, Refusal, TABLE_ELEMENT_BYTES,
 };
 pub use load::{Guest, GuestKind, read_guest};
-pub use run::{Finished, WATCHDOG_GRACE, run, run_async};
 pub use prebuilt::{Prebuilt, precompile, precompile_key};
+pub use run::{Finished, WATCHDOG_GRACE, run, run_async};
 pub use signals::hand_over_stop_signals;
 
 /// A limit that ended the guest.

@@ -122,15 +122,14 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     }
     // TLS material is read and checked before anything is compiled, too.
     let (policy, tls) = tls_policy(cfg, &bound)?;
-    let Program { guest, compiled } =
-        compile::prepare(
-            &engine,
-            &cfg.file,
-            &cfg.limits,
-            &cfg.cache,
-            cfg.prebuilt.as_ref(),
-            &log,
-        )?;
+    let Program { guest, compiled } = compile::prepare(
+        &engine,
+        &cfg.file,
+        &cfg.limits,
+        &cfg.cache,
+        cfg.prebuilt.as_ref(),
+        &log,
+    )?;
     if let GuestKind::Http(_) = guest.kind {
         return Err(HostError::Unsupported {
             path: cfg.file.clone(),

@@ -93,7 +93,6 @@ pub fn fuel(s: &str) -> Result<u64, String> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

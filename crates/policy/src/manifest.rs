@@ -657,11 +657,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         })?;
         pools.push(pool);
     }
-    let limits = raw.limits.as_ref().map_or_else(Limits::default, |l| Limits {
-        timeout: l.timeout.clone(),
-        max_memory: l.max_memory.clone(),
-        fuel: l.fuel,
-    });
+    let limits = raw
+        .limits
+        .as_ref()
+        .map_or_else(Limits::default, |l| Limits {
+            timeout: l.timeout.clone(),
+            max_memory: l.max_memory.clone(),
+            fuel: l.fuel,
+        });
     let manifest = Manifest {
         limits,
         pools,

@@ -388,7 +388,14 @@ fn build_app(
             warden_net::out::line(&format!("warden: {msg}"));
         }
     });
-    let program = compile::prepare(engine, &spec.file, &spec.limits, &cfg.cache, None, &progress)?;
+    let program = compile::prepare(
+        engine,
+        &spec.file,
+        &spec.limits,
+        &cfg.cache,
+        None,
+        &progress,
+    )?;
     let (component, abi) = match (&program.guest.kind, program.compiled) {
         (GuestKind::Http(abi), Compiled::Component(c, _)) => (c, *abi),
         (kind, _) => {
