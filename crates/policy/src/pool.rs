@@ -204,15 +204,20 @@ mod tests {
         Target::Addr(s.parse().unwrap())
     }
 
-    #[test]
-    fn a_pool_narrows_and_never_widens() {
-        let pool = Pool::parse("db=connect@127.0.0.1:5432").unwrap();
-        let wide = Policy::new([Rule::allow(
+    /// A policy allowing connect and bind anywhere in 127.0.0.0/8.
+    fn wide() -> Policy {
+        Policy::new([Rule::allow(
             "wide",
             "127.0.0.0/8".parse().unwrap(),
             Ports::ANY,
             Rights::CONNECT | Rights::BIND,
-        )]);
+        )])
+    }
+
+    #[test]
+    fn a_pool_narrows_and_never_widens() {
+        let pool = Pool::parse("db=connect@127.0.0.1:5432").unwrap();
+        let wide = wide();
         let known = Known::default();
         let decide = |p: &Policy, a: Action, t: &Target| {
             pool.confine(a, t, &known, p.decide_known(a, t, &known))
@@ -241,12 +246,7 @@ mod tests {
 
     #[test]
     fn a_narrowed_pool_allows_only_what_both_allow() {
-        let wide = Policy::new([Rule::allow(
-            "wide",
-            "127.0.0.0/8".parse().unwrap(),
-            Ports::ANY,
-            Rights::CONNECT | Rights::BIND,
-        )]);
+        let wide = wide();
         let known = Known::default();
         let outer = Arc::new(Pool::parse("db=connect@127.0.0.0/24:5000-5999").unwrap());
         // Narrower in ports, but asks for a wider block and another right.

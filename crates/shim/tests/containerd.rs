@@ -353,6 +353,26 @@ fn finish(child: &mut Child, limit: Duration) -> (Option<i32>, String) {
     (status.code(), err)
 }
 
+/// A connection to the container `id` (`server`) once it listens on
+/// `port`; if it never does, the container is killed and its stderr shown.
+fn connect_when_served(ctd: &Containerd, server: &mut Child, id: &str, port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return c;
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &ctd.id(id)]);
+                let (code, err) = finish(server, Duration::from_secs(10));
+                panic!("{id} never listened on {port}: {e}; it ended {code:?}: {err}")
+            }
+        }
+    }
+}
+
 #[test]
 fn workloads_run_under_containerd_with_the_policy_in_their_image() {
     if let Some(why) = unavailable() {
@@ -628,16 +648,7 @@ fn a_server_serves_on_its_manifest_listener(ctd: &Containerd) {
         &[],
     );
     let mut server = ctd.spawn("server", &image, &["--net-host"], &["/app.wasm", "1"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut conn = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("the server never listened: {e}"),
-        }
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = connect_when_served(ctd, &mut server, "server", port);
     conn.write_all(b"echo through containerd").unwrap();
     conn.shutdown(std::net::Shutdown::Write).unwrap();
     let mut back = String::new();
@@ -664,20 +675,7 @@ fn an_http_component_is_served_on_its_manifest_listener(ctd: &Containerd) {
         &[],
     );
     let mut server = ctd.spawn("http", &image, &["--net-host"], &["/app.wasm"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut conn = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => {
-                let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &ctd.id("http")]);
-                let (code, err) = finish(&mut server, Duration::from_secs(10));
-                panic!("the component was never served: {e}; {code:?} {err}")
-            }
-        }
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = connect_when_served(ctd, &mut server, "http", port);
     conn.write_all(b"GET /hello HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut response = String::new();
