@@ -852,3 +852,36 @@ fn bundled_example_runs_as_the_readme_says() {
     );
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
 }
+
+#[test]
+fn the_manifest_limits_apply_and_flags_win_over_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("warden.toml");
+    std::fs::write(&manifest, "version = 1\n[limits]\ntimeout = \"300ms\"\n").unwrap();
+    let busy = guest(Target::P1, "busy");
+    let r = run(&["--manifest", p(&manifest), p(&busy), "forever"]);
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    // The flag wins: a longer time lets the guest finish.
+    let r = run(&[
+        "--manifest",
+        p(&manifest),
+        "--timeout",
+        "20s",
+        p(&busy),
+        "1000",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "done after 1000 iterations\n")
+    );
+    // A limit that does not read is an error naming its key, before the run.
+    std::fs::write(&manifest, "version = 1\n[limits]\ntimeout = \"5\"\n").unwrap();
+    let r = run(&["--manifest", p(&manifest), p(&busy), "1"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("limits.timeout: `5` has no unit"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, "");
+}
