@@ -71,9 +71,16 @@ extern "C" fn hand_over(sig: libc::c_int) {
 /// For a process with threads Warden did not start (an embedder's async
 /// runtime, started before [`crate::run`]): such a thread does not block
 /// the handled signals, so one could land there and, in a container's
-/// first process, be dropped. This installs a handler that passes each to
-/// the thread that waits for them. Call it before `run`.
+/// first process, be dropped. This blocks them in the calling thread and
+/// installs a handler that passes each to the thread that waits for them.
+/// Call it before `run` or `serve`.
 pub fn hand_over_stop_signals() -> io::Result<()> {
+    let set = signal_set();
+    // SAFETY: a valid, initialised set; the old mask is not wanted.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
     for (sig, _) in HANDLED {
         // SAFETY: a zeroed sigaction with a valid handler and an empty
         // mask is a valid argument; the old action is not wanted.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
-use warden_host::{Finished, GuestKind, LimitHit, Outcome, Prebuilt, RunConfig};
+use warden_host::{Finished, GuestKind, LimitHit, Outcome, Prebuilt, Refusal, RunConfig};
 
 use crate::{compiler, mounts, serving, workload};
 
@@ -97,18 +97,16 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     // The run takes over SIGTERM and friends for the threads it starts;
     // runwasi's threads, started before, would take them too, and in the
     // container's first process a signal without a handler is dropped.
-    // This thread blocks them; the others hand them over.
-    block_stop_signals();
     if let Err(e) = warden_host::hand_over_stop_signals() {
         say(&format!("warden: cannot set up signal handling: {e}"));
         return Ok(EXIT_CONFIG);
     }
-    // `warden_host::run` makes its own runtime; runwasi's is running on
-    // this thread.
     let http = matches!(
         warden_host::read_guest(&config.file, config.limits.max_module_size),
         Ok(g) if matches!(g.kind, GuestKind::Http(_))
     );
+    // The run (or the server) makes its own runtime, on a thread of its
+    // own: runwasi's runtime is running on this one.
     let ran = if http {
         let serving = match serving::config(config) {
             Ok(s) => s,
@@ -143,22 +141,19 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     }
 }
 
-fn block_stop_signals() {
-    // SAFETY: an initialised set of valid signals; the old mask is not
-    // wanted.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
 /// The container's exit status for how the guest ended, with a line on
 /// its stderr for anything but an exit.
 fn ending(finished: &Finished) -> i32 {
+    if let Some(refused) = finished.refused {
+        say(&match refused {
+            Refusal::Memory(wanted) => format!(
+                "warden: the manifest's limits.max_memory refused the guest's growth of linear memory to {wanted} bytes"
+            ),
+            Refusal::Table(wanted) => format!(
+                "warden: the table element limit (or limits.max_memory) refused the guest's growth of a table to {wanted} elements"
+            ),
+        });
+    }
     match &finished.outcome {
         // Exit statuses are 8 bits, as the OS would cut them.
         Outcome::Exited(code) => i32::from(*code as u8),
