@@ -54,7 +54,7 @@ fn manifest_path(c: &Container<'_>) -> anyhow::Result<Option<PathBuf>> {
         Some(p) => {
             let path = c.root.join(p.trim_start_matches('/'));
             if !path.is_file() {
-                bail!("{MANIFEST_ENV}={p}: no such file in the image");
+                bail!("{MANIFEST_ENV}={p}: no such file in the container");
             }
             Ok(Some(path))
         }
@@ -283,7 +283,10 @@ mod tests {
         let args = vec!["/app.wasm".to_string()];
         let envs = vec![format!("{MANIFEST_ENV}=/etc/policy.toml")];
         let e = config(container(root.path(), &args, &envs)).unwrap_err();
-        assert!(e.to_string().contains("no such file in the image"), "{e}");
+        assert!(
+            e.to_string().contains("no such file in the container"),
+            "{e}"
+        );
         std::fs::create_dir(root.path().join("etc")).unwrap();
         write(
             &root.path().join("etc"),

@@ -560,7 +560,7 @@ fn a_bad_manifest_stops_the_container(ctd: &Containerd) {
     );
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(
-        r.stderr.contains("no such file in the image"),
+        r.stderr.contains("no such file in the container"),
         "{}",
         r.stderr
     );
