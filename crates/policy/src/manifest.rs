@@ -772,7 +772,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`"
         );
         assert_eq!(
             err(
@@ -949,5 +949,35 @@ key = "s.key"
         );
         let twice = "version = 1\n[[pool]]\nname = \"db\"\nrights = [\"connect\"]\ntargets = [\"1.2.3.4:1\"]\n";
         assert!(err(&format!("{twice}{}", &twice[12..])).contains("pool `db` is defined twice"));
+    }
+
+    #[test]
+    fn limits_are_kept_as_written() {
+        let m = parse(
+            "version = 1\n[limits]\ntimeout = \"2s\"\nmax_memory = \"64MiB\"\nfuel = 5\n",
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            m.limits,
+            Limits {
+                timeout: Some("2s".into()),
+                max_memory: Some("64MiB".into()),
+                fuel: Some(5),
+            }
+        );
+        assert_eq!(
+            parse("version = 1\n", "w.toml").unwrap().limits,
+            Limits::default()
+        );
+        let err = parse("version = 1\n[limits]\ncpu = 1\n", "w.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "w.toml:3:1: unknown field `cpu`, expected one of `timeout`, `max_memory`, `fuel`"
+            ),
+            "{err}"
+        );
     }
 }
