@@ -235,7 +235,7 @@ impl Opened {
         let std_stream: std::net::TcpStream = self.socket.into();
         // Registering fails only without a reactor; the connect then ends
         // with that error, as a failed connect does.
-        let state = match crate::sockets::register_stream(std_stream) {
+        let state = match crate::sockets::register(std_stream) {
             Ok(io) => Direct::Connecting(io),
             Err(e) => Direct::Done(Some(Err(e))),
         };
@@ -344,17 +344,6 @@ impl Connecting {
     /// The address being connected to.
     pub fn peer(&self) -> SocketAddr {
         self.peer
-    }
-
-    /// Whether it has finished (connected or failed).
-    pub fn is_done(&self) -> bool {
-        match &self.progress {
-            Progress::Task { shared, .. } => lock(shared).result.is_some(),
-            Progress::Direct(d) => {
-                let mut cx = Context::from_waker(Waker::noop());
-                lock(d).poll(self.peer, &mut cx).is_ready()
-            }
-        }
     }
 
     /// Ready when it has finished.

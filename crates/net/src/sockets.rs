@@ -347,8 +347,10 @@ impl std::fmt::Debug for Stream {
 impl Stream {
     /// `stream` must be non-blocking already.
     fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
-        // Guests cannot set socket options through preview1; small
-        // request/response exchanges should not wait on Nagle's algorithm.
+        // A guest may have no way to set options on a connection the host
+        // made or accepted for it (a pre-opened listener, a component's
+        // TCP); small request/response exchanges should not wait on
+        // Nagle's algorithm.
         stream.set_nodelay(true)?;
         Ok(Self {
             io: StreamIo::Plain(register(stream)?),
@@ -506,13 +508,8 @@ pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
     Ok(out)
 }
 
-/// Register a non-blocking TCP stream with the reactor (a connect of the
-/// guest's, under way).
-pub(crate) fn register_stream(stream: TcpStream) -> io::Result<AsyncFd<TcpStream>> {
-    register(stream)
-}
-
-fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
+/// Register a non-blocking socket with the reactor.
+pub(crate) fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
     // SAFETY: std's TcpListener and TcpStream own their descriptor, keep it
     // open until dropped, and always return the same one from as_raw_fd.
     Ok(unsafe { AsyncFd::register(socket) }?)

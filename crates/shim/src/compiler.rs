@@ -44,7 +44,7 @@ impl Compiler for WardenCompiler {
         Ok(layers
             .iter()
             .map(|l| match warden_host::precompile(&l.layer) {
-                Ok((artifact, _)) => Some(pack(&l.layer, &artifact)),
+                Ok(artifact) => Some(pack(&l.layer, &artifact)),
                 // Not a program Warden runs: the container says why when it
                 // starts.
                 Err(e) => {

@@ -10,15 +10,6 @@ static int pool_fd = -1;
 
 void warden_use_pool(int poolfd) { pool_fd = poolfd; }
 
-int warden_pool_narrow(int poolfd, const char *spec) {
-    int32_t fd = -1;
-    __wasi_errno_t e = warden_sock_pool_narrow(poolfd, spec, &fd);
-    if (e != 0) {
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
 
 int warden_pool(const char *name) {
     const char *pools = getenv("WARDEN_POOLS");
@@ -36,6 +27,12 @@ int warden_pool(const char *name) {
 static int fail(__wasi_errno_t e) {
     errno = e;
     return -1;
+}
+
+int warden_pool_narrow(int poolfd, const char *spec) {
+    int32_t fd = -1;
+    __wasi_errno_t e = warden_sock_pool_narrow(poolfd, spec, &fd);
+    return e ? fail(e) : fd;
 }
 
 static int to_wasi(const struct sockaddr *sa, socklen_t len, warden_addr_t *out) {
