@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::process::ChildStdout;
+use std::time::Duration;
 
 use common::peers::{Dns, TcpPeer, UdpPeer, Zone};
 use common::*;
@@ -288,29 +289,29 @@ fn spawn_sock_c(flags: &[&str], args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
-/// Connect to 127.0.0.1:`port` until it answers (bounded).
-fn connect_retrying(port: u16) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() > deadline => panic!("no server on {port}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+/// The port a `sock_c server` child (bound to port 0, so no other test can
+/// hold it) says it listens on, in its first line; and its stdout's rest.
+fn listening_port(child: &mut std::process::Child) -> (u16, BufReader<ChildStdout>) {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the server is not listening: {line:?}"));
+    (port, out)
 }
 
 #[test]
 fn c_server_binds_listens_and_accepts_when_granted() {
-    let port = free_port();
-    let grant = format!("127.0.0.1:{port}");
-    let ports = port.to_string();
     let mut child = spawn_sock_c(
-        &["--allow-listen", &grant],
-        &["server", "127.0.0.1", &ports, "2"],
+        &["--allow-listen", "127.0.0.1:*"],
+        &["server", "127.0.0.1", "0", "2"],
     );
+    let (port, mut out) = listening_port(&mut child);
     for i in 0..2 {
-        let mut c = connect_retrying(port);
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         writeln!(c, "hi {i}").unwrap();
         let mut back = String::new();
@@ -318,38 +319,34 @@ fn c_server_binds_listens_and_accepts_when_granted() {
         assert_eq!(back, format!("echo: hi {i}\n"));
     }
     wait_bounded(&mut child, Duration::from_secs(20), "sock_c server");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
     let r = ran(child.wait_with_output().unwrap());
-    assert_eq!(
-        r.stdout,
-        format!("listening on 127.0.0.1:{port}\nserved 2\n"),
-        "{}",
-        r.stderr
-    );
+    assert_eq!(rest, "served 2\n", "{}", r.stderr);
 
     // No grant: the bind is refused.
-    let r = sock_c(&[], &["server", "127.0.0.1", &ports, "1"]);
+    let r = sock_c(&[], &["server", "127.0.0.1", "0", "1"]);
     assert_eq!(r.stdout, "error: bind: EACCES (2)\n", "{}", r.stderr);
 }
 
 #[test]
 fn a_peer_the_policy_does_not_accept_never_reaches_the_guest() {
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("warden.toml");
     // Bind and listen, but no accept.
     std::fs::write(
         &manifest,
         format!(
-            "version = 1\n[[allow]]\nid = \"srv\"\ntarget = \"127.0.0.1\"\nports = \"{port}\"\nrights = [\"bind\", \"listen\"]\n"
+            "version = 1\n[[allow]]\nid = \"srv\"\ntarget = \"127.0.0.1\"\nports = \"*\"\nrights = [\"bind\", \"listen\"]\n"
         ),
     )
     .unwrap();
-    let ports = port.to_string();
     let mut child = spawn_sock_c(
         &["--manifest", p(&manifest), "--timeout", "3s"],
-        &["server", "127.0.0.1", &ports, "1"],
+        &["server", "127.0.0.1", "0", "1"],
     );
-    let mut c = connect_retrying(port);
+    let (port, mut out) = listening_port(&mut child);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = writeln!(c, "hi");
     let mut back = String::new();
@@ -357,8 +354,10 @@ fn a_peer_the_policy_does_not_accept_never_reaches_the_guest() {
     let _ = c.read_to_string(&mut back);
     assert_eq!(back, "");
     wait_bounded(&mut child, Duration::from_secs(20), "sock_c server");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
     let r = ran(child.wait_with_output().unwrap());
-    assert!(!r.stdout.contains("served"), "{}", r.stdout);
+    assert!(!rest.contains("served"), "{rest}");
     assert!(
         r.stderr.contains("denied accept 127.0.0.1:"),
         "{}",
