@@ -336,9 +336,7 @@ fn a_peer_the_policy_does_not_accept_never_reaches_the_guest() {
     // Bind and listen, but no accept.
     std::fs::write(
         &manifest,
-        format!(
-            "version = 1\n[[allow]]\nid = \"srv\"\ntarget = \"127.0.0.1\"\nports = \"*\"\nrights = [\"bind\", \"listen\"]\n"
-        ),
+        "version = 1\n[[allow]]\nid = \"srv\"\ntarget = \"127.0.0.1\"\nports = \"*\"\nrights = [\"bind\", \"listen\"]\n",
     )
     .unwrap();
     let mut child = spawn_sock_c(
