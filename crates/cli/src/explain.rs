@@ -80,9 +80,51 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
             denied.join(", ")
         ));
     }
+    if args.action.follows_pins()
+        && let Some(note) = internal_note(policy, &d, &target)
+    {
+        say(&note);
+    }
     if d.is_allowed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// When internal ranges apply to `target` (see `--allow-internal`): what a
+/// run does that the offline decision cannot show.
+fn internal_note(
+    policy: &warden_policy::Policy,
+    d: &warden_policy::Decision,
+    target: &warden_policy::Target,
+) -> Option<String> {
+    use warden_policy::{Target, internal_range, ip_literal};
+    let ip = match target {
+        Target::Addr(a) => Some(a.ip()),
+        Target::Name { host, .. } => ip_literal(host),
+    };
+    if let Some(ip) = ip {
+        let range = internal_range(ip)?;
+        return Some(format!(
+            "note: {ip} is a {range} address: a name that resolves to it reaches it only through a grant marked internal (--allow-internal, or internal = true in the manifest); a grant on the address itself reaches it"
+        ));
+    }
+    if !d.is_allowed() {
+        return None;
+    }
+    let host = d.name().unwrap_or_default();
+    let internal = policy
+        .rules()
+        .iter()
+        .any(|r| r.id == d.rule() && r.internal);
+    Some(if internal {
+        format!(
+            "note: the grant is marked internal: addresses {host} resolves to may be loopback, private, link-local or other internal addresses"
+        )
+    } else {
+        format!(
+            "note: in a run, an address {host} resolves to in an internal range (loopback, private, link-local, shared, documentation, ...) is refused: the grant is not marked internal (--allow-internal, or internal = true in the manifest)"
+        )
+    })
 }

@@ -142,6 +142,19 @@ pub struct NetworkArgs {
     #[arg(long = "allow-resolve", value_name = "PATTERN", value_parser = pattern)]
     pub allow_resolve: Vec<NamePattern>,
 
+    /// Let the name grants made by flags (--allow-connect, --connect-tls,
+    /// --allow-udp on a HOST) reach internal addresses their names resolve
+    /// to: loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7),
+    /// link-local (169.254/16, fe80::/10, where cloud metadata lives),
+    /// shared (100.64/10), unspecified, multicast, broadcast, documentation
+    /// and reserved ranges. Without it, whoever answers DNS for a granted
+    /// name cannot point it inside the host or its network: such traffic
+    /// is refused, and the denial names the range. A grant on an address
+    /// reaches what it names either way. In a manifest: `internal = true`
+    /// on the grant. Example: --allow-internal
+    #[arg(long = "allow-internal")]
+    pub allow_internal: bool,
+
     /// Refuse TARGET (as for --allow-connect) for every action, whatever any
     /// grant says. Repeatable. Example: --deny 169.254.0.0/16:*
     #[arg(long, value_name = "TARGET", value_parser = flag)]
@@ -196,8 +209,23 @@ pub fn read_manifest(path: &Path) -> Result<manifest::Manifest, String> {
 }
 
 impl NetworkArgs {
-    /// The flags' rules, each with the flag text as its id.
+    /// The flags' rules, each with the flag text as its id; grants on
+    /// names marked internal when --allow-internal says so.
     fn rules(&self) -> Vec<Rule> {
+        let mut rules = self.grants();
+        if self.allow_internal {
+            for r in &mut rules {
+                if matches!(r.effect, warden_policy::Effect::Allow(_))
+                    && matches!(r.target, RuleTarget::Name(_))
+                {
+                    r.internal = true;
+                }
+            }
+        }
+        rules
+    }
+
+    fn grants(&self) -> Vec<Rule> {
         let mut rules = Vec::new();
         for f in &self.allow_connect {
             let id = format!("--allow-connect {}", f.text);

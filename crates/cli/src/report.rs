@@ -42,6 +42,11 @@ pub fn notice(n: &Notice<'_>) -> String {
             if let Some(hint) = remedy.as_ref().and_then(|r| flag_for(*action, r)) {
                 line.push_str("; to allow it: ");
                 line.push_str(&hint);
+                if decision.internal_range().is_some() {
+                    line.push_str(
+                        ", or let the name reach internal addresses: --allow-internal (internal = true on a manifest grant)",
+                    );
+                }
             }
             line
         }

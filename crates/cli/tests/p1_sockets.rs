@@ -311,12 +311,25 @@ fn c_server_binds_listens_and_accepts_when_granted() {
     );
     let (port, mut out) = listening_port(&mut child);
     for i in 0..2 {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        writeln!(c, "hi {i}").unwrap();
-        let mut back = String::new();
-        c.read_to_string(&mut back).unwrap();
-        assert_eq!(back, format!("echo: hi {i}\n"));
+        let exchange = || -> std::io::Result<String> {
+            let mut c = TcpStream::connect(("127.0.0.1", port))?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            writeln!(c, "hi {i}")?;
+            let mut back = String::new();
+            c.read_to_string(&mut back)?;
+            Ok(back)
+        };
+        match exchange() {
+            Ok(back) => assert_eq!(back, format!("echo: hi {i}\n")),
+            Err(e) => {
+                let _ = child.kill();
+                let r = ran(child.wait_with_output().unwrap());
+                panic!(
+                    "client {i} of port {port}: {e}\nstdout: {}\nstderr: {}",
+                    r.stdout, r.stderr
+                );
+            }
+        }
     }
     wait_bounded(&mut child, Duration::from_secs(20), "sock_c server");
     let mut rest = String::new();
@@ -376,8 +389,34 @@ fn c_resolves_through_the_gate_and_connects_to_the_pinned_address() {
     )]);
     let d = dns.addr.to_string();
     let grant = format!("svc.test:{port}");
+    // The name answers with a loopback address: a name grant reaches it
+    // only when it says so.
     let r = sock_c(
         &["--dns-server", &d, "--allow-connect", &grant],
+        &["name", "svc.test", &port],
+    );
+    assert_eq!(
+        r.stdout,
+        format!("resolved 1, first 127.0.0.1:{port}\nerror: connect: EACCES (2)\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "127.0.0.1 was resolved from svc.test and is a loopback (127.0.0.0/8) address"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(peer.accepted(), 0);
+    let r = sock_c(
+        &[
+            "--dns-server",
+            &d,
+            "--allow-connect",
+            &grant,
+            "--allow-internal",
+        ],
         &["name", "svc.test", &port],
     );
     assert_eq!(
@@ -389,7 +428,11 @@ fn c_resolves_through_the_gate_and_connects_to_the_pinned_address() {
     // Resolving a name no grant covers is refused before any query.
     let r = sock_c(&["--dns-server", &d], &["name", "svc.test", &port]);
     assert_eq!(r.stdout, "error: resolve: EACCES (2)\n", "{}", r.stderr);
-    assert_eq!(dns.a_queries("svc.test"), 1);
+    assert_eq!(
+        dns.a_queries("svc.test"),
+        2,
+        "one query for each run allowed to"
+    );
 }
 
 #[test]
@@ -491,6 +534,16 @@ fn hostile_arguments_get_errnos_never_traps() {
             "listen udp: ENOTSUP",
             "accept unlistened: EINVAL",
             "recv unconnected: ENOTCONN",
+            // Buffers and out-pointers past the end of memory.
+            "send_to buffer past memory: EFAULT",
+            "send_to iovecs past memory: EFAULT",
+            "send_to address past memory: EFAULT",
+            "recv_from buffer past memory: EFAULT",
+            "sock_send buffer past memory: EFAULT",
+            "sock_recv buffer past memory: EFAULT",
+            "addr_local out past memory: EFAULT",
+            "get option out past memory: EFAULT",
+            &format!("still works: peer {port} got after"),
             "read pool: ENOTCAPABLE",
             "pool filetype: 0",
             "narrow no pool: EBADF",
@@ -580,4 +633,42 @@ fn c_connect_to_a_closed_port_is_refused_blocking_and_not() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn narrowing_is_bounded_in_count_and_size_per_instance() {
+    use common::measure;
+    use warden_wasi::p1::{MAX_NARROWED_POOLS, MAX_NARROWED_SPEC_BYTES};
+    let prog = guest(Target::P1, "p1_sock");
+    // A guest narrowing thousands of times with specs of 4,000 bytes
+    // under a 16 MiB memory limit: once its pools hold the most spec text
+    // they may, ENOMEM; with tiny specs, EMFILE past the most pools. The
+    // host's memory stays small either way.
+    for (size, bound, errno) in [
+        ("big", MAX_NARROWED_SPEC_BYTES / 4039, "ENOMEM"),
+        ("tiny", MAX_NARROWED_POOLS, "EMFILE"),
+    ] {
+        let mut cmd = run_cmd(&[
+            "--max-memory",
+            "16MiB",
+            "--pool",
+            "p=connect@10.0.0.0/8:*",
+            p(&prog),
+            "narrow-flood",
+            "p",
+            "9900",
+            size,
+        ]);
+        cmd.env_remove("RUST_BACKTRACE");
+        let m = measure(cmd, Duration::from_secs(120));
+        assert_eq!(m.ran.code, 0, "{}", m.ran.stderr);
+        let line = m.ran.stdout.trim_end();
+        let refused = 9900 - bound;
+        assert!(
+            line.ends_with(&format!(": {errno}={refused} ok={bound}")),
+            "{size}: {line}"
+        );
+        eprintln!("{size}: peak RSS {} MiB", m.max_rss_kib / 1024);
+        assert!(m.max_rss_kib < 128 * 1024, "{size}: {} KiB", m.max_rss_kib);
+    }
 }

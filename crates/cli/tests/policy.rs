@@ -24,6 +24,12 @@ fn net(flags: &[&str], steps: &[&str]) -> Ran {
     let c = client();
     // Bounded: a guest that waits forever is stopped, and the test fails.
     let mut args: Vec<&str> = vec!["--timeout", "30s"];
+    // The test DNS server answers with loopback addresses, which name
+    // grants reach only when they say so (see
+    // names_cannot_steer_traffic_inside_unless_the_grant_says_so).
+    if flags.contains(&"--dns-server") {
+        args.push("--allow-internal");
+    }
     args.extend_from_slice(flags);
     args.push(&c);
     args.extend_from_slice(steps);
@@ -391,6 +397,117 @@ fn http_to_an_allowed_host_and_the_denied_twins() {
 }
 
 #[test]
+fn names_cannot_steer_traffic_inside_unless_the_grant_says_so() {
+    // Whoever answers DNS for a granted zone points its names at this
+    // host's loopback (v4 and v6) and at the link-local cloud metadata
+    // address.
+    let dns = Dns::start(&[
+        ("lo.example.test", zone(&["127.0.0.1"])),
+        ("lo6.example.test", zone(&["::1"])),
+        ("meta.example.test", zone(&["169.254.169.254"])),
+    ]);
+    let d = dns.addr.to_string();
+    let peer = TcpPeer::start("127.0.0.1");
+    let peer6 = TcpPeer::start("::1");
+    let (port, port6) = (peer.port(), peer6.port());
+    let udp = UdpPeer::start("127.0.0.1");
+    let connect = format!("connect:lo.example.test:{port}");
+    let connect6 = format!("connect:lo6.example.test:{port6}");
+    let http = format!("http:http://lo.example.test:{port}/");
+    let meta = "connect:meta.example.test:80".to_string();
+    let udp_step = format!("udp:0.0.0.0:0:lo.example.test:{}", udp.addr.port());
+    let wide = "*.example.test:*";
+    let c = client();
+    let run_with = |extra: &[&str], steps: &[&str]| {
+        let mut args = vec!["--timeout", "30s", "--dns-server", &d];
+        args.extend_from_slice(extra);
+        args.push(&c);
+        args.extend_from_slice(steps);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        r
+    };
+    // Refused, with the range named; nothing reaches the peers, and no
+    // connect off loopback is ever made.
+    let r = run_with(
+        &["--allow-connect", wide, "--allow-udp", wide],
+        &[&connect, &connect6, &http, &meta, &udp_step].map(String::as_str),
+    );
+    assert_eq!(
+        r.stdout,
+        lines(&[
+            &format!("{connect}: PermissionDenied"),
+            &format!("{connect6}: PermissionDenied"),
+            &format!("{http}: ErrorCode::HttpRequestDenied"),
+            &format!("{meta}: PermissionDenied"),
+            &format!("{udp_step}: send PermissionDenied"),
+        ]),
+        "{}",
+        r.stderr
+    );
+    for range in [
+        "127.0.0.1 was resolved from lo.example.test and is a loopback (127.0.0.0/8) address",
+        "::1 was resolved from lo6.example.test and is a loopback (::1) address",
+        "169.254.169.254 was resolved from meta.example.test and is a link-local (169.254.0.0/16) address",
+    ] {
+        assert!(r.stderr.contains(range), "{range}: {}", r.stderr);
+    }
+    assert!(
+        r.stderr.contains("--allow-internal"),
+        "the denial says what would allow it: {}",
+        r.stderr
+    );
+    assert_eq!(peer.accepted() + peer6.accepted(), 0);
+    assert_eq!(udp.received(), 0);
+    // The grant says so: allowed (loopback peers only).
+    let r = run_with(
+        &[
+            "--allow-connect",
+            wide,
+            "--allow-udp",
+            wide,
+            "--allow-internal",
+        ],
+        &[&connect, &connect6, &http, &udp_step].map(String::as_str),
+    );
+    let got: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        got[0],
+        format!("{connect}: ok peer {port} got ping"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(got[1], format!("{connect6}: ok peer {port6} got ping"));
+    assert_eq!(got[2], format!("{http}: ok status 200 hello from {port}"));
+    assert!(
+        got[3].starts_with(&format!("{udp_step}: ok pong")),
+        "{}",
+        got[3]
+    );
+    // A grant on the address reaches it, whatever name led there.
+    let r = run_with(
+        &[
+            "--allow-resolve",
+            "*.example.test",
+            "--allow-connect",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[&connect],
+    );
+    assert_eq!(r.stdout, format!("{connect}: ok peer {port} got ping\n"));
+    // In a manifest: `internal = true` on the grant.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("warden.toml");
+    std::fs::write(
+        &manifest,
+        format!("version = 1\n[[allow]]\nid = \"lan\"\ntarget = \"lo.example.test\"\nports = \"{port}\"\nrights = [\"connect\", \"resolve\"]\ninternal = true\n"),
+    )
+    .unwrap();
+    let r = run_with(&["--manifest", p(&manifest)], &[&connect]);
+    assert_eq!(r.stdout, format!("{connect}: ok peer {port} got ping\n"));
+}
+
+#[test]
 fn http_to_an_ip_literal_is_decided_by_address() {
     let peer = TcpPeer::start("127.0.0.1");
     let other = TcpPeer::start("127.0.0.1");
@@ -704,10 +821,9 @@ fn every_decision_is_one_audit_record() {
         [
             format!("resolve api.example.com allow {rule}"),
             format!("resolve api.example.com allow {rule}"),
-            // A connect from an unbound socket binds an ephemeral port.
-            format!("bind 0.0.0.0:0 allow {rule}"),
+            // A connect is one decision: its grant covers the ephemeral
+            // port an unbound socket binds as it connects.
             format!("connect 127.0.0.1:{port} (api.example.com) allow {rule}"),
-            format!("bind 0.0.0.0:0 allow {rule}"),
             format!("connect 127.0.0.1:{port2} (api.example.com) deny default-deny"),
             "resolve evilexample.com deny default-deny".to_string(),
             format!("http-request web.example.com:{port} allow {rule}"),
@@ -724,9 +840,9 @@ fn every_decision_is_one_audit_record() {
         assert!(!rec["reason"].as_str().unwrap().is_empty());
     }
     assert_eq!(
-        recs[3]["reason"],
+        recs[2]["reason"],
         format!(
-            "127.0.0.1 was resolved from api.example.com; rule {rule} (allow connect,resolve *.example.com:{port}) allows connect to api.example.com:{port}"
+            "127.0.0.1 was resolved from api.example.com; rule {rule} (allow connect,resolve *.example.com:{port} internal) allows connect to api.example.com:{port}"
         )
     );
     // A second run appends, as another instance.
@@ -735,8 +851,8 @@ fn every_decision_is_one_audit_record() {
         &["resolve:nosuch.test"],
     );
     let recs = records(&std::fs::read_to_string(&log).unwrap());
-    assert_eq!(recs.len(), 11);
-    assert_ne!(recs[10]["instance"], instance.as_str());
+    assert_eq!(recs.len(), 9);
+    assert_ne!(recs[8]["instance"], instance.as_str());
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -934,7 +1050,7 @@ fn explain_names_the_deciding_rule() {
         (r.code, r.stdout.as_str()),
         (
             0,
-            "allow connect api.example.com:443\nrule: api\nreason: rule api (allow connect,resolve *.example.com:443) allows connect to api.example.com:443\nkind: none (plain TCP: the program's bytes go on the wire as they are)\nnote: in a run this is refused for any address that a denied name resolves to (evil.example.com): the host resolves denied names itself\n"
+            "allow connect api.example.com:443\nrule: api\nreason: rule api (allow connect,resolve *.example.com:443) allows connect to api.example.com:443\nkind: none (plain TCP: the program's bytes go on the wire as they are)\nnote: in a run this is refused for any address that a denied name resolves to (evil.example.com): the host resolves denied names itself\nnote: in a run, an address api.example.com resolves to in an internal range (loopback, private, link-local, shared, documentation, ...) is refused: the grant is not marked internal (--allow-internal, or internal = true in the manifest)\n"
         )
     );
     let r = explain(&["--manifest", &m, "connect", "api.example.com:444"]);
@@ -1202,6 +1318,12 @@ fn an_invalid_host_gets_no_hint_warden_would_reject() {
 fn p3(flags: &[&str], steps: &[&str]) -> Ran {
     let program = p(&guest(Target::P3, "p3_net")).to_string();
     let mut args: Vec<&str> = vec!["--timeout", "30s"];
+    // The test DNS server answers with loopback addresses, which name
+    // grants reach only when they say so (see
+    // names_cannot_steer_traffic_inside_unless_the_grant_says_so).
+    if flags.contains(&"--dns-server") {
+        args.push("--allow-internal");
+    }
     args.extend_from_slice(flags);
     args.push(&program);
     args.extend_from_slice(steps);

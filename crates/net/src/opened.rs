@@ -179,11 +179,11 @@ impl Opened {
         Ok(listener.confined(self.pool.clone()))
     }
 
-    /// Start connecting to `addr`: the implicit bind of an unbound socket
-    /// and the connect are decided now (call [`Gate::prepare`] for
-    /// `connect` first), the kind's cap is taken, and the connection (and
-    /// its TLS, if the kind says so) is made on a task of its own. On an
-    /// error the socket is handed back unchanged.
+    /// Start connecting to `addr`: the connect is decided now (call
+    /// [`Gate::prepare`] for `connect` first), the kind's cap is taken, and
+    /// the connection is made (by the kernel when plain; on a task of its
+    /// own when its kind says TLS or has a cap). On an error the socket is
+    /// handed back unchanged.
     pub fn connect(
         self,
         gate: &Arc<Gate>,
@@ -253,15 +253,13 @@ impl Opened {
         if addr.ip().to_canonical().is_multicast() {
             return Err(errno(libc::ENETUNREACH));
         }
-        // The connect first: its denial names what would allow it, and a
-        // grant for it also allows the implicit bind.
+        // One decision, the connect: its denial names what would allow
+        // it, and its grant covers the ephemeral local port an unbound
+        // socket binds as it connects (as on every ABI).
         let target = Target::Addr(addr);
         let decision = gate.decide_in(self.pool.as_deref(), Action::Connect, target.clone());
         if !decision.is_allowed() {
             return Err(denied());
-        }
-        if !self.is_bound() {
-            decide(gate, &self.pool, Action::Bind, self.family.unspecified())?;
         }
         gate.plan(&decision, &target, false)
             .map_err(|_| errno(libc::ECONNREFUSED))
@@ -341,6 +339,12 @@ impl Drop for Connecting {
 }
 
 impl Connecting {
+    /// Whether a host task makes the connection (TLS, a kind's cap): a
+    /// guest that never waits must still let it run.
+    pub fn host_driven(&self) -> bool {
+        matches!(self.progress, Progress::Task { .. })
+    }
+
     /// The address being connected to.
     pub fn peer(&self) -> SocketAddr {
         self.peer

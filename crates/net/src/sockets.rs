@@ -51,13 +51,41 @@ pub struct Readiness {
 /// This is where a privileged port or an address in use fails, with the
 /// operator still there to read the error.
 pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    Bound::new(addr)?.listen()
+}
+
+/// An address bound for a listener that listens later, when there is
+/// something to answer with: the address is taken at once (a busy or
+/// privileged port fails here), and until [`Bound::listen`] a client's
+/// connect is refused at once instead of waiting in a backlog nobody
+/// accepts from.
+#[derive(Debug)]
+pub struct Bound(socket2::Socket);
+
+impl Bound {
+    /// Bind `addr` (`SO_REUSEADDR`, as servers do).
+    pub fn new(addr: SocketAddr) -> io::Result<Bound> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        Ok(Bound(socket))
+    }
+
+    /// The address it took (the port, when `addr`'s was 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))
+    }
+
+    /// Start listening (a backlog of [`BACKLOG`]), non-blocking.
+    pub fn listen(self) -> io::Result<TcpListener> {
+        self.0.listen(BACKLOG)?;
+        self.0.set_nonblocking(true)?;
+        Ok(self.0.into())
+    }
 }
 
 /// Where a pre-opened listener comes from (see [`warden_policy::manifest::ListenOn`]).
@@ -196,6 +224,12 @@ impl std::fmt::Debug for Listener {
 }
 
 impl Listener {
+    /// Whether host tasks make its connections (TLS handshakes): a guest
+    /// that never waits must still let them run.
+    pub fn host_driven(&self) -> bool {
+        matches!(self.accepting, Accepting::Tls(_))
+    }
+
     /// Adopt a listener from [`bind_listener`]. Must run inside a tokio
     /// runtime with I/O enabled.
     pub fn new(listener: TcpListener) -> io::Result<Self> {
@@ -305,9 +339,9 @@ impl Listener {
             Accepting::Plain(io) => poll_ready(io, interest, cx),
             Accepting::Tls(acceptor) => match interest {
                 Interest::Read => acceptor.poll_ready(cx).map(Ok),
-                // Nothing is ever written to a listener; a plain one
-                // reports the same.
-                Interest::Write => Poll::Ready(Ok(())),
+                // Nothing is ever written to a listener: as the kernel's
+                // listening socket, it never becomes writable.
+                Interest::Write => Poll::Pending,
             },
         }
     }
@@ -345,6 +379,12 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
+    /// Whether a host task moves its bytes (TLS): a guest that never waits
+    /// must still let it run.
+    pub fn host_driven(&self) -> bool {
+        matches!(self.io, StreamIo::Pumped(_))
+    }
+
     /// `stream` must be non-blocking already.
     fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
         // A guest may have no way to set options on a connection the host
@@ -474,10 +514,13 @@ pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
         match p {
             Probe::Listener(l) => match &l.accepting {
                 Accepting::Plain(io) => os.push((i, io.as_raw_fd(), false)),
+                // As the kernel's listening socket: readable when a
+                // connection waits, never writable (an event loop that
+                // registers both, as tokio does, would spin otherwise).
                 Accepting::Tls(a) => {
                     out[i] = Readiness {
                         readable: a.is_ready(),
-                        writable: true,
+                        writable: false,
                         hangup: false,
                         bytes: 0,
                     }

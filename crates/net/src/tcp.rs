@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -269,12 +269,111 @@ impl Connected {
     }
 }
 
+/// A connect under way.
+enum Connecting {
+    /// A plain connection: the kernel makes it, and it is done when the
+    /// socket is writable (`SO_ERROR` says how it ended). Taken when done.
+    Kernel(Option<tokio::net::TcpStream>),
+    /// A host task waits for the kernel's connect, then does what the
+    /// connection's kind says (TLS; a place under its cap).
+    Task(Task<Result<Connected, ErrorCode>>),
+}
+
+impl Connecting {
+    /// Make the kernel's connect to `addr` on `socket` now, for a connect
+    /// `decision` allowed. An error is the connect's outcome.
+    fn start(
+        gate: &Arc<Gate>,
+        decision: &crate::Decision,
+        target: &Target,
+        socket: tokio::net::TcpSocket,
+        addr: SocketAddr,
+    ) -> Result<Connecting, ErrorCode> {
+        // A kind's cap, or TLS that cannot be set up, refuses it.
+        let plan = gate
+            .plan(decision, target, false)
+            .map_err(|_| ErrorCode::ConnectionRefused)?;
+        match SockRef::from(&socket).connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(ErrorCode::from(&e)),
+        }
+        // SAFETY: the descriptor comes from `socket`, which gives it up.
+        let stream = unsafe {
+            std::net::TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(socket))
+        };
+        let stream = tokio::net::TcpStream::from_std(stream)?;
+        if plan.is_plain() {
+            return Ok(Connecting::Kernel(Some(stream)));
+        }
+        let gate = gate.clone();
+        Ok(Connecting::Task(Task::spawn(async move {
+            stream.writable().await?;
+            if let Some(e) = stream.take_error()? {
+                return Err(ErrorCode::from(&e));
+            }
+            // TLS that fails refuses the connection.
+            let conn = gate
+                .establish(plan, stream, addr)
+                .await
+                .map_err(|_| ErrorCode::ConnectionRefused)?;
+            Ok(Connected::new(conn)?)
+        })))
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Connected, ErrorCode>> {
+        let slot = match self {
+            Connecting::Task(task) => {
+                return task.poll(cx).map(|r| r.unwrap_or(Err(ErrorCode::Other)));
+            }
+            Connecting::Kernel(slot) => slot,
+        };
+        let Some(stream) = slot else {
+            return Poll::Ready(Err(ErrorCode::InvalidState));
+        };
+        // The kernel's own word first: a connect on this host is often
+        // done before the reactor has heard of it.
+        while !connect_done(stream) {
+            ready!(stream.poll_write_ready(cx))?;
+            match stream.try_io(tokio::io::Interest::WRITABLE, || {
+                if connect_done(stream) {
+                    Ok(())
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+            }) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(ErrorCode::from(&e))),
+            }
+        }
+        if let Some(e) = stream.take_error()? {
+            return Poll::Ready(Err(ErrorCode::from(&e)));
+        }
+        let stream = slot.take().expect("present above");
+        Poll::Ready(Connected::new(Connection::plain(stream, None)).map_err(ErrorCode::from))
+    }
+}
+
+/// Whether the kernel has finished a connect on `stream` (it is writable,
+/// or has an error or a hang-up to report), asked without waiting.
+fn connect_done(stream: &tokio::net::TcpStream) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(stream),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a descriptor `stream` owns; no waiting.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
+}
+
 enum State {
     Default(tokio::net::TcpSocket),
     /// Bound by taking a pre-opened listener.
     Activated(std::net::TcpListener),
     Listening(Arc<tokio::net::TcpListener>),
-    Connecting(Task<Result<Connected, ErrorCode>>),
+    Connecting(Connecting),
     Connected(Connected),
     Closed(ErrorCode),
 }
@@ -381,9 +480,14 @@ impl TcpSocket {
         bind(socket, addr)
     }
 
-    /// Start connecting to `addr` on a task of its own: the implicit bind
-    /// of an unbound socket and the connect are decided first, then the
-    /// connection is made.
+    /// Start connecting to `addr`: the connect is decided now (its grant
+    /// covers the ephemeral local port an unbound socket binds as it
+    /// connects; call [`Gate::prepare`] for `connect` first), and the
+    /// kernel's connect is made at once, so what the kernel knows at once
+    /// (no route, a refusing peer on this host) is known when the guest
+    /// first asks. A denial is this call's error; everything after it (a
+    /// kind's cap, the kernel's answer, a TLS handshake) is the outcome
+    /// [`TcpSocket::poll_finish_connect`] reports.
     pub fn start_connect(&mut self, addr: SocketAddr) -> Result<(), ErrorCode> {
         let State::Default(_) = &self.state else {
             return Err(ErrorCode::InvalidState);
@@ -395,45 +499,28 @@ impl TcpSocket {
         {
             return Err(ErrorCode::InvalidArgument);
         }
-        let bound = self.is_bound();
+        let gate = self.ctx.gate.clone();
+        let target = Target::Addr(addr);
+        let decision = gate.decide(Action::Connect, target.clone());
+        if !decision.is_allowed() {
+            return Err(ErrorCode::AccessDenied);
+        }
         let State::Default(socket) =
             std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other))
         else {
             unreachable!("checked above");
         };
-        let gate = self.ctx.gate.clone();
-        let implicit = self.family.unspecified();
-        self.state = State::Connecting(Task::spawn(async move {
-            // The OS binds an unbound socket to an ephemeral port as it
-            // connects; that bind is decided, but not made here (making it
-            // early would use up ports).
-            if !bound && !gate.allows_addr(Action::Bind, implicit) {
-                return Err(ErrorCode::AccessDenied);
-            }
-            gate.prepare(Action::Connect).await;
-            let target = Target::Addr(addr);
-            let decision = gate.decide(Action::Connect, target.clone());
-            if !decision.is_allowed() {
-                return Err(ErrorCode::AccessDenied);
-            }
-            // A kind's cap, or TLS that fails, refuses the connection.
-            let plan = gate
-                .plan(&decision, &target, false)
-                .map_err(|_| ErrorCode::ConnectionRefused)?;
-            let stream = socket.connect(addr).await?;
-            let conn = gate
-                .establish(plan, stream, addr)
-                .await
-                .map_err(|_| ErrorCode::ConnectionRefused)?;
-            Ok(Connected::new(conn)?)
-        }));
+        self.state = match Connecting::start(&gate, &decision, &target, socket, addr) {
+            Ok(connecting) => State::Connecting(connecting),
+            Err(e) => State::Closed(e),
+        };
         Ok(())
     }
 
     /// Finish connecting: ready when the connection is made or failed.
     pub fn poll_finish_connect(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ErrorCode>> {
         let result = match &mut self.state {
-            State::Connecting(task) => ready!(task.poll(cx)).unwrap_or(Err(ErrorCode::Other)),
+            State::Connecting(connecting) => ready!(connecting.poll(cx)),
             State::Connected(_) => return Poll::Ready(Ok(())),
             State::Closed(e) => return Poll::Ready(Err(*e)),
             _ => return Poll::Ready(Err(ErrorCode::InvalidState)),

@@ -88,6 +88,13 @@ pub(crate) enum Why {
         name: Arc<str>,
         port: u16,
     },
+    /// The address was resolved from a name a grant covers, and lies in
+    /// an internal range the grant does not reach (it is not `internal`).
+    Internal {
+        shown: SocketAddr,
+        name: Arc<str>,
+        range: &'static str,
+    },
     /// A special address (unspecified, broadcast, multicast) and a grant
     /// wider than it.
     SpecialTooWide {
@@ -226,9 +233,23 @@ impl Decision {
         self.name.as_deref()
     }
 
-    /// Whether a deny rule (not the default) refused it.
+    /// Whether a deny rule (not the default) refused it. A name grant
+    /// that refuses an internal address it does not reach is no deny
+    /// rule: a grant on the address would allow it.
     pub fn by_deny_rule(&self) -> bool {
-        !self.is_allowed() && &*self.rule.id != DEFAULT_DENY
+        !self.is_allowed()
+            && &*self.rule.id != DEFAULT_DENY
+            && !matches!(self.why, Why::Internal { .. })
+    }
+
+    /// For traffic refused because a name's answer lies in an internal
+    /// range its grant does not reach: the range, by name (see
+    /// [`internal_range`](crate::internal_range)).
+    pub fn internal_range(&self) -> Option<&'static str> {
+        match self.why {
+            Why::Internal { range, .. } => Some(range),
+            _ => None,
+        }
     }
 
     /// Why, in words an operator can act on.
@@ -285,6 +306,13 @@ impl fmt::Display for Reason<'_> {
                 rule.id,
                 rule.text,
                 towards(*action)
+            ),
+            Why::Internal { shown, name, range } => write!(
+                f,
+                "{} was resolved from {name} and is a {range} address; rule {} ({}) grants {name}, but a name grant reaches internal addresses only when it is marked internal",
+                shown.ip(),
+                rule.id,
+                rule.text
             ),
             Why::SpecialTooWide { ip, kind, rule } => write!(
                 f,

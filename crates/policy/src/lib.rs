@@ -39,8 +39,8 @@ pub use pool::{Pool, PoolError};
 
 use prefixes::Prefixes;
 pub use rule::{
-    Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, ip_literal,
-    normalize_name, parse_target_ports,
+    Cidr, Effect, NamePattern, Ports, Rights, Rule, RuleTarget, canonical_ip, internal_range,
+    ip_literal, normalize_name, parse_target_ports,
 };
 
 /// A network action a guest can attempt.
@@ -521,10 +521,24 @@ impl Policy {
         }
         let resolved_from = if traffic { known.resolved_from } else { &[] };
         if special.is_none() {
+            let internal = rule::internal_range(ip);
             for name in resolved_from {
                 if let Some(i) = self.name_match(name, Some(port), need).allow {
                     let rule = self.quote(i);
                     let name: Arc<str> = (*name).into();
+                    if let Some(range) = internal
+                        && !self.rules[i as usize].internal
+                    {
+                        return Decision::deny(
+                            rule,
+                            Why::Internal {
+                                shown,
+                                name: name.clone(),
+                                range,
+                            },
+                            Some(name),
+                        );
+                    }
                     return Decision::allow(
                         rule,
                         Why::PinAllowed {
@@ -904,7 +918,7 @@ mod tests {
                 Some(Rights::CONNECT | Rights::RESOLVE),
             ),
             ("bad", "bad.test:*", None),
-            ("no-66", "127.0.0.66:*", None),
+            ("no-66", "1.2.3.66:*", None),
         ]);
         let pin = |a: &str, action: Action, names: &[&str]| {
             p.decide_known(
@@ -916,25 +930,111 @@ mod tests {
                 },
             )
         };
-        let d = pin("127.0.0.5:8000", Action::Connect, &["api.test"]);
+        let d = pin("1.2.3.5:8000", Action::Connect, &["api.test"]);
         assert!(d.is_allowed());
         assert_eq!(d.name(), Some("api.test"));
         assert_eq!(
             d.reason().to_string(),
-            "127.0.0.5 was resolved from api.test; rule api (allow connect,resolve api.test:8000-8001) allows connect to api.test:8000"
+            "1.2.3.5 was resolved from api.test; rule api (allow connect,resolve api.test:8000-8001) allows connect to api.test:8000"
         );
-        assert!(!pin("127.0.0.5:8002", Action::Connect, &["api.test"]).is_allowed());
-        assert!(!pin("127.0.0.5:8000", Action::Connect, &[]).is_allowed());
-        assert!(!pin("127.0.0.5:8000", Action::Bind, &["api.test"]).is_allowed());
+        assert!(!pin("1.2.3.5:8002", Action::Connect, &["api.test"]).is_allowed());
+        assert!(!pin("1.2.3.5:8000", Action::Connect, &[]).is_allowed());
+        assert!(!pin("1.2.3.5:8000", Action::Bind, &["api.test"]).is_allowed());
         assert_eq!(
-            pin("127.0.0.66:8000", Action::Connect, &["api.test"]).rule(),
+            pin("1.2.3.66:8000", Action::Connect, &["api.test"]).rule(),
             "no-66"
         );
         assert_eq!(
-            pin("127.0.0.5:8000", Action::Connect, &["api.test", "bad.test"]).rule(),
+            pin("1.2.3.5:8000", Action::Connect, &["api.test", "bad.test"]).rule(),
             "bad"
         );
         assert!(!pin("0.0.0.0:8000", Action::Connect, &["api.test"]).is_allowed());
+    }
+
+    #[test]
+    fn names_reach_internal_addresses_only_through_grants_that_say_so() {
+        let mut granted = Rule::allow(
+            "lan",
+            "*.corp.test".parse().unwrap(),
+            Ports::ANY,
+            Rights::CONNECT,
+        );
+        let plain = Rule::allow(
+            "web",
+            "*.example.test".parse().unwrap(),
+            Ports::ANY,
+            Rights::CONNECT | Rights::UDP_SEND,
+        );
+        granted.internal = true;
+        let by_addr = Rule::allow(
+            "metrics",
+            "10.1.2.3/32".parse().unwrap(),
+            Ports::one(9100),
+            Rights::CONNECT,
+        );
+        let p = Policy::new([plain, granted, by_addr]);
+        let pin = |a: &str, action: Action, name: &str| {
+            p.decide_known(
+                action,
+                &Target::Addr(a.parse().unwrap()),
+                &Known {
+                    resolved_from: &[name],
+                    ..Known::default()
+                },
+            )
+        };
+        for (ip, range) in [
+            ("127.0.0.1", "loopback (127.0.0.0/8)"),
+            ("169.254.169.254", "link-local (169.254.0.0/16)"),
+            ("10.0.0.7", "private (10.0.0.0/8)"),
+            ("172.31.0.1", "private (172.16.0.0/12)"),
+            ("192.168.1.1", "private (192.168.0.0/16)"),
+            ("100.100.100.200", "shared address space (100.64.0.0/10)"),
+            ("0.1.2.3", "this-network (0.0.0.0/8)"),
+            ("198.51.100.7", "documentation (198.51.100.0/24)"),
+            ("240.0.0.1", "reserved (240.0.0.0/4)"),
+            ("[::1]", "loopback (::1)"),
+            ("[fe80::1]", "link-local (fe80::/10)"),
+            ("[fd00:ec2::254]", "unique local (fc00::/7)"),
+            ("[2001:db8::1]", "documentation (2001:db8::/32)"),
+            ("[2002:a9fe:a9fe::1]", "6to4 (2002::/16)"),
+            // Other spellings of an internal IPv4 address are that address.
+            ("[::ffff:127.0.0.1]", "loopback (127.0.0.0/8)"),
+            ("[64:ff9b::a9fe:a9fe]", "link-local (169.254.0.0/16)"),
+        ] {
+            let a = format!("{ip}:443");
+            let d = pin(&a, Action::Connect, "x.example.test");
+            assert!(!d.is_allowed(), "{a}");
+            assert_eq!(d.rule(), "web", "{a}");
+            assert_eq!(d.internal_range(), Some(range), "{a}");
+            assert!(!d.by_deny_rule(), "a grant on the address allows it");
+            assert!(
+                d.reason().to_string().contains("marked internal"),
+                "{}",
+                d.reason()
+            );
+            // Datagrams too.
+            assert!(!pin(&a, Action::UdpSend, "x.example.test").is_allowed());
+            // A grant marked internal reaches it.
+            assert!(pin(&a, Action::Connect, "db.corp.test").is_allowed(), "{a}");
+        }
+        // Public addresses are what name grants are for.
+        for ip in ["93.184.216.34", "[2606:4700::1111]", "1.1.1.1"] {
+            let a = format!("{ip}:443");
+            assert!(
+                pin(&a, Action::Connect, "x.example.test").is_allowed(),
+                "{a}"
+            );
+        }
+        // An address grant that names the address reaches it, whatever
+        // name it came from.
+        assert!(pin("10.1.2.3:9100", Action::Connect, "x.example.test").is_allowed());
+        assert!(!pin("10.1.2.3:9101", Action::Connect, "x.example.test").is_allowed());
+        // Rules say so when shown.
+        assert_eq!(
+            p.rules()[1].to_string(),
+            "allow connect *.corp.test:* internal"
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! target = "api.example.com"      # IP, CIDR, host name, *.suffix or *
 //! ports = "443"                   # N, N-M or *; may be left out only for resolve
 //! rights = ["connect", "resolve"]
+//! internal = false                # true: the names may reach internal addresses
+//!                                 # (loopback, private, link-local, ...)
 //!
 //! [[deny]]
 //! id = "metadata"
@@ -331,6 +333,7 @@ struct RawAllow {
     ports: Option<Spanned<String>>,
     rights: Spanned<Vec<Spanned<String>>>,
     kind: Option<Spanned<String>>,
+    internal: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -461,8 +464,17 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
                 ));
             }
         };
+        let internal = a.internal.as_ref().is_some_and(|i| *i.get_ref());
+        if internal && !matches!(target, RuleTarget::Name(_)) {
+            let span = a.internal.as_ref().map_or(a.id.span(), |i| i.span());
+            return Err(cx.error(
+                span,
+                format!("grant `{id}`: `internal` is for grants on names (an address grant reaches the addresses it names already)"),
+            ));
+        }
         let mut rule = Rule::allow(id, target, ports, rights);
         rule.kind = a.kind.as_ref().map(|k| k.get_ref().clone());
+        rule.internal = internal;
         rules.push(rule);
     }
     for d in &raw.deny {
@@ -778,7 +790,7 @@ addr = "127.0.0.1:8080"
             err(
                 "version = 1\n[[allow]]\nid = \"a\"\ntarget = \"10.0.0.0/8\"\nports = \"1\"\nrights = [\"connect\"]\nport = 3\n"
             ),
-            "w.toml:7:1: unknown field `port`, expected one of `id`, `target`, `ports`, `rights`, `kind`"
+            "w.toml:7:1: unknown field `port`, expected one of `id`, `target`, `ports`, `rights`, `kind`, `internal`"
         );
         assert_eq!(
             err("version = 2\n"),

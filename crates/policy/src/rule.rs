@@ -220,6 +220,68 @@ pub(crate) fn special(ip: IpAddr) -> Option<(&'static str, u8)> {
     }
 }
 
+/// The internal address range `ip` lies in, by name, if any: addresses
+/// that are not the public Internet (this host, its networks, link-local
+/// cloud metadata, shared and private space, and ranges reserved for
+/// documentation, benchmarks, multicast and future use), after the IANA
+/// special-purpose registries. Traffic that a name's DNS answer steers to
+/// one of these is refused unless the name's grant is `internal` or an
+/// address grant names the address. The address is judged in its
+/// canonical form ([`canonical_ip`]: IPv4-mapped, -compatible and NAT64
+/// spellings as the IPv4 address), and 6to4 and Teredo addresses, which
+/// carry an IPv4 address of the tunnel's choosing, are internal whole.
+pub fn internal_range(ip: IpAddr) -> Option<&'static str> {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(match (a, b, c) {
+                (0, _, _) => "this-network (0.0.0.0/8)",
+                (10, _, _) => "private (10.0.0.0/8)",
+                (100, 64..=127, _) => "shared address space (100.64.0.0/10)",
+                (127, _, _) => "loopback (127.0.0.0/8)",
+                (169, 254, _) => "link-local (169.254.0.0/16)",
+                (172, 16..=31, _) => "private (172.16.0.0/12)",
+                (192, 0, 0) => "IETF protocol assignments (192.0.0.0/24)",
+                (192, 0, 2) => "documentation (192.0.2.0/24)",
+                (192, 31, 196) => "AS112 (192.31.196.0/24)",
+                (192, 52, 193) => "AMT (192.52.193.0/24)",
+                (192, 88, 99) => "6to4 relay (192.88.99.0/24)",
+                (192, 168, _) => "private (192.168.0.0/16)",
+                (192, 175, 48) => "AS112 (192.175.48.0/24)",
+                (198, 18..=19, _) => "benchmarking (198.18.0.0/15)",
+                (198, 51, 100) => "documentation (198.51.100.0/24)",
+                (203, 0, 113) => "documentation (203.0.113.0/24)",
+                (224..=239, _, _) => "multicast (224.0.0.0/4)",
+                _ if v4 == Ipv4Addr::BROADCAST => "broadcast (255.255.255.255)",
+                (240..=255, _, _) => "reserved (240.0.0.0/4)",
+                _ => return None,
+            })
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(match s {
+                _ if v6 == Ipv6Addr::UNSPECIFIED => "unspecified (::)",
+                _ if v6 == Ipv6Addr::LOCALHOST => "loopback (::1)",
+                [0x100, 0, 0, 0, ..] => "discard-only (100::/64)",
+                [0x2001, 0xdb8, ..] => "documentation (2001:db8::/32)",
+                [0x2001, 0, ..] => "Teredo (2001::/32)",
+                [0x2001, 0..=0x1ff, ..] => "IETF protocol assignments (2001::/23)",
+                [0x2002, ..] => "6to4 (2002::/16)",
+                [0x3fff, 0..=0x0fff, ..] => "documentation (3fff::/20)",
+                [0x5f00, ..] => "segment routing (5f00::/16)",
+                [0xfc00..=0xfdff, ..] => "unique local (fc00::/7)",
+                [0xfe80..=0xfebf, ..] => "link-local (fe80::/10)",
+                [0xfec0..=0xfeff, ..] => "site-local (fec0::/10)",
+                [0xff00..=0xffff, ..] => "multicast (ff00::/8)",
+                // Other spellings of IPv4 (mapped, compatible, NAT64) were
+                // made IPv4 above; what is left of ::/96 is reserved.
+                [0, 0, 0, 0, 0, 0, ..] => "reserved (::/96)",
+                _ => return None,
+            })
+        }
+    }
+}
+
 /// An address block: an IP and a prefix length, in canonical form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
@@ -533,6 +595,11 @@ pub struct Rule {
     /// The connection kind a grant's connections are made as (see
     /// [`Kind`](crate::Kind)); `None` is plain TCP.
     pub kind: Option<String>,
+    /// For a grant on names: its names may reach the internal addresses
+    /// their answers hold ([`internal_range`]). Without it, traffic to such
+    /// an address through the name is refused, so whoever answers for a
+    /// granted name cannot point it inside the host or its network.
+    pub internal: bool,
 }
 
 impl Rule {
@@ -544,6 +611,7 @@ impl Rule {
             target,
             ports,
             kind: None,
+            internal: false,
         }
     }
 
@@ -555,12 +623,20 @@ impl Rule {
             target,
             ports,
             kind: None,
+            internal: false,
         }
     }
 
     /// This grant, its connections made as kind `kind`.
     pub fn with_kind(mut self, kind: impl Into<String>) -> Rule {
         self.kind = Some(kind.into());
+        self
+    }
+
+    /// This grant on names, allowed to reach internal addresses (see
+    /// [`Rule::internal`]).
+    pub fn with_internal(mut self) -> Rule {
+        self.internal = true;
         self
     }
 
@@ -587,6 +663,9 @@ impl fmt::Display for Rule {
         }
         if let Some(kind) = &self.kind {
             write!(f, " kind {kind}")?;
+        }
+        if self.internal {
+            f.write_str(" internal")?;
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use proptest::prelude::*;
-use warden_policy::{Action, Cidr, Effect, Policy, Ports, Rights, Rule, RuleTarget, Target};
+use warden_policy::{
+    Action, Cidr, Effect, Known, Policy, Ports, Rights, Rule, RuleTarget, Target, internal_range,
+};
 
 /// The socket actions (resolve and http-request are about names).
 const ACTIONS: [Action; 7] = {
@@ -136,5 +138,45 @@ proptest! {
         let p = Policy::new(rules);
         prop_assert!(!decide(&p, action, IpAddr::V4(ip), port).0);
         prop_assert!(!decide(&p, action, IpAddr::V6(ip.to_ipv6_mapped()), port).0);
+    }
+
+    /// Traffic to an address reached through a name grant that is not
+    /// marked internal is allowed only when the address is not internal,
+    /// or some address grant (with the right and port) names it; whatever
+    /// the address rules are.
+    #[test]
+    fn names_never_steer_traffic_inside_unless_granted(
+        rules in prop::collection::vec(rule(), 0..12),
+        ip in v4(),
+        port in 0u16..100,
+        internal in any::<bool>(),
+        action in proptest::sample::select(vec![Action::Connect, Action::UdpSend, Action::UdpRecv]),
+    ) {
+        let mut rules = rules;
+        let mut name = Rule::allow(
+            "by-name",
+            RuleTarget::Name("*.example.test".parse().unwrap()),
+            Ports::ANY,
+            Rights::for_action(action),
+        );
+        name.internal = internal;
+        rules.push(name);
+        let p = Policy::new(rules.clone());
+        let d = p.decide_known(
+            action,
+            &Target::Addr(SocketAddr::new(IpAddr::V4(ip), port)),
+            &Known { resolved_from: &["a.example.test"], ..Known::default() },
+        );
+        let by_address = rules.iter().any(|r| {
+            matches!(&r.target, RuleTarget::Net(c) if c.contains(IpAddr::V4(ip)))
+                && r.ports.contains(port)
+                && matches!(r.effect, Effect::Allow(x) if x.contains(Rights::for_action(action)))
+        });
+        if d.is_allowed() && d.rule() == "by-name" {
+            prop_assert!(internal || internal_range(IpAddr::V4(ip)).is_none());
+        }
+        if d.is_allowed() && d.rule() != "by-name" {
+            prop_assert!(by_address);
+        }
     }
 }

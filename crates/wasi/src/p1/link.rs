@@ -124,7 +124,11 @@ pub(super) fn fd_arg(fd: i32) -> types::Fd {
 }
 
 /// Run `f` with the guest's memory and its [`P1Ctx`], and turn its result
-/// into the errno a preview1 call returns (a trap stays a trap).
+/// into the errno a preview1 call returns. Every call made here is a
+/// socket call, whose bad arguments are errors, never traps: a pointer
+/// outside memory (or misaligned) is `EFAULT`, though wiggle makes it a
+/// trap for preview1's own calls, as WASI asks of them. Other traps stay
+/// traps.
 pub(super) async fn with_memory<T>(
     caller: &mut Caller<'_, T>,
     project: fn(&mut T) -> &mut P1Ctx,
@@ -141,6 +145,9 @@ pub(super) async fn with_memory<T>(
         Ok(()) => Ok(Errno::Success as i32),
         Err(e) => match e.downcast() {
             Ok(errno) => Ok(errno as i32),
+            Err(trap) if trap.downcast_ref::<wiggle::GuestError>().is_some() => {
+                Ok(Errno::Fault as i32)
+            }
             Err(trap) => Err(trap),
         },
     }

@@ -35,4 +35,8 @@ mod table;
 
 pub use decode::{IOV_MAX, MAX_SUBSCRIPTIONS, ciovec_bufs, iovec_bufs, subscriptions};
 pub use link::link_p1;
-pub use table::{MAX_FDS, P1Ctx};
+pub use sock_addr::{
+    ADDR_INFO_SIZE, ADDR_SIZE, read_addr, read_addr_ip, read_cstr, read_hints, write_addr,
+    write_addr_infos,
+};
+pub use table::{MAX_FDS, MAX_NARROWED_POOLS, MAX_NARROWED_SPEC_BYTES, P1Ctx};

@@ -54,9 +54,26 @@ impl P1Ctx {
                 .map(|(userdata, _)| clock_event(*userdata))
                 .collect()
         };
+        // Host tasks move the bytes of TLS sockets and make their
+        // connections. The guest's thread runs them only when it waits, so
+        // a guest whose poll always answers at once (an always-writable
+        // socket in the set) would starve them: the data it waits for
+        // would never come. Let them run before answering at once.
+        let host_driven = sockets.iter().any(|sub| match &sub.u {
+            types::SubscriptionU::FdRead(r) | types::SubscriptionU::FdWrite(r) => {
+                socket_in(fds, r.file_descriptor).is_ok_and(|s| s.sock.host_driven())
+            }
+            types::SubscriptionU::Clock(_) => false,
+        });
+        let mut yielded = false;
         loop {
             let mut events = socket_events(fds, &sockets);
             events.extend(expired(&deadlines));
+            if !events.is_empty() && host_driven && !yielded {
+                yielded = true;
+                tokio::task::yield_now().await;
+                continue;
+            }
             if !events.is_empty() {
                 if !files.is_empty() {
                     events.extend(inner_poll(inner, fds, &files, true).await?);

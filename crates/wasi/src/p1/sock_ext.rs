@@ -12,7 +12,7 @@ use wasmtime_wasi::p1::types::{self, Errno};
 
 use super::sock_addr::{AF_INET4, AF_INET6, AF_UNSPEC, Hints, SOCK_DGRAM, SOCK_STREAM};
 use super::sockets::{io_errno, wait_fd};
-use super::table::{P1Ctx, Slot, Sock, SocketFd};
+use super::table::{MAX_NARROWED_POOLS, MAX_NARROWED_SPEC_BYTES, P1Ctx, Slot, Sock, SocketFd};
 use warden_net::sockets::Interest;
 
 /// The most addresses one `sock_addr_resolve` reports.
@@ -42,7 +42,9 @@ impl P1Ctx {
     /// pool `poolfd` as well, so it never allows more. `poolfd` must be a
     /// pool (`-1` is none, so `EBADF`: narrowing nothing would make a pool
     /// out of the policy, which `--strict-pools` forbids); a bad spec is
-    /// `EINVAL`, narrowing too deep `EMLINK`.
+    /// `EINVAL`, narrowing too deep `EMLINK`; past what narrowed pools may
+    /// hold together, `EMFILE` ([`MAX_NARROWED_POOLS`] pools) or `ENOMEM`
+    /// ([`MAX_NARROWED_SPEC_BYTES`] of specs).
     pub(super) fn sock_pool_narrow(&mut self, poolfd: i32, spec: &str) -> Result<types::Fd, Errno> {
         let outer = match self.fds.get(&(poolfd as u32)) {
             Some(Slot::Pool(p)) => p.clone(),
@@ -50,8 +52,25 @@ impl P1Ctx {
             None => return Err(Errno::Badf),
         };
         let narrower = Pool::parse(spec).map_err(|_| Errno::Inval)?;
-        let pool = outer.narrow(narrower).map_err(|_| Errno::Mlink)?;
-        self.alloc(Slot::Pool(Arc::new(pool)))
+        // What the guest's narrowed pools hold, counting those still alive
+        // (through a descriptor, or a narrower pool's origin).
+        self.narrowed.retain(|p| p.strong_count() > 0);
+        if self.narrowed.len() >= MAX_NARROWED_POOLS {
+            return Err(Errno::Mfile);
+        }
+        let held: usize = self
+            .narrowed
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|p| p.text().len())
+            .sum();
+        if held + narrower.text().len() > MAX_NARROWED_SPEC_BYTES {
+            return Err(Errno::Nomem);
+        }
+        let pool = Arc::new(outer.narrow(narrower).map_err(|_| Errno::Mlink)?);
+        let fd = self.alloc(Slot::Pool(pool.clone()))?;
+        self.narrowed.push(Arc::downgrade(&pool));
+        Ok(fd)
     }
 
     /// `sock_open(poolfd, af, socktype)`.

@@ -57,7 +57,7 @@ impl P1Ctx {
             }
             let s = self.socket(fd)?;
             if s.nonblocking {
-                return Err(Errno::Again.into());
+                return Err(would_block(&self.fds, fd).await);
             }
             let timeout = s.recv_timeout;
             wait_fd(&self.fds, fd, Interest::Read, timeout).await?;
@@ -233,7 +233,7 @@ impl P1Ctx {
             }
             let s = self.socket(fd)?;
             if s.nonblocking {
-                return Err(Errno::Again.into());
+                return Err(would_block(&self.fds, fd).await);
             }
             let timeout = s.recv_timeout;
             wait_fd(&self.fds, fd, Interest::Read, timeout).await?;
@@ -327,11 +327,21 @@ impl P1Ctx {
                 return Ok(n);
             }
             if nonblocking {
-                return Err(Errno::Again.into());
+                return Err(would_block(&self.fds, fd).await);
             }
             wait_fd(&self.fds, fd, Interest::Write, timeout).await?;
         }
     }
+}
+
+/// `EAGAIN` for a non-blocking call on socket `fd`. When host tasks do
+/// the socket's work (TLS), they run first: a guest that retries without
+/// ever waiting must not starve the work it waits for.
+async fn would_block(fds: &BTreeMap<u32, Slot>, fd: types::Fd) -> types::Error {
+    if socket_in(fds, fd).is_ok_and(|s| s.sock.host_driven()) {
+        tokio::task::yield_now().await;
+    }
+    Errno::Again.into()
 }
 
 /// Wait for `interest` on socket `fd`. Takes only the table, so the future

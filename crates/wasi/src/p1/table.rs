@@ -17,11 +17,23 @@ use wasmtime_wasi::p1::types::{self, Errno};
 /// directories, sockets); opening one more fails with `EMFILE`.
 pub const MAX_FDS: usize = 10_000;
 
+/// The most pools a guest's narrowing keeps alive at once (a pool lives
+/// while a descriptor or a narrower pool holds it); one more is `EMFILE`.
+pub const MAX_NARROWED_POOLS: usize = 256;
+
+/// The most spec text (bytes) the pools a guest's narrowing keeps alive
+/// may hold together: a pool costs host memory in proportion to its spec
+/// (about 30 bytes per byte), so this bounds them to a few MiB. One more
+/// past it is `ENOMEM`.
+pub const MAX_NARROWED_SPEC_BYTES: usize = 64 * 1024;
+
 /// A guest's preview1 state: wasmtime-wasi's context plus Warden's sockets,
 /// behind one descriptor table.
 pub struct P1Ctx {
     pub(super) inner: WasiP1Ctx,
     pub(super) fds: BTreeMap<u32, Slot>,
+    /// The pools the guest made by narrowing, while anything holds them.
+    pub(super) narrowed: Vec<std::sync::Weak<Pool>>,
     /// Decides every use of an address.
     pub(super) gate: Arc<warden_net::Gate>,
     /// Whether `sock_open` needs a pool descriptor (no `-1`).
@@ -118,6 +130,17 @@ impl Sock {
         }
     }
 
+    /// Whether host tasks do its work (TLS, a connect's task): a call that
+    /// answers at once lets them run first (see `P1Ctx::poll`).
+    pub(super) fn host_driven(&self) -> bool {
+        match self {
+            Sock::Listener(l) => l.host_driven(),
+            Sock::Stream(s) => s.host_driven(),
+            Sock::Connecting(c) => c.host_driven(),
+            Sock::Opened(_) | Sock::Datagram(_) | Sock::Failed(_) => false,
+        }
+    }
+
     /// Its descriptor, for options and addresses (`None`: not a socket
     /// the OS holds right now, as a connect under way).
     pub(super) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -163,6 +186,7 @@ impl P1Ctx {
         Self {
             inner,
             fds,
+            narrowed: Vec::new(),
             gate,
             strict_pools,
         }

@@ -5,6 +5,7 @@
 use std::net::{Shutdown, SocketAddr};
 use std::task::{Context, Poll};
 
+use warden_net::Action;
 use warden_net::tcp::{self, ErrorCode, Listener};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType};
@@ -166,24 +167,28 @@ pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Resu
             ok(())
         },
     )?;
-    i.func_wrap(
+    i.func_wrap_async(
         "[method]tcp-socket.start-connect",
         |mut store: StoreContextMut<'_, T>,
-         (this, network, addr): (Resource<Handle>, Resource<Network>, IpSocketAddress)|
-         -> R<()> {
-            let mut v = view(&mut store);
-            v.table.get(&network)?;
-            let s = socket(&mut v, &this)?;
-            if s.op.is_some() {
-                return Ok((Err(P2Code::ConcurrencyConflict),));
-            }
-            match s.inner.start_connect(SocketAddr::from(addr)) {
-                Ok(()) => {
-                    s.op = Some(Op::Connect);
-                    ok(())
+         (this, network, addr): (Resource<Handle>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                // The denied names' addresses, if stale, before deciding.
+                let gate = view(&mut store).sockets.gate.clone();
+                gate.prepare(Action::Connect).await;
+                let mut v = view(&mut store);
+                v.table.get(&network)?;
+                let s = socket(&mut v, &this)?;
+                if s.op.is_some() {
+                    return Ok((Err(P2Code::ConcurrencyConflict),));
                 }
-                Err(e) => err(e),
-            }
+                match s.inner.start_connect(SocketAddr::from(addr)) {
+                    Ok(()) => {
+                        s.op = Some(Op::Connect);
+                        ok(())
+                    }
+                    Err(e) => err(e),
+                }
+            })
         },
     )?;
     i.func_wrap(

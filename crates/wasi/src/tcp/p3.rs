@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use warden_net::Action;
 use warden_net::tcp::{self, ErrorCode, Listener};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{
@@ -143,6 +144,11 @@ pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Resu
         "[method]tcp-socket.connect",
         |store: &Accessor<T>, (this, addr): (Resource<Handle>, IpSocketAddress)| {
             Box::pin(async move {
+                // The denied names' addresses, if stale, before deciding.
+                let gate = store.with(|mut access| {
+                    access.get().component_ctx().tcp_view().sockets.gate.clone()
+                });
+                gate.prepare(Action::Connect).await;
                 let started =
                     store.with(|mut access| -> wasmtime::Result<Result<(), ErrorCode>> {
                         let mut v = access.get().component_ctx().tcp_view();

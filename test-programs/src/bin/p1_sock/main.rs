@@ -25,6 +25,8 @@ fn name(e: u16) -> &'static str {
         58 => "ENOTSUP",
         76 => "ENOTCAPABLE",
         34 => "EMLINK",
+        33 => "EMFILE",
+        48 => "ENOMEM",
         _ => "other",
     }
 }
@@ -91,10 +93,10 @@ fn probe(port: u16) {
         connect_raw(open(-1, 1, 1).1, &denied),
     );
     let allowed = encode(format!("[::ffff:127.0.0.1]:{port}").parse().unwrap());
-    say(
-        "connect mapped allowed",
-        connect_raw(open(-1, 1, 1).1, &allowed),
-    );
+    let (_, mapped) = open(-1, 1, 1);
+    say("connect mapped allowed", connect_raw(mapped, &allowed));
+    // Closed, so the peer serves the next connection at once.
+    unsafe { raw::sock_close(mapped) };
 
     let long = "a".repeat(300);
     say(
@@ -127,6 +129,64 @@ fn probe(port: u16) {
             .err()
             .map_or(0, |e| e.raw()),
     );
+    // Buffers and out-pointers past the end of memory: EFAULT, never a
+    // trap, and nothing sent or received.
+    let end = core::arch::wasm32::memory_size(0) * 65536;
+    let past = [sock::Iovec {
+        buf: (end - 10) as *const u8,
+        len: 100,
+    }];
+    let to = encode(format!("127.0.0.1:{port}").parse().unwrap());
+    let (_, u) = open(-1, 0, 0);
+    let mut n = 0u32;
+    say("send_to buffer past memory", unsafe {
+        raw::sock_send_to(u, past.as_ptr(), 1, 0, &to, &mut n)
+    });
+    say("send_to iovecs past memory", unsafe {
+        raw::sock_send_to(u, (end - 4) as *const sock::Iovec, 1, 0, &to, &mut n)
+    });
+    say("send_to address past memory", unsafe {
+        raw::sock_send_to(u, past.as_ptr(), 1, 0, (end - 4) as *const WasiAddr, &mut n)
+    });
+    let c = sock::TcpStream::connect(format!("127.0.0.1:{port}").parse().unwrap(), -1).unwrap();
+    let cfd = c.fd();
+    let mut from = encode("0.0.0.0:0".parse().unwrap());
+    say("recv_from buffer past memory", unsafe {
+        raw::sock_recv_from(cfd, past.as_ptr().cast(), 1, 0, &mut from, &mut n)
+    });
+    let bad_ciov = [wasi_p1::Ciovec {
+        buf: (end - 10) as *const u8,
+        buf_len: 100,
+    }];
+    say(
+        "sock_send buffer past memory",
+        unsafe { wasi_p1::sock_send(cfd as u32, &bad_ciov, 0) }
+            .err()
+            .map_or(0, |e| e.raw()),
+    );
+    let bad_iov = [wasi_p1::Iovec {
+        buf: (end - 10) as *mut u8,
+        buf_len: 100,
+    }];
+    say(
+        "sock_recv buffer past memory",
+        unsafe { wasi_p1::sock_recv(cfd as u32, &bad_iov, 0) }
+            .err()
+            .map_or(0, |e| e.raw()),
+    );
+    say("addr_local out past memory", unsafe {
+        raw::sock_addr_local(cfd, (end - 4) as *mut WasiAddr)
+    });
+    say("get option out past memory", unsafe {
+        raw::sock_get_recv_buf_size(cfd, (end - 2) as *mut u32)
+    });
+    // The connection still works after all that.
+    let mut c = c;
+    c.write_all(b"after\n").unwrap();
+    c.shutdown_write().unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    println!("still works: {}", reply.trim_end());
     if let Ok(pools) = std::env::var("WARDEN_POOLS") {
         let fd: u32 = pools.split('=').nth(1).unwrap().parse().unwrap();
         say(
@@ -157,6 +217,25 @@ fn probe(port: u16) {
         say("close pool", unsafe { raw::sock_close(fd as i32) });
         say("open closed pool", open(fd as i32, 0, 1).0);
     }
+}
+
+/// Narrow `pool` `times` times, keeping every new descriptor, each from a
+/// `big` spec of about 4,000 bytes (hundreds of targets) or a `tiny` one;
+/// print how many of each errno came back.
+fn narrow_flood(pool: i32, times: usize, size: &str) {
+    let targets: Vec<String> = (0..230)
+        .map(|i| format!("10.{}.{}.0/24:1-9", i / 250, i % 250))
+        .collect();
+    let spec = match size {
+        "big" => format!("n=connect@{}", targets.join(",")),
+        _ => "n=connect@10.0.0.1:1".to_string(),
+    };
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..times {
+        *counts.entry(name(narrow(pool, &spec).0)).or_insert(0) += 1;
+    }
+    let shown: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("{size} {} bytes: {}", spec.len(), shown.join(" "));
 }
 
 fn main() {
@@ -213,9 +292,10 @@ fn main() {
             }
         }
         Some("probe") => probe(args[2].parse().unwrap()),
+        Some("narrow-flood") => narrow_flood(pool(args.get(2)), args[3].parse().unwrap(), &args[4]),
         _ => {
             eprintln!(
-                "usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM | probe PORT"
+                "usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM | probe PORT | narrow-flood POOL TIMES big|tiny"
             );
             std::process::exit(2);
         }

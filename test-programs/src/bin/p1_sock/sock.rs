@@ -64,6 +64,7 @@ pub mod raw {
         ) -> u16;
         pub fn sock_close(fd: i32) -> u16;
         pub fn sock_set_tcp_no_delay(fd: i32, on: bool) -> u16;
+        pub fn sock_get_recv_buf_size(fd: i32, size: *mut u32) -> u16;
     }
 }
 
@@ -126,6 +127,11 @@ fn open(pool: i32, addr: &SocketAddr, ty: i32) -> io::Result<RawFd> {
 pub struct TcpStream(std::fs::File);
 
 impl TcpStream {
+    /// Its descriptor, for raw calls.
+    pub fn fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
     /// Connect to `addr`, opening the socket from `pool` (-1: none).
     pub fn connect(addr: SocketAddr, pool: i32) -> io::Result<TcpStream> {
         let fd = open(pool, &addr, STREAM)?;
