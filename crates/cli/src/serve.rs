@@ -32,9 +32,13 @@ stops at once. SIGHUP reloads the certificate and key.\n\n\
 Several applications: give a manifest with [[app]] entries (each with its component, route, \
 grants, policy and limits; see `warden help check`) instead of FILE. The longest matching route \
 wins; a request no route matches gets 404.",
-    after_help = "Answers Warden gives itself: 404 no route, 413 body too large, 431 headers too \
-large, 500 the guest trapped or gave no response (one log line with the request id), 503 too \
-many requests in flight (with Retry-After), 504 the request's time ran out.\n\n\
+    after_help = "Answers Warden gives itself: 400 a Host (or :authority) that is not \
+host[:port], 404 no route, 413 body too large, 431 headers too large, 500 the guest trapped or \
+gave no response (one log line with the request id), 503 too many requests in flight (with \
+Retry-After), 504 the request's time ran out. A response whose body is cut after its headers \
+went out (its time ran out, its client stopped reading, the guest trapped) ends so the client can \
+tell: HTTP/1.1 closes without the body's end, HTTP/2 resets the stream; the access log says \
+`cut`.\n\n\
 Examples:\n  warden serve app.wasm\n  warden serve --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem app.wasm\n  \
 warden serve --allow-connect api.example.com:443 --access-log access.jsonl --metrics 127.0.0.1:9090 app.wasm\n  \
 warden serve --manifest apps.toml"
@@ -89,9 +93,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = values::duration, help_heading = "Serving")]
     header_timeout: Option<Duration>,
 
-    /// Close a keep-alive connection idle this long (default 60s).
+    /// Close a keep-alive connection idle this long (default 60s). A
+    /// connection that is still open 2s after it was told to close (HTTP/2
+    /// waits for the peer's answer to a PING) is dropped.
     #[arg(long, value_name = "DURATION", value_parser = values::duration, help_heading = "Serving")]
     idle_timeout: Option<Duration>,
+
+    /// Cut a response whose client has read none of it for this long
+    /// (default 30s): the connection is closed and the request's slot and
+    /// instance freed at once, so clients that stop reading cannot hold
+    /// --max-requests. --timeout bounds the whole exchange too, body
+    /// included.
+    #[arg(long, value_name = "DURATION", value_parser = values::duration, help_heading = "Serving")]
+    write_timeout: Option<Duration>,
 
     /// The most bytes of request headers (default 64KiB; 431 past it).
     #[arg(long, value_name = "SIZE", value_parser = values::size, help_heading = "Serving")]
@@ -284,6 +298,7 @@ impl ServeArgs {
             limits: ServeLimits {
                 header_timeout: self.header_timeout.unwrap_or(defaults.header_timeout),
                 idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
+                write_timeout: self.write_timeout.unwrap_or(defaults.write_timeout),
                 max_header: size(self.max_header, defaults.max_header),
                 max_body: self.max_body.unwrap_or(defaults.max_body),
                 max_connections: size(self.max_connections, defaults.max_connections),

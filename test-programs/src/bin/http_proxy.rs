@@ -12,6 +12,8 @@
 //!   /sleep?ms=N       200 after N ms (waiting on the monotonic clock)
 //!   /spin             computes forever
 //!   /trap             panics (a trap, with a message on stderr)
+//!   /stream           200, then a body that never ends (64 KiB writes)
+//!   /traphead         200 and 1000 bytes of body, then panics
 //!   /noresponse       returns without setting a response
 //!   /fetch?url=URL    an outgoing request to URL: its status and body
 //!   /env?name=NAME    the environment variable NAME
@@ -158,6 +160,30 @@ impl wasi::exports::http::incoming_handler::Guest for Proxy {
                 }
             }
             "/trap" => panic!("the handler panicked on purpose"),
+            "/stream" | "/traphead" => {
+                let headers = Fields::new();
+                let _ = headers.append("content-type", b"application/octet-stream");
+                let resp = OutgoingResponse::new(headers);
+                let outgoing = resp.body().unwrap();
+                ResponseOutparam::set(out, Ok(resp));
+                let stream = outgoing.write().unwrap();
+                if last == "/traphead" {
+                    stream.blocking_write_and_flush(&[b'x'; 1000]).unwrap();
+                    panic!("the handler panicked after its response began");
+                }
+                let chunk = vec![b'x'; 65536];
+                // Until the host stops it: a write into a body nobody
+                // reads any more fails, and then it keeps computing.
+                loop {
+                    for part in chunk.chunks(4096) {
+                        if stream.blocking_write_and_flush(part).is_err() {
+                            loop {
+                                std::hint::black_box(0u64);
+                            }
+                        }
+                    }
+                }
+            }
             "/noresponse" => {}
             "/fetch" => match query(&path, "url").map(fetch) {
                 Some(Ok((status, body))) => {

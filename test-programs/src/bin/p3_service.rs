@@ -4,6 +4,8 @@
 //!   /count    how many requests this instance has handled
 //!   /info     scheme, authority and x-request-id, one per line
 //!   /spin     computes forever
+//!   /stream   a body that never ends
+//!   /traphead 1000 bytes of body, then a trap
 //!   otherwise `hello from a 0.3 service`
 wit_bindgen::generate!({
     world: "p3-service",
@@ -50,6 +52,26 @@ impl exports::wasi::http::handler::Guest for Service {
                 loop {
                     x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
                 }
+            }
+            "/stream" | "/traphead" => {
+                let trap = path == "/traphead";
+                let (mut body, contents) = wit_stream::new();
+                let (trailers_tx, trailers) = wit_future::new(|| Ok(None));
+                let (response, _sent) = Response::new(Fields::new(), Some(contents), trailers);
+                wit_bindgen::spawn_local(async move {
+                    if trap {
+                        let _ = body.write_all(vec![b'x'; 1000]).await;
+                        panic!("the service panicked after its response began");
+                    }
+                    loop {
+                        let rest = body.write_all(vec![b'x'; 65536]).await;
+                        if !rest.is_empty() {
+                            break;
+                        }
+                    }
+                    drop(trailers_tx);
+                });
+                return Ok(response);
             }
             _ => "hello from a 0.3 service\n".to_string(),
         };

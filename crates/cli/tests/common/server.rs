@@ -11,11 +11,22 @@ use std::time::Duration;
 use super::{Ran, run_cmd, wait_bounded};
 
 /// A running `warden run --listen 127.0.0.1:0 ...` and the port it bound.
+/// Dropped without [`Server::finish`] (a test that failed), it kills the
+/// process: no test leaves a server running.
 pub struct Server {
     pub child: Child,
     pub port: u16,
     stdout: BufReader<ChildStdout>,
-    stderr: JoinHandle<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// The port in a line that says `listening on IP:PORT` (and perhaps more
@@ -67,15 +78,19 @@ impl Server {
 
     /// [`Server::start`] for a command already made (`warden serve ...`).
     pub fn start_with(cmd: std::process::Command) -> Server {
-        let (child, stdout, mut stderr) = spawn_cmd(cmd);
+        let (mut child, stdout, mut stderr) = spawn_cmd(cmd);
         let mut first = String::new();
         stderr.read_line(&mut first).unwrap();
-        let port = listening_port(&first).unwrap_or_else(|| panic!("no listening line: {first:?}"));
+        let Some(port) = listening_port(&first) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no listening line: {first:?}");
+        };
         Server {
             child,
             port,
             stdout,
-            stderr: collect(first, stderr),
+            stderr: Some(collect(first, stderr)),
         }
     }
 
@@ -97,7 +112,7 @@ impl Server {
             child,
             port,
             stdout,
-            stderr,
+            stderr: Some(stderr),
         }
     }
 
@@ -126,7 +141,11 @@ impl Server {
         Ran {
             code: status.code().expect("exited normally"),
             stdout,
-            stderr: self.stderr.join().unwrap(),
+            stderr: self
+                .stderr
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
         }
     }
 }

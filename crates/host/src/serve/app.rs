@@ -35,7 +35,7 @@ use crate::instance::{self, State};
 const IDLE_INSTANCE: Duration = Duration::from_secs(1);
 
 /// What serving a request can end in, short of a response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Failure {
     /// The request's time ran out (504).
     Timeout,
@@ -43,6 +43,45 @@ pub(crate) enum Failure {
     Guest(String),
     /// The host could not make an instance (500).
     Host(String),
+}
+
+/// How the instance behind a response ended, for a response whose body
+/// still streams after its headers went out: a body that ends because its
+/// instance trapped or ran out of time was cut, however cleanly the bytes
+/// stopped. The instance's side records the outcome *before* its store (and
+/// so the body's sending end) is dropped, so the body's reader sees it by
+/// the time it sees the end.
+#[derive(Default)]
+pub(crate) struct Ending {
+    outcome: std::sync::OnceLock<Result<(), Failure>>,
+    task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Ending {
+    /// Record how the instance ended (the first word stays).
+    fn set(&self, outcome: Result<(), Failure>) {
+        let _ = self.outcome.set(outcome);
+    }
+
+    /// Whether the instance failed, and how (`None`: it has not ended, or
+    /// ended well).
+    pub(crate) fn failure(&self) -> Option<&Failure> {
+        self.outcome.get().and_then(|o| o.as_ref().err())
+    }
+
+    /// Stop the instance now, if it still runs (the response was cut: no
+    /// one will read what it writes).
+    pub(crate) fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+/// A guest's response and how its instance ends.
+pub(crate) struct Answer {
+    pub(crate) response: GuestResponse,
+    pub(crate) ending: Arc<Ending>,
 }
 
 /// The parts of an app its instances share.
@@ -155,33 +194,48 @@ impl App {
         self.core.audit.as_ref().map(AuditLog::finish)
     }
 
-    /// Serve `request` (id `request_id`, https or not) within the app's
-    /// per-request time.
-    pub(crate) async fn handle(
-        &self,
-        request: GuestRequest,
-        request_id: &str,
-        https: bool,
-    ) -> Result<GuestResponse, Failure> {
+    /// The deadline of a request arriving now: the app's per-request time.
+    pub(crate) fn deadline(&self) -> Instant {
         let limit = self
             .core
             .spec
             .limits
             .timeout
             .unwrap_or(super::DEFAULT_TIMEOUT);
-        let deadline = Instant::now() + limit;
+        Instant::now() + limit
+    }
+
+    /// Serve `request` (id `request_id`, https or not) by `deadline`. A
+    /// failure once the deadline has passed is a timeout, however the
+    /// deadline caught the guest (the epoch, a host call, the runtime).
+    pub(crate) async fn handle(
+        &self,
+        request: GuestRequest,
+        request_id: &str,
+        https: bool,
+        deadline: Instant,
+    ) -> Result<Answer, Failure> {
+        let ending = Arc::new(Ending::default());
         let work = async {
             match &self.entry {
                 Entry::P2(pre) => {
-                    self.handle_p2(pre, request, request_id, https, deadline)
+                    self.handle_p2(pre, request, request_id, https, deadline, &ending)
                         .await
                 }
-                Entry::P3(h) => h.handle(deadline, request).await.map_err(p3_failure),
+                Entry::P3(h) => h
+                    .handle((deadline, ending.clone()), request)
+                    .await
+                    .map_err(p3_failure),
             }
         };
-        match tokio::time::timeout_at(deadline.into(), work).await {
+        let result = match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(r) => r,
             Err(_) => Err(Failure::Timeout),
+        };
+        match result {
+            Ok(response) => Ok(Answer { response, ending }),
+            Err(_) if Instant::now() >= deadline => Err(Failure::Timeout),
+            Err(e) => Err(e),
         }
     }
 
@@ -192,6 +246,7 @@ impl App {
         request_id: &str,
         https: bool,
         deadline: Instant,
+        ending: &Arc<Ending>,
     ) -> Result<GuestResponse, Failure> {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
         let core = &self.core;
@@ -221,15 +276,24 @@ impl App {
             .map_err(|e| Failure::Host(e.to_string()))?;
         // The guest runs on a task of its own: after it set the response,
         // it goes on writing the body, which streams to the client from
-        // here; the store lives until `handle` returns.
+        // here. The task ends by the deadline whatever the guest waits on,
+        // and says how it ended before its store (and the body's sending
+        // end) goes.
+        let end = ending.clone();
         let task = tokio::spawn(async move {
-            let r = proxy
+            let call = proxy
                 .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await;
+                .call_handle(&mut store, req, out);
+            let outcome = match tokio::time::timeout_at(deadline.into(), call).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(guest_failure(&e)),
+                Err(_) => Err(Failure::Timeout),
+            };
+            end.set(outcome.clone());
             drop(store);
-            r
+            outcome
         });
+        *ending.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         match rx.await {
             Ok(Ok(response)) => Ok(response.map(|b| b)),
             Ok(Err(code)) => Err(Failure::Guest(format!(
@@ -240,7 +304,7 @@ impl App {
                 Ok(Ok(())) => Err(Failure::Guest(
                     "the handler returned without a response".into(),
                 )),
-                Ok(Err(e)) => Err(guest_failure(&e)),
+                Ok(Err(e)) => Err(e),
                 Err(e) => Err(Failure::Host(format!("the handler's task failed: {e}"))),
             },
         }
@@ -258,15 +322,19 @@ fn guest_failure(e: &wasmtime::Error) -> Failure {
 }
 
 fn p3_failure(e: wasmtime::Error) -> Failure {
+    p3_failure_ref(&e)
+}
+
+fn p3_failure_ref(e: &wasmtime::Error) -> Failure {
     if e.downcast_ref::<handler::ExpirationError>().is_some() {
         Failure::Timeout
     } else if e
-        .downcast_ref::<handler::InstantiationError<Instant>>()
+        .downcast_ref::<handler::InstantiationError<(Instant, Arc<Ending>)>>()
         .is_some()
     {
         Failure::Host(format!("{e:#}"))
     } else {
-        guest_failure(&e)
+        guest_failure(e)
     }
 }
 
@@ -302,7 +370,10 @@ impl HandlerState for P3Host {
             proxy,
             view: |s: &mut State<ComponentCtx>| s.http(),
             expiration: Expiry::new(core.spec.limits.timeout.unwrap_or(super::DEFAULT_TIMEOUT)),
-            state: Worker { core: core.clone() },
+            state: Worker {
+                core: core.clone(),
+                requests: std::sync::Mutex::default(),
+            },
         })
     }
 }
@@ -342,14 +413,16 @@ impl WorkerExpiration for Expiry {
     }
 }
 
-/// A 0.3 worker's state: how many requests it takes.
+/// A 0.3 worker's state: how many requests it takes, and the endings of
+/// those it accepted (told how the instance ended when it is dropped).
 struct Worker {
     core: Arc<Core>,
+    requests: std::sync::Mutex<Vec<(Instant, std::sync::Weak<Ending>)>>,
 }
 
 impl WorkerState for Worker {
     type StoreData = State<ComponentCtx>;
-    type RequestData = Instant;
+    type RequestData = (Instant, Arc<Ending>);
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         let Reuse {
@@ -371,14 +444,39 @@ impl WorkerState for Worker {
     fn on_request_start(
         &self,
         _store: StoreContextMut<'_, Self::StoreData>,
-        deadline: Instant,
+        (deadline, ending): (Instant, Arc<Ending>),
         _task: GuestTaskId,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync + 'static>> {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.retain(|(_, r)| r.strong_count() > 0);
+        requests.push((deadline, Arc::downgrade(&ending)));
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 
-    fn drop(&self, _store: Store<Self::StoreData>, result: wasmtime::Result<()>) {
-        if let Err(e) = result {
+    fn drop(&self, store: Store<Self::StoreData>, result: wasmtime::Result<()>) {
+        // Tell the responses still streaming how their instance ended
+        // before the store (and their bodies' sending ends) goes; they say
+        // it, with their request ids. An instance ended after a request's
+        // deadline ended by it (the handler words an expiry as a message).
+        let now = Instant::now();
+        let mut told = false;
+        for (deadline, r) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            if let Some(ending) = r.upgrade() {
+                ending.set(match &result {
+                    Ok(()) => Ok(()),
+                    Err(_) if now >= deadline => Err(Failure::Timeout),
+                    Err(e) => Err(p3_failure_ref(e)),
+                });
+                told = true;
+            }
+        }
+        drop(store);
+        if let (Err(e), false) = (result, told) {
             warden_net::out::line(&format!(
                 "warden: an instance of {} failed: {}",
                 self.core.spec.name,

@@ -12,7 +12,15 @@
 //! body that grows past it while streaming fails the guest's read, and
 //! the answer is 413); at most `max_requests` requests run at once (503
 //! with `Retry-After` past it); the request's time is the app's
-//! `--timeout` (504).
+//! `--timeout` (504), and it bounds the whole exchange: a response body
+//! still streaming at the deadline is cut (HTTP/1: the connection closes
+//! without the body's end; HTTP/2: the stream is reset), and its instance
+//! stopped. A response the client stops reading is cut once it has made no
+//! progress for the write timeout; either way its request slot is freed
+//! at once. A connection told to close (idle, no request head in time,
+//! shutdown) that is still open [`CLOSE_GRACE`] later (or the shutdown
+//! grace) is dropped, whatever the peer does. A `Host` (or `:authority`)
+//! that is not exactly `host[:port]` is a 400 before any routing.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,6 +50,16 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bytes of request headers, by default.
 pub const DEFAULT_MAX_HEADER: usize = 64 * 1024;
+
+/// Time a response may make no progress (the client reads none of it) before
+/// it is cut, by default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection told to close (idle, or no request head in time)
+/// may take to do it: HTTP/2's graceful close waits for the peer to answer
+/// a PING, and a flush can wait on a peer that reads nothing; past this the
+/// connection is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Bytes of request body, by default.
 pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
@@ -73,15 +91,55 @@ struct Inner {
     seed: u64,
 }
 
-/// What a connection's requests share: whether it is idle, since when.
+/// What a connection's requests share: whether it is idle, since when,
+/// whether any request came at all, and the responses still streaming.
 struct Activity {
     in_flight: AtomicUsize,
     since: Mutex<Instant>,
+    requests: AtomicU64,
+    responses: Mutex<Vec<std::sync::Weak<Progress>>>,
 }
 
 impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+            requests: AtomicU64::new(0),
+            responses: Mutex::new(Vec::new()),
+        }
+    }
+
     fn start(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether any request head arrived on the connection.
+    fn any_request(&self) -> bool {
+        self.requests.load(Ordering::SeqCst) > 0
+    }
+
+    fn streaming(&self, progress: &Arc<Progress>) {
+        let mut all = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|p| p.strong_count() > 0);
+        all.push(Arc::downgrade(progress));
+    }
+
+    /// A response that is stuck: still streaming past its deadline (so
+    /// nobody polls its body, or it would have been cut), or handed to the
+    /// connection and not taken for `write_timeout`. It is marked cut.
+    fn cut_stuck(&self, write_timeout: Duration) -> bool {
+        let now = Instant::now();
+        let all = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        for p in all.iter().filter_map(std::sync::Weak::upgrade) {
+            if let Some(why) = p.stuck(now, write_timeout) {
+                p.cut(why);
+                any = true;
+            }
+        }
+        any
     }
 
     fn end(&self) {
@@ -99,6 +157,85 @@ impl Activity {
                 .unwrap_or_else(|e| e.into_inner())
                 .elapsed(),
         )
+    }
+}
+
+/// Why a response was cut short after its headers went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The request's time (`--timeout`) ran out.
+    Timeout,
+    /// The client read nothing for the write timeout.
+    WriteTimeout,
+    /// The instance trapped.
+    Trap,
+    /// The guest's body ended in an error (aborted, or a wrong length).
+    BodyError,
+    /// The request body grew past `--max-body`.
+    BodyLimit,
+    /// The connection went before the body ended.
+    Closed,
+}
+
+impl Cut {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cut::Timeout => "timeout",
+            Cut::WriteTimeout => "write-timeout",
+            Cut::Trap => "trap",
+            Cut::BodyError => "body-error",
+            Cut::BodyLimit => "body-limit",
+            Cut::Closed => "closed",
+        }
+    }
+}
+
+/// A streaming response as its connection's watchdog sees it.
+struct Progress {
+    /// The request's deadline.
+    deadline: Instant,
+    /// When the connection last took a frame of it (or its head).
+    taken: Mutex<Instant>,
+    /// Whether the connection waits on the body (the guest's turn): then
+    /// no progress is the guest's, which the deadline bounds.
+    waiting: AtomicBool,
+    /// Why the watchdog cut it, if it did.
+    cut: Mutex<Option<Cut>>,
+}
+
+impl Progress {
+    fn new(deadline: Instant) -> Progress {
+        Progress {
+            deadline,
+            taken: Mutex::new(Instant::now()),
+            waiting: AtomicBool::new(false),
+            cut: Mutex::new(None),
+        }
+    }
+
+    fn took(&self) {
+        *self.taken.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+
+    fn stuck(&self, now: Instant, write_timeout: Duration) -> Option<Cut> {
+        if now >= self.deadline {
+            return Some(Cut::Timeout);
+        }
+        let taken = *self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        (!waiting && now.duration_since(taken) >= write_timeout).then_some(Cut::WriteTimeout)
+    }
+
+    fn cut(&self, why: Cut) {
+        self.cut
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+    }
+
+    fn cut_as(&self) -> Option<Cut> {
+        *self.cut.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -250,10 +387,7 @@ impl Server {
             local,
             https: self.0.tls.is_some(),
         };
-        let activity = Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            since: Mutex::new(Instant::now()),
-        });
+        let activity = Arc::new(Activity::new());
         let server = self.clone();
         let act = activity.clone();
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -279,23 +413,49 @@ impl Server {
             ));
         let conn = builder.serve_connection(TokioIo::new(conn), service);
         tokio::pin!(conn);
-        let mut closing = *stop.borrow();
-        if closing {
+        // Once told to close, the connection has until `close_by`; then it
+        // is dropped (which cuts whatever it still holds).
+        let mut close_by: Option<Instant> = None;
+        if *stop.borrow() {
             conn.as_mut().graceful_shutdown();
+            close_by = Some(Instant::now() + limits.shutdown_grace);
         }
-        let tick =
-            (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick = limits
+            .idle_timeout
+            .min(limits.header_timeout)
+            .min(limits.write_timeout)
+            .div_f64(4.0)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = conn.as_mut() => break,
-                _ = stop.changed(), if !closing => {
-                    closing = true;
+                _ = stop.changed(), if close_by.is_none() => {
                     conn.as_mut().graceful_shutdown();
+                    close_by = Some(Instant::now() + limits.shutdown_grace);
                 }
-                _ = tokio::time::sleep(tick), if !closing => {
-                    if activity.idle_for().is_some_and(|d| d >= limits.idle_timeout) {
-                        closing = true;
+                _ = tokio::time::sleep(tick) => {
+                    // A response nobody reads, or past its time with its
+                    // body not polled: cut, by dropping the connection.
+                    if activity.cut_stuck(limits.write_timeout) {
+                        break;
+                    }
+                    if let Some(by) = close_by {
+                        if Instant::now() >= by {
+                            break;
+                        }
+                        continue;
+                    }
+                    // Before its first request a connection has the header
+                    // timeout (a silent client, or an HTTP/2 preface and
+                    // nothing more); then the idle timeout between requests.
+                    let limit = if activity.any_request() {
+                        limits.idle_timeout
+                    } else {
+                        limits.header_timeout
+                    };
+                    if activity.idle_for().is_some_and(|d| d >= limit) {
                         conn.as_mut().graceful_shutdown();
+                        close_by = Some(Instant::now() + CLOSE_GRACE);
                     }
                 }
             }
@@ -363,7 +523,21 @@ impl Server {
                 None,
             );
         };
-        let host = host_of(&req);
+        // The authority routed on is the one the guest sees: exactly
+        // host[:port], or the request is refused before any routing.
+        let authority = match authority_of(&req) {
+            Ok(a) => a,
+            Err(why) => {
+                return self.answer(
+                    record,
+                    400,
+                    &format!("bad request: {why}\n"),
+                    activity,
+                    Some(slot),
+                );
+            }
+        };
+        let host = authority.as_ref().map(host_of);
         let Some(app) = self.route(host.as_deref(), req.uri().path()) else {
             return self.answer(
                 record,
@@ -395,7 +569,7 @@ impl Server {
             req,
             &id,
             via,
-            host.as_deref(),
+            authority.as_ref(),
             max_body,
             &record.bytes_in,
             &over,
@@ -404,11 +578,12 @@ impl Server {
             Err(why) => return self.answer(record, 400, &why, activity, Some(slot)),
         };
         self.0.metrics.request_started();
-        let result = app.handle(guest_req, &id, via.https).await;
+        let deadline = app.deadline();
+        let result = app.handle(guest_req, &id, via.https, deadline).await;
         self.0.metrics.request_ended();
         match result {
-            Ok(response) if !over.load(Ordering::SeqCst) => {
-                let (mut parts, body) = response.into_parts();
+            Ok(answer) if !over.load(Ordering::SeqCst) => {
+                let (mut parts, body) = answer.response.into_parts();
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     parts.headers.insert("x-request-id", v);
                 }
@@ -418,6 +593,8 @@ impl Server {
                     status,
                     started.elapsed().as_secs_f64(),
                 );
+                let progress = Arc::new(Progress::new(deadline));
+                activity.streaming(&progress);
                 let mut body = Tracked::new(
                     body.map_err(|e| Box::new(e) as BoxError),
                     Some(slot),
@@ -426,6 +603,11 @@ impl Server {
                 // A body that grows past the limit after the guest
                 // answered cuts the response: never a complete success.
                 body.cut_when = Some(over);
+                body.streaming = Some(Streaming {
+                    deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+                    progress,
+                    ending: answer.ending,
+                });
                 http::Response::from_parts(parts, BodyExt::boxed_unsync(body))
             }
             Ok(_) => self.answer(
@@ -493,18 +675,25 @@ impl Server {
 
     /// What happens when a response's body is done: the access log line,
     /// the count, the connection's activity.
-    fn finisher(
-        &self,
-        record: Record,
-        status: u16,
-        activity: Arc<Activity>,
-    ) -> Box<dyn FnOnce(u64) + Send> {
+    fn finisher(&self, record: Record, status: u16, activity: Arc<Activity>) -> Finisher {
         let server = self.clone();
-        Box::new(move |bytes_out| {
+        Box::new(move |bytes_out, cut| {
             server.0.answered.fetch_add(1, Ordering::Relaxed);
             activity.end();
+            let app = record.app.as_deref().unwrap_or("-");
+            if let Some(cut) = &cut {
+                server.0.metrics.response_cut(app, cut.reason.as_str());
+                // A guest failure after the headers went out is said as any
+                // other is, with the request id.
+                if let Some(why) = &cut.why {
+                    warden_net::out::line(&format!(
+                        "warden: {app} request {} ({} {}) failed after its response began: {why}",
+                        record.id, record.method, record.path
+                    ));
+                }
+            }
             if let Some(log) = &server.0.access {
-                log.send_json(record.line(status, bytes_out));
+                log.send_json(record.line(status, bytes_out, cut.map(|c| c.reason)));
             }
         })
     }
@@ -524,7 +713,12 @@ struct Record {
 }
 
 impl Record {
-    fn line(&self, status: u16, bytes_out: u64) -> serde_json::Map<String, serde_json::Value> {
+    fn line(
+        &self,
+        status: u16,
+        bytes_out: u64,
+        cut: Option<Cut>,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         m.insert(
             "ts".into(),
@@ -542,6 +736,11 @@ impl Record {
             self.bytes_in.load(Ordering::Relaxed).into(),
         );
         m.insert("bytes_out".into(), bytes_out.into());
+        if let Some(cut) = cut {
+            // The body was cut short: the status went out, the body did
+            // not end as the guest meant.
+            m.insert("cut".into(), cut.as_str().into());
+        }
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         m.insert(
             "duration_ms".into(),
@@ -561,28 +760,46 @@ fn valid_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The host a request names (its URI's, else its Host header's), without
-/// the port, in lower case.
-fn host_of<B>(req: &http::Request<B>) -> Option<String> {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })?;
-    let host = match authority.parse::<http::uri::Authority>() {
-        Ok(a) => a.host().to_string(),
-        Err(_) => return None,
+/// The authority a request names: its URI's (HTTP/2's `:authority`, or
+/// an absolute request target), else its one `Host` header; `None` when
+/// it names none (HTTP/1.0). It must be exactly `host[:port]`: userinfo
+/// (`evil.test@admin.test`, which a front proxy reads as another host),
+/// several `Host` headers, or anything else is refused (400).
+fn authority_of<B>(req: &http::Request<B>) -> Result<Option<http::uri::Authority>, String> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.clone(),
+        None => {
+            let mut hosts = req.headers().get_all(http::header::HOST).iter();
+            let Some(host) = hosts.next() else {
+                return Ok(None);
+            };
+            if hosts.next().is_some() {
+                return Err("more than one Host header".into());
+            }
+            let text = host
+                .to_str()
+                .map_err(|_| "the Host header is not host[:port]".to_string())?;
+            text.parse::<http::uri::Authority>()
+                .map_err(|_| "the Host header is not host[:port]".to_string())?
+        }
     };
-    Some(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase(),
-    )
+    let plain = !authority.as_str().contains('@')
+        && !authority.host().is_empty()
+        && authority.as_str().len() <= 255 + 6;
+    if plain {
+        Ok(Some(authority))
+    } else {
+        Err("the authority must be host[:port], without userinfo".into())
+    }
+}
+
+/// The host of `authority`, without the port, in lower case.
+fn host_of(authority: &http::uri::Authority) -> String {
+    authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 fn route_matches(route: &Route, host: Option<&str>, path: &str) -> bool {
@@ -599,31 +816,19 @@ fn route_matches(route: &Route, host: Option<&str>, path: &str) -> bool {
 }
 
 /// The request as the guest gets it: an absolute URI (the scheme it came
-/// by, the authority the client named, else the address it reached), its
+/// by, the authority it was routed on, else the address it reached), its
 /// id among its headers, its body counted and bounded.
 fn guest_request(
     req: http::Request<Incoming>,
     id: &str,
     via: Via,
-    host: Option<&str>,
+    authority: Option<&http::uri::Authority>,
     max_body: u64,
     bytes_in: &Arc<AtomicU64>,
     over: &Arc<AtomicBool>,
 ) -> Result<super::app::GuestRequest, String> {
     let (mut parts, body) = req.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .filter(|_| host.is_some())
-        .unwrap_or_else(|| via.local.to_string());
+    let authority = authority.map_or_else(|| via.local.to_string(), |a| a.as_str().to_string());
     let scheme = if via.https { "https" } else { "http" };
     let path = parts
         .uri
@@ -705,42 +910,119 @@ impl Body for Bounded {
     }
 }
 
+/// A cut, as the finisher hears of it: the reason, and the guest's failure
+/// in words when one caused it.
+struct CutNote {
+    reason: Cut,
+    why: Option<String>,
+}
+
+impl CutNote {
+    fn of(reason: Cut) -> CutNote {
+        CutNote { reason, why: None }
+    }
+}
+
+/// What a response's body does when done: the access log line, the count,
+/// the connection's activity. Takes the bytes sent and the cut, if any.
+type Finisher = Box<dyn FnOnce(u64, Option<CutNote>) + Send>;
+
+/// What a guest's streaming response carries besides its body: the
+/// request's deadline, what the connection's watchdog sees of it, and how
+/// its instance ends.
+struct Streaming {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    progress: Arc<Progress>,
+    ending: Arc<super::app::Ending>,
+}
+
+impl Streaming {
+    /// The cut a failed instance makes of a body that ended.
+    fn failed(&self) -> Option<CutNote> {
+        self.ending.failure().map(|f| match f {
+            Failure::Timeout => CutNote::of(Cut::Timeout),
+            Failure::Guest(why) | Failure::Host(why) => CutNote {
+                reason: Cut::Trap,
+                why: Some(why.clone()),
+            },
+        })
+    }
+}
+
 /// A response body that counts what it sends, holds its request's slot,
-/// and says when it is done (or dropped).
+/// and says when it is done (or dropped). A guest's body is also bounded by
+/// the request's deadline, and ends in an error (so the client can tell it
+/// was cut) when its instance failed, however cleanly the bytes stopped.
 struct Tracked<B> {
     inner: B,
     bytes: u64,
     _slot: Option<OwnedSemaphorePermit>,
-    done: Option<Box<dyn FnOnce(u64) + Send>>,
+    done: Option<Finisher>,
     /// When this is set, the response ends with an error.
     cut_when: Option<Arc<AtomicBool>>,
+    streaming: Option<Streaming>,
+    /// Warden's own answer, all of it taken.
+    whole: bool,
 }
 
 impl<B> Tracked<B> {
-    fn new(
-        inner: B,
-        slot: Option<OwnedSemaphorePermit>,
-        done: Box<dyn FnOnce(u64) + Send>,
-    ) -> Self {
+    fn new(inner: B, slot: Option<OwnedSemaphorePermit>, done: Finisher) -> Self {
         Tracked {
             inner,
             bytes: 0,
             _slot: slot,
             done: Some(done),
             cut_when: None,
+            streaming: None,
+            whole: false,
         }
     }
 
-    fn finish(&mut self) {
+    /// Done: said once. A cut response's instance is stopped (nobody reads
+    /// what it writes any more).
+    fn finish(&mut self, cut: Option<CutNote>) {
         if let Some(done) = self.done.take() {
-            done(self.bytes);
+            if cut.is_some()
+                && let Some(st) = &self.streaming
+            {
+                st.ending.stop();
+            }
+            done(self.bytes, cut);
         }
+    }
+
+    /// End the body with an error for `cut`.
+    fn cut(&mut self, cut: CutNote) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let what = match cut.reason {
+            Cut::Timeout => "the request's time ran out",
+            Cut::Trap => "the application failed",
+            Cut::BodyLimit => "the request body grew past --max-body",
+            _ => "the response was cut",
+        };
+        self.finish(Some(cut));
+        Poll::Ready(Some(Err(what.into())))
     }
 }
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        self.finish();
+        if self.done.is_none() {
+            return;
+        }
+        // Warden's own answers are whole once their bytes are taken (the
+        // connection need not ask for their end).
+        if self.whole {
+            self.finish(None);
+            return;
+        }
+        // Dropped before its end: the connection went (the client, or the
+        // watchdog, which says why).
+        let cut = self
+            .streaming
+            .as_ref()
+            .and_then(|st| st.progress.cut_as())
+            .unwrap_or(Cut::Closed);
+        self.finish(Some(CutNote::of(cut)));
     }
 }
 
@@ -752,29 +1034,64 @@ impl<B: Body<Data = Bytes, Error = BoxError> + Unpin> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done.is_none() {
+            return Poll::Ready(None);
+        }
         if self
             .cut_when
             .as_ref()
             .is_some_and(|c| c.load(Ordering::SeqCst))
         {
-            self.finish();
-            return Poll::Ready(Some(Err("the request body grew past --max-body".into())));
+            return self.cut(CutNote::of(Cut::BodyLimit));
+        }
+        if let Some(st) = &mut self.streaming
+            && st.deadline.as_mut().poll(cx).is_ready()
+        {
+            return self.cut(CutNote::of(Cut::Timeout));
         }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.bytes += data.len() as u64;
                 }
+                match &self.streaming {
+                    Some(st) => st.progress.took(),
+                    None => self.whole = self.inner.is_end_stream(),
+                }
+                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
-            Poll::Pending => {}
+            Poll::Ready(None) => match self.streaming.as_ref().and_then(Streaming::failed) {
+                Some(cut) => self.cut(cut),
+                None => {
+                    self.finish(None);
+                    Poll::Ready(None)
+                }
+            },
+            Poll::Ready(Some(Err(e))) => {
+                let cut = self
+                    .streaming
+                    .as_ref()
+                    .and_then(Streaming::failed)
+                    .unwrap_or(CutNote {
+                        reason: Cut::BodyError,
+                        why: Some(format!("its response body failed: {e}")),
+                    });
+                self.finish(Some(cut));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => {
+                if let Some(st) = &self.streaming {
+                    st.progress.waiting.store(true, Ordering::SeqCst);
+                }
+                Poll::Pending
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A guest's body ends only once its instance's word is in.
+        self.streaming.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

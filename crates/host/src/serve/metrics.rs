@@ -29,6 +29,12 @@ struct AppLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CutLabel {
+    app: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
     action: String,
 }
@@ -50,6 +56,7 @@ pub(crate) struct Metrics {
     reused: Family<AppLabel, Counter>,
     denials: Family<ActionLabel, Counter>,
     tls: Family<TlsLabel, Counter>,
+    cut: Family<CutLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +78,7 @@ impl Metrics {
         let reused = Family::<AppLabel, Counter>::default();
         let denials = Family::<ActionLabel, Counter>::default();
         let tls = Family::<TlsLabel, Counter>::default();
+        let cut = Family::<CutLabel, Counter>::default();
         registry.register(
             "requests",
             "HTTP requests answered, by app and status",
@@ -111,6 +119,11 @@ impl Metrics {
             "TLS handshakes, by direction and result",
             tls.clone(),
         );
+        registry.register(
+            "responses_cut",
+            "Responses whose body was cut short after their headers were sent, by app and reason (timeout, write-timeout, trap, body-error, body-limit, closed)",
+            cut.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -121,6 +134,7 @@ impl Metrics {
             reused,
             denials,
             tls,
+            cut,
         }
     }
 
@@ -135,6 +149,16 @@ impl Metrics {
         self.latency
             .get_or_create(&AppLabel { app })
             .observe(seconds);
+    }
+
+    /// A response cut short after its headers went out, and why.
+    pub(crate) fn response_cut(&self, app: &str, reason: &str) {
+        self.cut
+            .get_or_create(&CutLabel {
+                app: app.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub(crate) fn request_started(&self) {

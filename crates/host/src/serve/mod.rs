@@ -2,11 +2,15 @@
 //! services) behind an HTTP/1.1 and HTTP/2 server hardened for a public
 //! address.
 //!
-//! The order: take over the signals; bind every listener (a busy or
-//! privileged port fails here); read the server's TLS material; compile
-//! each app and build its gate (policy, TLS, DNS, audit); say where it
-//! serves (the first stderr line is `warden: serving http://HOST:PORT/`);
-//! tick the epoch; accept until SIGTERM or SIGINT, then stop accepting,
+//! The order: take over the signals; bind every address (a busy or
+//! privileged port fails here, but nothing listens yet: a client that
+//! comes early is refused at once, never left waiting); read the server's
+//! TLS material; compile each app (or load it from the cache) and build
+//! its gate (policy, TLS, DNS, audit); only then listen and say where it
+//! serves (the first stderr line is `warden: serving http://HOST:PORT/`).
+//! Listeners a service manager handed over already listen: their clients
+//! wait in the backlog until the apps are ready. Then tick the epoch;
+//! accept until SIGTERM or SIGINT, then stop accepting,
 //! let requests in flight finish within the shutdown grace, flush the
 //! audit and access logs, and return. SIGHUP reloads the certificate.
 //!
@@ -30,7 +34,8 @@ use crate::load::GuestKind;
 use crate::{CacheSetting, HostError, Limits, ListenSpec, Network};
 
 pub use http::{
-    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER,
+    CLOSE_GRACE, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADER, DEFAULT_WRITE_TIMEOUT,
 };
 
 /// The per-request time limit when none is set.
@@ -130,6 +135,9 @@ pub struct ServeLimits {
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
+    /// Time a response may make no progress (its client reads none of it)
+    /// before it is cut.
+    pub write_timeout: Duration,
     /// Bytes of request headers.
     pub max_header: usize,
     /// Bytes of request body.
@@ -147,6 +155,7 @@ impl Default for ServeLimits {
         ServeLimits {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_header: DEFAULT_MAX_HEADER,
             max_body: DEFAULT_MAX_BODY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -217,8 +226,9 @@ async fn serve_async(
             warden_net::out::line(&format!("warden: {msg}"));
         }
     };
-    // Bind first: a port in use or a privileged port fails here.
-    let mut listeners = Vec::new();
+    // Bind first: a port in use or a privileged port fails here. Nothing
+    // listens before the apps can answer.
+    let mut bound = Vec::new();
     let addrs = if cfg.addrs.is_empty() && cfg.listeners.is_empty() {
         vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
     } else {
@@ -226,17 +236,18 @@ async fn serve_async(
     };
     for addr in &addrs {
         let on = warden_net::sockets::ListenOn::Addr(*addr);
-        let l = warden_net::sockets::bind_listener(*addr)
+        let b = warden_net::sockets::Bound::new(*addr)
             .map_err(|source| HostError::Listen { on, source })?;
-        listeners.push(l);
+        bound.push(b);
     }
+    let mut handed = Vec::new();
     for spec in &cfg.listeners {
         let (l, _) =
             warden_net::sockets::open_listener(&spec.on).map_err(|source| HostError::Listen {
                 on: spec.on.clone(),
                 source,
             })?;
-        listeners.push(l);
+        handed.push(l);
     }
     let metrics_listener = match cfg.metrics {
         Some(addr) => Some(metrics::bind(addr).map_err(|source| HostError::Listen {
@@ -261,6 +272,19 @@ async fn serve_async(
     }
     let apps = Arc::new(apps);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // The apps are ready: listen.
+    let mut listeners = Vec::with_capacity(bound.len() + handed.len());
+    for b in bound {
+        let on = warden_net::sockets::ListenOn::Addr(
+            b.local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        );
+        listeners.push(
+            b.listen()
+                .map_err(|source| HostError::Listen { on, source })?,
+        );
+    }
+    listeners.extend(handed);
     let mut bound = Vec::with_capacity(listeners.len());
     for l in listeners {
         let local = l.local_addr().map_err(|source| HostError::Listen {
