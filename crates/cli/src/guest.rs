@@ -92,9 +92,19 @@ pub struct GuestArgs {
     network: NetworkArgs,
 
     /// Write one JSON line per network decision (allowed or denied) to
-    /// FILE, appending; `-` is stderr. Example: --audit audit.jsonl
+    /// FILE, appending; `-` is stderr. A decision the guest repeats is
+    /// written in full 5 times, then counted into one summary line a
+    /// second (`repeated`: how many it stands for). A FIFO nobody reads is
+    /// waited for 5s, then refused. Example: --audit audit.jsonl
     #[arg(long, value_name = "FILE")]
     audit: Option<String>,
+
+    /// The largest the --audit file grows (default 64MiB; `warden serve`'s
+    /// --access-log too): past it the file is renamed FILE.1 (replacing
+    /// an older one) and a new FILE starts with a line saying so, so the
+    /// disk holds at most twice this. Example: --audit-max-size 16MiB
+    #[arg(long, value_name = "SIZE", value_parser = values::size)]
+    audit_max_size: Option<u64>,
 }
 
 impl GuestArgs {
@@ -107,6 +117,11 @@ impl GuestArgs {
     /// The `--audit` flag.
     pub fn audit(&self) -> Option<&str> {
         self.audit.as_deref()
+    }
+
+    /// The `--audit-max-size` flag.
+    pub fn audit_max_size(&self) -> Option<u64> {
+        self.audit_max_size
     }
 
     /// Turn the flags into one validated configuration for `file` with
@@ -144,6 +159,7 @@ impl GuestArgs {
         }
         resolved.network.reporter = Some(crate::report::reporter());
         resolved.network.handshake_timeout = self.tls_handshake_timeout;
+        resolved.network.audit_max_size = self.audit_max_size;
         let defaults = Limits::default();
         let config = RunConfig {
             network: resolved.network,

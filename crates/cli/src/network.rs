@@ -382,6 +382,7 @@ impl NetworkArgs {
                 policy,
                 dns,
                 audit: audit_to,
+                audit_max_size: None,
                 reporter: None,
                 handshake_timeout: None,
                 pools,

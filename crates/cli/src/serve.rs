@@ -195,7 +195,9 @@ impl ServeArgs {
                         .network()
                         .resolve_with(Some(&base.join(m)), self.guest.audit())
                         .map_err(|e| format!("app `{}`: {e}", app.name))?;
-                    Some(resolved.network)
+                    let mut network = resolved.network;
+                    network.audit_max_size = self.guest.audit_max_size();
+                    Some(network)
                 }
                 None => None,
             };
@@ -207,6 +209,10 @@ impl ServeArgs {
             .or_else(|| manifest_apps.first().map(|(a, _)| a.component.clone()))
             .unwrap_or_default();
         let name = file_name(&file);
+        let max_log = self
+            .guest
+            .audit_max_size()
+            .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
         let (base, _manifest_listeners) =
             self.guest
                 .into_config(matches, file.clone(), vec![name.clone()])?;
@@ -312,6 +318,7 @@ impl ServeArgs {
                     warden_net::AuditDest::File(PathBuf::from(a))
                 }
             }),
+            access_log_max_size: max_log,
             metrics: self.metrics,
             cache: base.cache,
             pooling: !self.no_pooling,

@@ -503,3 +503,112 @@ fn header_maps_a_guest_holds_are_bounded() {
         r.stderr
     );
 }
+
+/// What the audit records in `text` stand for, by event: one each, or a
+/// summary's `repeated`.
+fn accounted(text: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut by_event = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        *by_event
+            .entry(r["event"].as_str().unwrap().to_string())
+            .or_default() += r["repeated"].as_u64().unwrap_or(1);
+    }
+    by_event
+}
+
+#[test]
+fn a_flood_of_denials_leaves_a_small_log_that_accounts_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.jsonl");
+    // Binding is granted; every datagram is denied.
+    let r = run(&[
+        "--timeout",
+        "60s",
+        "--allow-udp-bind",
+        "0.0.0.0:0",
+        "--audit",
+        p(&log),
+        &hostile(),
+        "datagrams",
+        "100000",
+        "1",
+    ]);
+    assert_eq!(
+        r.stdout, "datagrams: 100000 of 100000 failed\n",
+        "{}",
+        r.stderr
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.len() < 64 * 1024, "{} bytes of audit log", text.len());
+    assert_eq!(accounted(&text).get("udp-send"), Some(&100_000), "{text}");
+    // The summaries say what they stand for.
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "udp-send");
+    assert_eq!(last["decision"], "deny");
+    assert!(last["repeated"].as_u64().unwrap() > 1, "{last}");
+}
+
+#[test]
+fn the_audit_file_is_rotated_at_its_maximum_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.jsonl");
+    // 5,000 targets in turn: few repeats, so the records are many.
+    let r = run(&[
+        "--timeout",
+        "60s",
+        "--allow-udp-bind",
+        "0.0.0.0:0",
+        "--audit",
+        p(&log),
+        "--audit-max-size",
+        "256KiB",
+        &hostile(),
+        "datagrams",
+        "20000",
+        "5000",
+    ]);
+    assert_eq!(
+        r.stdout, "datagrams: 20000 of 20000 failed\n",
+        "{}",
+        r.stderr
+    );
+    let now = std::fs::read_to_string(&log).unwrap();
+    let old = std::fs::read_to_string(dir.path().join("a.jsonl.1")).unwrap();
+    assert!(now.len() <= 256 * 1024 && old.len() <= 256 * 1024);
+    assert!(
+        now.lines()
+            .next()
+            .unwrap()
+            .contains("\"event\":\"log-rotated\""),
+        "the new file says why it is new"
+    );
+    assert!(
+        r.stderr
+            .contains("warden: audit: the log reached its maximum size and was rotated"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_audit_fifo_nobody_reads_is_refused_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = Instant::now();
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello.wat");
+    let r = run(&["--audit", p(&fifo), p(&hello)]);
+    let took = started.elapsed();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is a FIFO that nothing reads (waited 5s for a reader)"),
+        "{}",
+        r.stderr
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(r.stdout.is_empty(), "the guest never started");
+}

@@ -123,6 +123,9 @@ pub struct Network {
     pub dns: DnsConfig,
     /// Where to write one JSON line per decision, if anywhere.
     pub audit: Option<AuditDest>,
+    /// The largest the audit file grows before it is rotated (`None`:
+    /// [`warden_net::linelog::DEFAULT_MAX_SIZE`]).
+    pub audit_max_size: Option<u64>,
     /// Where denials are told (`None`: plain words on stderr).
     pub reporter: Option<Reporter>,
     /// How long a TLS handshake the host does may take (`None`:

@@ -249,6 +249,12 @@ pub(crate) fn report_audit(summary: Option<warden_net::AuditSummary>) {
             summary.written, summary.lost
         ));
     }
+    if summary.rotated > 0 {
+        warden_net::out::line(&format!(
+            "warden: audit: the log reached its maximum size and was rotated {} times; the records before the last rotation are in its .1 file",
+            summary.rotated
+        ));
+    }
 }
 
 /// A pre-opened listener, bound (or adopted) and named.
@@ -327,7 +333,11 @@ fn gate(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let instance = format!("{:x}-{:x}", std::process::id(), now.as_nanos());
-        let log = AuditLog::open(dest, &instance, &hex::encode(guest.sha256))
+        let max = cfg
+            .network
+            .audit_max_size
+            .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
+        let log = AuditLog::open(dest, max, &instance, &hex::encode(guest.sha256))
             .map_err(HostError::Audit)?;
         builder = builder.audit(log);
     }

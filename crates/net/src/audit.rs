@@ -1,9 +1,12 @@
 //! The audit log: one JSON object per line for every decision the gate
 //! makes.
 //!
-//! Records go through a bounded queue to a writer thread, so a slow disk or
-//! a stalled pipe never blocks the guest: when the queue is full the record
-//! is dropped and counted, and [`AuditLog::finish`] reports the count.
+//! Records go through a bounded queue to a writer thread
+//! ([`LineLog`](crate::linelog)), so a slow disk or a stalled pipe never
+//! blocks the guest: when the queue is full the record is dropped and
+//! counted, and [`AuditLog::finish`] reports the count. The file is
+//! rotated at its maximum size, and opening it never blocks (see
+//! [`crate::linelog`]).
 //!
 //! A record's fields: `ts` (RFC 3339, UTC, milliseconds), `instance` (this
 //! run), `module_sha256` (the guest's bytes), `event` (the action: connect,
@@ -19,62 +22,33 @@
 //! `version`, `cipher`, `peer_cert_sha256`, `peer_cert_subject`, `result`
 //! (`ok` or `failed`) and `reason`.
 //!
-//! Only records that reached the file count as written: a record is
-//! counted once the write and the flush after it succeeded. After a write
-//! error nothing more is written, and the records that came after are
-//! counted as lost, apart from the ones dropped because the queue was full.
+//! **Repeats.** A guest can make the same decision happen as fast as it
+//! can loop (a flood of denied datagrams). An instance's identical records
+//! (same event, target, rule and outcome) are written in full
+//! [`REPEATS_IN_FULL`] times; after that they are counted, and one summary
+//! record per [`SUMMARY_INTERVAL`] (at the next identical record after it,
+//! and when the instance's log ends) stands for them: the first of them,
+//! with `repeated` (how many it stands for, itself included) and `since`
+//! (when the first of them happened). Every decision is accounted for
+//! exactly: a record counts as one, a summary as its `repeated`.
 
-use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub use crate::linelog::{AuditDest, AuditError, AuditSummary, LineLog, QUEUE};
 use warden_policy::{Action, Decision, Target, shorten};
 
-/// How many records may wait for the writer before new ones are dropped.
-pub const QUEUE: usize = 8192;
+/// How many identical records of an instance are written in full before
+/// the rest are counted into summaries.
+pub const REPEATS_IN_FULL: u64 = 5;
 
-/// Where records go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditDest {
-    /// Standard error.
-    Stderr,
-    /// A file, appended to (created 0600 if missing).
-    File(PathBuf),
-}
+/// The most often a summary of one kind of repeated record is written.
+pub const SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Errors opening the audit log.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open audit log {}: {source}", path.display())]
-pub struct AuditError {
-    /// The file.
-    pub path: PathBuf,
-    /// Why.
-    #[source]
-    pub source: io::Error,
-}
-
-/// What happened to the records, reported at exit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditSummary {
-    /// Records written (and flushed).
-    pub written: u64,
-    /// Records dropped because the queue was full (the writer fell behind).
-    pub dropped: u64,
-    /// Records not written because writing had failed.
-    pub lost: u64,
-    /// The first write error, after which nothing more was written.
-    pub error: Option<String>,
-}
-
-/// The writer thread: records written, records in hand when writing
-/// failed, and the first write error.
-type Writer = JoinHandle<(u64, u64, Option<String>)>;
+/// The most kinds of record an instance tracks for repeats; past it, the
+/// pending summaries are written and tracking starts afresh.
+pub const MAX_TRACKED: usize = 1024;
 
 /// The audit log of one guest instance. Instances of one server share the
 /// queue and writer ([`AuditLog::child`]).
@@ -85,42 +59,65 @@ pub struct AuditLog {
     /// Fields every record of this instance carries besides the common
     /// ones (`app`, `request_id` under `warden serve`).
     extra: Vec<(String, String)>,
+    repeats: Mutex<HashMap<String, Repeats>>,
 }
 
-/// JSON lines written by a thread of their own through a bounded queue,
-/// so a slow disk never blocks whoever records: the queue and writer
-/// behind one or more [`AuditLog`]s, and `warden serve`'s access log.
-pub struct LineLog {
-    tx: Mutex<Option<SyncSender<String>>>,
-    dropped: AtomicU64,
-    lost: AtomicU64,
-    writer: Mutex<Option<Writer>>,
+/// One kind of record an instance keeps making.
+struct Repeats {
+    /// How many there have been.
+    seen: u64,
+    /// Those counted since the last record written, with the first of them
+    /// (its record) and when it happened.
+    pending: u64,
+    first: Option<(serde_json::Map<String, serde_json::Value>, String)>,
+    /// When a record of this kind was last written.
+    last_written: Instant,
 }
 
 impl AuditLog {
-    /// Open `dest` for the instance `instance` of the guest whose bytes hash
-    /// to `module_sha256`.
-    pub fn open(dest: &AuditDest, instance: &str, module_sha256: &str) -> Result<Self, AuditError> {
-        Ok(AuditLog {
-            sink: std::sync::Arc::new(LineLog::open(dest)?),
-            instance: instance.to_string(),
-            module_sha256: module_sha256.to_string(),
-            extra: Vec::new(),
-        })
+    /// Open `dest` (a file rotated past `max_size` bytes) for the instance
+    /// `instance` of the guest whose bytes hash to `module_sha256`.
+    pub fn open(
+        dest: &AuditDest,
+        max_size: u64,
+        instance: &str,
+        module_sha256: &str,
+    ) -> Result<Self, AuditError> {
+        Ok(AuditLog::on(
+            std::sync::Arc::new(LineLog::open(dest, max_size)?),
+            instance,
+            module_sha256,
+            Vec::new(),
+        ))
     }
 
     /// An audit log writing to `out`, with room for `queue` waiting records.
     pub fn with_writer(
-        out: Box<dyn Write + Send>,
+        out: Box<dyn std::io::Write + Send>,
         queue: usize,
         instance: &str,
         module_sha256: &str,
     ) -> Self {
+        AuditLog::on(
+            std::sync::Arc::new(LineLog::with_writer(out, queue)),
+            instance,
+            module_sha256,
+            Vec::new(),
+        )
+    }
+
+    fn on(
+        sink: std::sync::Arc<LineLog>,
+        instance: &str,
+        module_sha256: &str,
+        extra: Vec<(String, String)>,
+    ) -> Self {
         AuditLog {
-            sink: std::sync::Arc::new(LineLog::with_writer(out, queue)),
+            sink,
             instance: instance.to_string(),
             module_sha256: module_sha256.to_string(),
-            extra: Vec::new(),
+            extra,
+            repeats: Mutex::new(HashMap::new()),
         }
     }
 
@@ -128,15 +125,15 @@ impl AuditLog {
     /// writer: its records say `instance`, the guest whose bytes hash to
     /// `module_sha256`, and carry `extra` fields.
     pub fn child(&self, instance: &str, module_sha256: &str, extra: &[(&str, &str)]) -> AuditLog {
-        AuditLog {
-            sink: self.sink.clone(),
-            instance: instance.to_string(),
-            module_sha256: module_sha256.to_string(),
-            extra: extra
+        AuditLog::on(
+            self.sink.clone(),
+            instance,
+            module_sha256,
+            extra
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        }
+        )
     }
 
     /// Record one decision about `action` on `target`.
@@ -149,16 +146,23 @@ impl AuditLog {
             ),
             Target::Name { host, port } => (None, Some(shorten(host).into_owned()), *port),
         };
-        let mut rec = self.base(action.as_str());
-        rec.insert("addr".into(), addr.into());
-        rec.insert("name".into(), name.into());
-        rec.insert("decision".into(), decision.verdict().as_str().into());
-        rec.insert("rule".into(), decision.rule().into());
-        rec.insert("reason".into(), decision.reason().to_string().into());
-        if let Some(port) = port {
-            rec.insert("port".into(), port.into());
-        }
-        self.send(rec);
+        let key = format!(
+            "{action} {target} {} {}",
+            decision.rule(),
+            decision.verdict().as_str()
+        );
+        self.send_repeatable(key, || {
+            let mut rec = self.base(action.as_str());
+            rec.insert("addr".into(), addr.into());
+            rec.insert("name".into(), name.into());
+            rec.insert("decision".into(), decision.verdict().as_str().into());
+            rec.insert("rule".into(), decision.rule().into());
+            rec.insert("reason".into(), decision.reason().to_string().into());
+            if let Some(port) = port {
+                rec.insert("port".into(), port.into());
+            }
+            rec
+        });
     }
 
     /// Record a TLS handshake's outcome: `tls-connect` (outgoing) or
@@ -167,44 +171,54 @@ impl AuditLog {
     /// SHA-256 and subject, and the result (`ok` or `failed`) with the
     /// reason.
     pub fn record_tls(&self, event: &str, peer: std::net::SocketAddr, o: &crate::tls::Outcome) {
-        let mut rec = self.base(event);
-        rec.insert("addr".into(), peer.to_string().into());
-        rec.insert(
-            "name".into(),
-            o.name.as_deref().map(|n| shorten(n).into_owned()).into(),
+        let key = format!(
+            "{event} {peer} {} {:?}",
+            o.name.as_deref().unwrap_or_default(),
+            o.failure
         );
-        rec.insert("kind".into(), o.kind.clone().into());
-        rec.insert("version".into(), o.version.clone().into());
-        rec.insert("cipher".into(), o.cipher.clone().into());
-        let cert = o.peer_cert.as_ref();
-        rec.insert(
-            "peer_cert_sha256".into(),
-            cert.map(|c| c.sha256.clone()).into(),
-        );
-        rec.insert(
-            "peer_cert_subject".into(),
-            cert.map(|c| shorten(&c.subject).into_owned()).into(),
-        );
-        let (result, reason) = match &o.failure {
-            None => ("ok", "handshake complete".to_string()),
-            Some(why) => ("failed", shorten(why).into_owned()),
-        };
-        rec.insert("result".into(), result.into());
-        rec.insert("reason".into(), reason.into());
-        self.send(rec);
+        self.send_repeatable(key, || {
+            let mut rec = self.base(event);
+            rec.insert("addr".into(), peer.to_string().into());
+            rec.insert(
+                "name".into(),
+                o.name.as_deref().map(|n| shorten(n).into_owned()).into(),
+            );
+            rec.insert("kind".into(), o.kind.clone().into());
+            rec.insert("version".into(), o.version.clone().into());
+            rec.insert("cipher".into(), o.cipher.clone().into());
+            let cert = o.peer_cert.as_ref();
+            rec.insert(
+                "peer_cert_sha256".into(),
+                cert.map(|c| c.sha256.clone()).into(),
+            );
+            rec.insert(
+                "peer_cert_subject".into(),
+                cert.map(|c| shorten(&c.subject).into_owned()).into(),
+            );
+            let (result, reason) = match &o.failure {
+                None => ("ok", "handshake complete".to_string()),
+                Some(why) => ("failed", shorten(why).into_owned()),
+            };
+            rec.insert("result".into(), result.into());
+            rec.insert("reason".into(), reason.into());
+            rec
+        });
     }
 
     /// Record that a limit stopped the guest: `limit` names it (`timeout`,
     /// `fuel`, ...), `reason` says what happened.
     pub fn record_limit(&self, limit: &str, reason: &str) {
-        let mut rec = self.base("limit");
-        rec.insert("addr".into(), serde_json::Value::Null);
-        rec.insert("name".into(), serde_json::Value::Null);
-        rec.insert("decision".into(), "deny".into());
-        rec.insert("limit".into(), limit.into());
-        rec.insert("rule".into(), limit.into());
-        rec.insert("reason".into(), reason.into());
-        self.send(rec);
+        let key = format!("limit {limit} {reason}");
+        self.send_repeatable(key, || {
+            let mut rec = self.base("limit");
+            rec.insert("addr".into(), serde_json::Value::Null);
+            rec.insert("name".into(), serde_json::Value::Null);
+            rec.insert("decision".into(), "deny".into());
+            rec.insert("limit".into(), limit.into());
+            rec.insert("rule".into(), limit.into());
+            rec.insert("reason".into(), reason.into());
+            rec
+        });
     }
 
     /// The fields every record has.
@@ -220,128 +234,96 @@ impl AuditLog {
         rec
     }
 
-    fn send(&self, rec: serde_json::Map<String, serde_json::Value>) {
-        self.sink.send_json(rec);
+    /// Write the record `make` makes, unless it is one of a kind (`key`)
+    /// written [`REPEATS_IN_FULL`] times already: then count it, and write
+    /// the kind's summary when [`SUMMARY_INTERVAL`] has passed.
+    fn send_repeatable(
+        &self,
+        key: String,
+        make: impl FnOnce() -> serde_json::Map<String, serde_json::Value>,
+    ) {
+        let now = Instant::now();
+        let mut repeats = self.repeats.lock().unwrap_or_else(|e| e.into_inner());
+        if repeats.len() >= MAX_TRACKED && !repeats.contains_key(&key) {
+            for (_, r) in repeats.drain() {
+                self.send_summary(r);
+            }
+        }
+        let r = repeats.entry(key).or_insert(Repeats {
+            seen: 0,
+            pending: 0,
+            first: None,
+            last_written: now,
+        });
+        r.seen += 1;
+        if r.seen <= REPEATS_IN_FULL {
+            r.last_written = now;
+            self.sink.send_json(make());
+            return;
+        }
+        r.pending += 1;
+        if r.first.is_none() {
+            r.first = Some((make(), rfc3339(SystemTime::now())));
+        }
+        if now.duration_since(r.last_written) >= SUMMARY_INTERVAL {
+            r.last_written = now;
+            let pending = std::mem::take(&mut r.pending);
+            if let Some((rec, since)) = r.first.take() {
+                self.sink.send_json(summary(rec, pending, since));
+            }
+        }
     }
 
-    /// Close the queue (shared with the log's children), wait for the
-    /// writer to write what is queued, and say what happened. Records after
-    /// this are lost (and counted).
+    /// Write what `r` has counted and not yet said.
+    fn send_summary(&self, r: Repeats) {
+        if let (Some((rec, since)), n) = (r.first, r.pending)
+            && n > 0
+        {
+            self.sink.send_json(summary(rec, n, since));
+        }
+    }
+
+    /// Write the summaries still pending (the instance's log ends).
+    fn flush_repeats(&self) {
+        let drained: Vec<Repeats> = self
+            .repeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        for r in drained {
+            self.send_summary(r);
+        }
+    }
+
+    /// Write the pending summaries, close the queue (shared with the log's
+    /// children), wait for the writer to write what is queued, and say
+    /// what happened. Records after this are lost (and counted).
     pub fn finish(&self) -> AuditSummary {
+        self.flush_repeats();
         self.sink.finish()
     }
 }
 
-impl LineLog {
-    /// Open `dest` for appending (a file is created 0600 if missing).
-    pub fn open(dest: &AuditDest) -> Result<LineLog, AuditError> {
-        let out: Box<dyn Write + Send> = match dest {
-            AuditDest::Stderr => Box::new(io::stderr()),
-            AuditDest::File(path) => Box::new(open_file(path).map_err(|source| AuditError {
-                path: path.clone(),
-                source,
-            })?),
-        };
-        Ok(LineLog::with_writer(out, QUEUE))
-    }
-
-    /// Lines written to `out`, with room for `queue` waiting ones.
-    pub fn with_writer(out: Box<dyn Write + Send>, queue: usize) -> LineLog {
-        let (tx, rx) = sync_channel(queue);
-        let writer = std::thread::Builder::new()
-            .name("warden-log".into())
-            .spawn(move || write_all(rx, out))
-            .expect("spawning a log writer thread");
-        LineLog {
-            tx: Mutex::new(Some(tx)),
-            dropped: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            writer: Mutex::new(Some(writer)),
-        }
-    }
-
-    /// Queue one JSON object as a line (dropped and counted when the queue
-    /// is full).
-    pub fn send_json(&self, rec: serde_json::Map<String, serde_json::Value>) {
-        self.send(serde_json::Value::Object(rec).to_string());
-    }
-
-    fn send(&self, line: String) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(tx) = tx.as_ref() else {
-            self.lost.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        match tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            // The writer stopped after a write error.
-            Err(TrySendError::Disconnected(_)) => {
-                self.lost.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Close the queue, wait for the writer to write what is queued, and
-    /// say what happened. Lines after this are lost (and counted).
-    pub fn finish(&self) -> AuditSummary {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (written, in_hand, error) = match writer.map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => (0, 0, Some("the audit writer thread panicked".to_string())),
-            None => (0, 0, None),
-        };
-        AuditSummary {
-            written,
-            dropped: self.dropped.load(Ordering::Relaxed),
-            lost: self.lost.load(Ordering::Relaxed) + in_hand,
-            error,
-        }
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // An instance's log ends with it: its counts are said.
+        self.flush_repeats();
     }
 }
 
-fn open_file(path: &Path) -> io::Result<std::fs::File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// The writer thread: write lines as they come, flushing whenever the queue
-/// runs dry, until every sender is gone. Returns the records written and
-/// flushed, the records in hand when writing failed (written into the
-/// buffer, or still queued), and the error.
-fn write_all(rx: Receiver<String>, out: Box<dyn Write + Send>) -> (u64, u64, Option<String>) {
-    let mut out = BufWriter::new(out);
-    let mut written = 0;
-    let failed = |unflushed: u64, rx: Receiver<String>, e: io::Error| {
-        // Stop taking records (senders now count them as lost), and count
-        // the ones already queued.
-        let queued = rx.try_iter().count() as u64;
-        (unflushed + queued, e.to_string())
-    };
-    while let Ok(line) = rx.recv() {
-        let mut next = Some(line);
-        let mut unflushed = 0;
-        while let Some(line) = next {
-            unflushed += 1;
-            if let Err(e) = writeln!(out, "{line}") {
-                let (lost, e) = failed(unflushed, rx, e);
-                return (written, lost, Some(e));
-            }
-            next = rx.try_recv().ok();
-        }
-        if let Err(e) = out.flush() {
-            let (lost, e) = failed(unflushed, rx, e);
-            return (written, lost, Some(e));
-        }
-        written += unflushed;
-    }
-    (written, 0, None)
+/// The summary record standing for `n` repeats of `rec`, the first of them
+/// at `since`.
+fn summary(
+    mut rec: serde_json::Map<String, serde_json::Value>,
+    n: u64,
+    since: String,
+) -> serde_json::Map<String, serde_json::Value> {
+    rec.insert("ts".into(), rfc3339(SystemTime::now()).into());
+    rec.insert("repeated".into(), n.into());
+    rec.insert("since".into(), since.into());
+    rec
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -377,6 +359,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{self, Write};
     use std::sync::Arc;
     use std::sync::mpsc::channel;
     use std::time::Duration;
@@ -441,8 +424,9 @@ mod tests {
         };
         // A tiny queue so the stall shows.
         let log = AuditLog::with_writer(Box::new(out), 4, "i1", "abc");
-        let target = Target::Addr("127.0.0.1:80".parse().unwrap());
-        for _ in 0..200 {
+        // Each to another port: no two records alike.
+        for port in 0..200 {
+            let target = Target::Addr(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
             log.record(Action::Connect, &target, &decision(Verdict::Allow));
         }
         go_tx.send(()).unwrap();
@@ -485,7 +469,7 @@ mod tests {
             warden_policy::Ports::ANY,
             warden_policy::Rights::CONNECT,
         );
-        let addr = Target::Addr("127.0.0.1:8080".parse().unwrap());
+        let addr = Target::Addr("93.184.216.34:8080".parse().unwrap());
         let pinned = warden_policy::Policy::new([pin_rule]).decide_known(
             Action::Connect,
             &addr,
@@ -530,7 +514,7 @@ mod tests {
         assert_eq!(recs[0]["instance"], "inst");
         assert_eq!(recs[0]["module_sha256"], "sha");
         assert!(recs[0]["ts"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(recs[1]["addr"], "127.0.0.1:8080");
+        assert_eq!(recs[1]["addr"], "93.184.216.34:8080");
         assert_eq!(recs[1]["name"], "api.test");
         assert_eq!(recs[1]["decision"], "allow");
         assert_eq!(recs[1]["rule"], "api");
@@ -568,5 +552,160 @@ mod tests {
         assert_eq!(s.dropped, 0, "{s:?}");
         assert_eq!(s.lost, 6, "{s:?}");
         assert!(s.error.unwrap().contains("No space left on device"));
+    }
+
+    /// A writer that keeps what it got.
+    struct Keep(Arc<Mutex<Vec<u8>>>);
+    impl Write for Keep {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_of(got: &Arc<Mutex<Vec<u8>>>) -> Vec<serde_json::Value> {
+        String::from_utf8(got.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// What the records stand for: one each, or a summary's `repeated`.
+    fn accounted(recs: &[serde_json::Value]) -> u64 {
+        recs.iter()
+            .map(|r| r["repeated"].as_u64().unwrap_or(1))
+            .sum()
+    }
+
+    #[test]
+    fn repeats_are_counted_into_summaries_that_add_up_exactly() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let log = AuditLog::with_writer(Box::new(Keep(got.clone())), QUEUE, "i", "s");
+        let flood = Target::Addr("127.0.0.1:9".parse().unwrap());
+        let other = Target::Addr("127.0.0.1:10".parse().unwrap());
+        let started = Instant::now();
+        let mut n = 0u64;
+        // About 2.5 intervals of a flood, with another target now and then.
+        while started.elapsed() < SUMMARY_INTERVAL * 5 / 2 {
+            log.record(Action::UdpSend, &flood, &decision(Verdict::Deny));
+            n += 1;
+            if n.is_multiple_of(1000) {
+                log.record(Action::Connect, &other, &decision(Verdict::Deny));
+            }
+        }
+        let others = n / 1000;
+        let s = log.finish();
+        assert_eq!(s.dropped, 0, "{s:?}");
+        let recs = lines_of(&got);
+        let of = |port: &str| -> Vec<serde_json::Value> {
+            recs.iter()
+                .filter(|r| r["addr"].as_str().is_some_and(|a| a.ends_with(port)))
+                .cloned()
+                .collect()
+        };
+        let flood_recs = of(":9");
+        assert_eq!(accounted(&flood_recs), n, "every one accounted for");
+        // The first few in full, then about one summary per interval (and
+        // the last one at the end).
+        assert_eq!(
+            flood_recs
+                .iter()
+                .filter(|r| r["repeated"].is_null())
+                .count() as u64,
+            REPEATS_IN_FULL
+        );
+        let summaries = flood_recs.len() as u64 - REPEATS_IN_FULL;
+        assert!((2..=4).contains(&summaries), "{summaries} summaries");
+        let last = flood_recs.last().unwrap();
+        assert_eq!(last["event"], "udp-send");
+        assert_eq!(last["decision"], "deny");
+        assert!(last["since"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(accounted(&of(":10")), others);
+        assert!(recs.len() < 64, "{} records for {n} decisions", recs.len());
+    }
+
+    #[test]
+    fn an_instance_says_its_counts_when_its_log_ends() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let root = AuditLog::with_writer(Box::new(Keep(got.clone())), QUEUE, "server", "s");
+        let target = Target::Addr("127.0.0.1:9".parse().unwrap());
+        {
+            // A request's instance, dropped when the request ends.
+            let child = root.child("req-1", "s", &[("request_id", "r1")]);
+            for _ in 0..50 {
+                child.record(Action::Connect, &target, &decision(Verdict::Deny));
+            }
+        }
+        root.finish();
+        let recs = lines_of(&got);
+        assert_eq!(recs.len() as u64, REPEATS_IN_FULL + 1);
+        assert_eq!(accounted(&recs), 50);
+        assert!(recs.iter().all(|r| r["request_id"] == "r1"));
+    }
+
+    #[test]
+    fn a_file_is_rotated_at_its_maximum_and_the_disk_holds_twice_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let max = 16 * 1024;
+        let log = AuditLog::open(&AuditDest::File(path.clone()), max, "i", "s").unwrap();
+        // Every record another target, so none is a repeat.
+        for i in 0..2000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let target = Target::Addr(std::net::SocketAddr::from((ip, 80)));
+            log.record(Action::Connect, &target, &decision(Verdict::Deny));
+        }
+        let s = log.finish();
+        assert!(s.rotated >= 2, "{s:?}");
+        let now = std::fs::metadata(&path).unwrap().len();
+        let old = std::fs::metadata(dir.path().join("audit.jsonl.1"))
+            .unwrap()
+            .len();
+        assert!(now <= max && old <= max, "{now} and {old} bytes");
+        let first = std::fs::read_to_string(&path).unwrap();
+        let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+        assert_eq!(first["event"], "log-rotated");
+        assert!(first["reason"].as_str().unwrap().contains("audit.jsonl.1"));
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_is_refused_after_a_bounded_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("audit.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = Instant::now();
+        let e = AuditLog::open(&AuditDest::File(fifo.clone()), 1 << 20, "i", "s")
+            .err()
+            .expect("no reader: refused");
+        let waited = started.elapsed();
+        assert!(waited >= crate::linelog::OPEN_WAIT, "{waited:?}");
+        assert!(waited < crate::linelog::OPEN_WAIT * 2, "{waited:?}");
+        assert!(e.to_string().contains("FIFO that nothing reads"), "{e}");
+        // With a reader, it opens and writes.
+        let reader = std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap());
+        let log = loop {
+            if let Ok(log) = AuditLog::open(
+                &AuditDest::File(dir.path().join("audit.fifo")),
+                1 << 20,
+                "i",
+                "s",
+            ) {
+                break log;
+            }
+        };
+        log.record(
+            Action::Connect,
+            &Target::Addr("127.0.0.1:9".parse().unwrap()),
+            &decision(Verdict::Deny),
+        );
+        assert_eq!(log.finish().written, 1);
+        drop(log);
+        assert_eq!(reader.join().unwrap().lines().count(), 1);
     }
 }

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod conn;
 mod denied;
+pub mod linelog;
 pub mod opened;
 pub mod out;
 pub mod pumped;

@@ -53,6 +53,7 @@ pub fn config(run: RunConfig) -> anyhow::Result<ServeConfig> {
         tls,
         limits: ServeLimits::default(),
         access_log: None,
+        access_log_max_size: warden_net::linelog::DEFAULT_MAX_SIZE,
         metrics: None,
         cache: run.cache,
         pooling: true,

@@ -146,6 +146,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             // The manifest's file, else the container's stderr: a
             // workload's decisions are always recorded.
             audit: Some(audit.unwrap_or(AuditDest::Stderr)),
+            audit_max_size: None,
             reporter: None,
             handshake_timeout: None,
             pools,

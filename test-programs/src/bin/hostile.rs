@@ -11,6 +11,9 @@
 //!   sockets COUNT           open COUNT UDP sockets and keep them all
 //!   read PATH               read PATH to its end (a FIFO nobody writes
 //!                           to blocks forever)
+//!   datagrams COUNT PORTS   bind a UDP socket to 0.0.0.0:0, then send
+//!                           COUNT datagrams to 127.0.0.1, to PORTS ports
+//!                           in turn from 9 up; print how many failed
 use std::collections::BTreeMap;
 
 use wasi::http::types::{Fields, HeaderError};
@@ -21,6 +24,24 @@ fn arg(i: usize) -> usize {
         .nth(i)
         .and_then(|a| a.parse().ok())
         .expect("a number argument")
+}
+
+fn datagrams(count: usize, ports: usize) {
+    let s = match std::net::UdpSocket::bind("0.0.0.0:0") {
+        Ok(s) => s,
+        Err(e) => {
+            println!("datagrams: bind {:?}", e.kind());
+            return;
+        }
+    };
+    let mut failed = 0;
+    for i in 0..count {
+        let port = 9 + (i % ports.max(1)) as u16;
+        if s.send_to(b"x", ("127.0.0.1", port)).is_err() {
+            failed += 1;
+        }
+    }
+    println!("datagrams: {failed} of {count} failed");
 }
 
 fn long_names(bytes: usize, count: usize) {
@@ -97,6 +118,7 @@ fn main() {
         "lookups" => lookups(arg(2)),
         "fields" => fields(arg(2), arg(3)),
         "sockets" => leak_sockets(arg(2)),
+        "datagrams" => datagrams(arg(2), arg(3)),
         "read" => {
             let path = std::env::args().nth(2).expect("a path");
             match std::fs::read(&path) {

@@ -349,6 +349,12 @@ impl Server {
                     summary.error.map(|e| format!(" ({e})")).unwrap_or_default()
                 ));
             }
+            if summary.rotated > 0 {
+                warden_net::out::line(&format!(
+                    "warden: access log: rotated {} times at its maximum size; the lines before the last rotation are in its .1 file",
+                    summary.rotated
+                ));
+            }
         }
     }
 

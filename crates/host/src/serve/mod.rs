@@ -180,6 +180,8 @@ pub struct ServeConfig {
     pub limits: ServeLimits,
     /// Where the access log goes.
     pub access_log: Option<AuditDest>,
+    /// The largest the access log file grows before it is rotated.
+    pub access_log_max_size: u64,
     /// Where metrics are served.
     pub metrics: Option<SocketAddr>,
     /// The compile cache.
@@ -393,7 +395,7 @@ fn server_tls(cfg: &ServeConfig) -> Result<Option<Arc<warden_net::tls::ServerSid
 fn access_log(cfg: &ServeConfig) -> Result<Option<Arc<LineLog>>, HostError> {
     match &cfg.access_log {
         Some(dest) => Ok(Some(Arc::new(
-            LineLog::open(dest).map_err(HostError::Audit)?,
+            LineLog::open(dest, cfg.access_log_max_size).map_err(HostError::Audit)?,
         ))),
         None => Ok(None),
     }
@@ -446,7 +448,12 @@ fn build_app(
         builder = builder.reporter(reporter.clone());
     }
     let audit = match &network.audit {
-        Some(dest) => Some(AuditLog::open(dest, &spec.name, &sha256).map_err(HostError::Audit)?),
+        Some(dest) => {
+            let max = network
+                .audit_max_size
+                .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
+            Some(AuditLog::open(dest, max, &spec.name, &sha256).map_err(HostError::Audit)?)
+        }
         None => None,
     };
     // The app's own gate records nothing; each instance's gate records to
