@@ -67,6 +67,9 @@ enum Wire {
 pub struct Connection {
     wire: Wire,
     _slot: Option<OwnedSemaphorePermit>,
+    /// The PostgreSQL server's SASL offer, rewritten on the way in (a
+    /// `postgres-tls` kind; see [`crate::pgauth`]).
+    sasl: Option<Box<crate::pgauth::SaslOffer>>,
 }
 
 impl Connection {
@@ -75,6 +78,7 @@ impl Connection {
         Connection {
             wire: Wire::Plain(stream),
             _slot: slot,
+            sasl: None,
         }
     }
 
@@ -85,7 +89,15 @@ impl Connection {
         Connection {
             wire: Wire::Tls(Box::new(stream)),
             _slot: slot,
+            sasl: None,
         }
+    }
+
+    /// Rewrite the PostgreSQL server's SASL offer on the way in (see
+    /// [`crate::pgauth`]).
+    pub(crate) fn with_postgres_auth(mut self) -> Self {
+        self.sasl = Some(Box::default());
+        self
     }
 
     /// Whether the host speaks TLS on it.
@@ -108,6 +120,7 @@ impl Connection {
             Connection {
                 wire: Wire::Plain(s),
                 _slot: None,
+                sasl: None,
             } => Ok(s),
             other => Err(other),
         }
@@ -120,15 +133,51 @@ impl AsFd for Connection {
     }
 }
 
-impl AsyncRead for Connection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl Connection {
+    fn poll_read_wire(
+        &mut self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match &mut self.wire {
             Wire::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Wire::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            let Some(f) = this.sasl.as_mut() else {
+                return this.poll_read_wire(cx, buf);
+            };
+            if f.has_output() {
+                buf.put_slice(&f.take(buf.remaining()));
+                return Poll::Ready(Ok(()));
+            }
+            if f.spent() {
+                this.sasl = None;
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let mut read = ReadBuf::new(&mut chunk);
+            std::task::ready!(this.poll_read_wire(cx, &mut read))?;
+            let f = this.sasl.as_mut().expect("present above");
+            if read.filled().is_empty() {
+                // The end: what is pending goes as it is, then the end.
+                f.finish();
+                if !f.has_output() {
+                    return Poll::Ready(Ok(()));
+                }
+            } else {
+                f.feed(read.filled());
+            }
         }
     }
 }

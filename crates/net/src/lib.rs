@@ -24,6 +24,7 @@ mod denied;
 pub mod linelog;
 pub mod opened;
 pub mod out;
+mod pgauth;
 pub mod pumped;
 pub mod report;
 pub mod resolve;
@@ -664,7 +665,13 @@ impl Gate {
             };
         self.tls_outcome(Action::Connect, peer, &outcome);
         match session {
-            Some(s) => Ok(Connection::tls(tokio_rustls::TlsStream::Client(s), slot)),
+            Some(s) => {
+                let conn = Connection::tls(tokio_rustls::TlsStream::Client(s), slot);
+                Ok(match side.preamble {
+                    tls::Preamble::Postgres => conn.with_postgres_auth(),
+                    _ => conn,
+                })
+            }
             None => Err(Refusal::Tls {
                 reason: outcome.failure.unwrap_or_default(),
                 certificate: outcome.certificate_refused,
