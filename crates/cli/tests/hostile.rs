@@ -517,23 +517,28 @@ fn accounted(text: &str) -> std::collections::BTreeMap<String, u64> {
     by_event
 }
 
-#[test]
-fn a_flood_of_denials_leaves_a_small_log_that_accounts_for_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("a.jsonl");
-    // Binding is granted; every datagram is denied.
-    let r = run(&[
+/// The hostile guest sends COUNT datagrams to PORTS ports of 127.0.0.1,
+/// auditing to `log`: binding is granted, every datagram denied.
+fn datagrams(log: &std::path::Path, flags: &[&str], count: &str, ports: &str) -> Ran {
+    let h = hostile();
+    let mut args = vec![
         "--timeout",
         "60s",
         "--allow-udp-bind",
         "0.0.0.0:0",
         "--audit",
-        p(&log),
-        &hostile(),
-        "datagrams",
-        "100000",
-        "1",
-    ]);
+        p(log),
+    ];
+    args.extend_from_slice(flags);
+    args.extend([h.as_str(), "datagrams", count, ports]);
+    run(&args)
+}
+
+#[test]
+fn a_flood_of_denials_leaves_a_small_log_that_accounts_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.jsonl");
+    let r = datagrams(&log, &[], "100000", "1");
     assert_eq!(
         r.stdout, "datagrams: 100000 of 100000 failed\n",
         "{}",
@@ -554,20 +559,7 @@ fn the_audit_file_is_rotated_at_its_maximum_size() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("a.jsonl");
     // 5,000 targets in turn: few repeats, so the records are many.
-    let r = run(&[
-        "--timeout",
-        "60s",
-        "--allow-udp-bind",
-        "0.0.0.0:0",
-        "--audit",
-        p(&log),
-        "--audit-max-size",
-        "256KiB",
-        &hostile(),
-        "datagrams",
-        "20000",
-        "5000",
-    ]);
+    let r = datagrams(&log, &["--audit-max-size", "256KiB"], "20000", "5000");
     assert_eq!(
         r.stdout, "datagrams: 20000 of 20000 failed\n",
         "{}",

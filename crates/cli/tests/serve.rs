@@ -50,16 +50,7 @@ fn a_02_proxy_serves_http1_and_h2c_to_hyper_with_a_request_id() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello from a proxy\n");
         // HTTP/2 with prior knowledge (h2c), a client-chosen request id.
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2_client(port).await;
         let req = http::Request::get(format!("http://localhost:{port}/info?x=1"))
             .header("x-request-id", "client-chosen-1")
             .body(http_body_util::Empty::<bytes::Bytes>::new())

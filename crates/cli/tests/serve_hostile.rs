@@ -332,17 +332,7 @@ fn an_authority_that_is_not_host_and_port_is_refused_before_routing() {
         .unwrap();
     rt.block_on(async {
         use http_body_util::BodyExt;
-        use hyper_util::rt::TokioIo;
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2_client(port).await;
         for (uri, status) in [
             ("http://admin.test/admin/info", 200),
             ("http://evil.test@admin.test/admin/info", 400),
@@ -446,4 +436,48 @@ fn serve_answers_only_once_its_apps_are_ready() {
     // SAFETY: kill with a valid pid and signal.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     wait_bounded(&mut child, Duration::from_secs(20), "serve stops");
+}
+
+#[test]
+fn an_http2_stream_past_its_deadline_is_reset_alone() {
+    // The cut of one stream leaves the connection and its other streams
+    // alone.
+    let server = serve(&["--timeout", "1s"]);
+    let port = server.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use http_body_util::BodyExt;
+        let mut sender = h2_client(port).await;
+        let get = |path: &str| {
+            http::Request::get(format!("http://localhost:{port}{path}"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap()
+        };
+        let resp = sender.send_request(get("/stream")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let started = Instant::now();
+        let mut body = resp.into_body();
+        let mut bytes = 0usize;
+        let ended = loop {
+            match body.frame().await {
+                Some(Ok(f)) => bytes += f.data_ref().map_or(0, |d| d.len()),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        assert!(ended.is_err(), "the stream is reset, not ended");
+        assert!(bytes > 0);
+        assert!(started.elapsed() < Duration::from_secs(4));
+        // The same connection serves the next request.
+        let resp = sender.send_request(get("/hello")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello from a proxy\n");
+    });
+    // The client goes (else the server's shutdown waits its grace for it).
+    drop(rt);
+    stop(server);
 }

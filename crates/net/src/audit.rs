@@ -442,16 +442,6 @@ mod tests {
     #[test]
     fn records_carry_every_field() {
         let got = Arc::new(Mutex::new(Vec::new()));
-        struct Keep(Arc<Mutex<Vec<u8>>>);
-        impl Write for Keep {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let log = AuditLog::with_writer(Box::new(Keep(got.clone())), 16, "inst", "sha");
         let target = Target::Name {
             host: "api.test".into(),

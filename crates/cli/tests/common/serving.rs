@@ -142,3 +142,21 @@ pub fn lines_of(path: &Path) -> Vec<serde_json::Value> {
 pub fn service() -> String {
     p(&guest(Target::P3, "p3_service")).to_string()
 }
+
+/// An HTTP/2 (h2c, prior knowledge) client connection to 127.0.0.1:`port`,
+/// driven on the current runtime.
+pub async fn h2_client(
+    port: u16,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}

@@ -126,9 +126,10 @@ impl Activity {
         all.push(Arc::downgrade(progress));
     }
 
-    /// A response that is stuck: still streaming past its deadline (so
-    /// nobody polls its body, or it would have been cut), or handed to the
-    /// connection and not taken for `write_timeout`. It is marked cut.
+    /// A response that is stuck: still streaming [`STUCK_GRACE`] past its
+    /// deadline (so nobody polls its body, or it would have cut itself), or
+    /// handed to the connection and not taken for `write_timeout`. It is
+    /// marked cut.
     fn cut_stuck(&self, write_timeout: Duration) -> bool {
         let now = Instant::now();
         let all = self.responses.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,7 +202,18 @@ struct Progress {
     waiting: AtomicBool,
     /// Why the watchdog cut it, if it did.
     cut: Mutex<Option<Cut>>,
+    /// Its body ended (whole or cut): nothing more to watch.
+    ended: AtomicBool,
 }
+
+/// How often, at most, a connection's watchdog looks at it (its deadlines
+/// are met within this).
+const WATCH_TICK: Duration = Duration::from_millis(250);
+
+/// How long past its deadline the watchdog leaves a response whose body
+/// is still polled to cut itself (an HTTP/2 stream is then reset alone,
+/// not its whole connection).
+const STUCK_GRACE: Duration = Duration::from_millis(200);
 
 impl Progress {
     fn new(deadline: Instant) -> Progress {
@@ -210,6 +222,7 @@ impl Progress {
             taken: Mutex::new(Instant::now()),
             waiting: AtomicBool::new(false),
             cut: Mutex::new(None),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -219,7 +232,10 @@ impl Progress {
     }
 
     fn stuck(&self, now: Instant, write_timeout: Duration) -> Option<Cut> {
-        if now >= self.deadline {
+        if self.ended.load(Ordering::SeqCst) {
+            return None;
+        }
+        if now >= self.deadline + STUCK_GRACE {
             return Some(Cut::Timeout);
         }
         let taken = *self.taken.lock().unwrap_or_else(|e| e.into_inner());
@@ -431,7 +447,7 @@ impl Server {
             .min(limits.header_timeout)
             .min(limits.write_timeout)
             .div_f64(4.0)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+            .clamp(Duration::from_millis(50), WATCH_TICK);
         loop {
             tokio::select! {
                 _ = conn.as_mut() => break,
@@ -988,10 +1004,11 @@ impl<B> Tracked<B> {
     /// what it writes any more).
     fn finish(&mut self, cut: Option<CutNote>) {
         if let Some(done) = self.done.take() {
-            if cut.is_some()
-                && let Some(st) = &self.streaming
-            {
-                st.ending.stop();
+            if let Some(st) = &self.streaming {
+                st.progress.ended.store(true, Ordering::SeqCst);
+                if cut.is_some() {
+                    st.ending.stop();
+                }
             }
             done(self.bytes, cut);
         }
