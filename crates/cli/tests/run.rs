@@ -284,16 +284,16 @@ fn network_is_denied_inside_the_guest_and_nothing_reaches_the_peer() {
         "{}",
         r.stderr
     );
-    // A connect from an unbound socket binds an ephemeral port first;
-    // with no grant for any traffic, that bind is what is refused, and the
-    // line says what would allow it.
+    // A connect is one decision: the line names the connect (and what
+    // would allow it), never the ephemeral bind its grant would cover.
     assert!(
-        r.stderr.contains(
-            "warden: denied bind 0.0.0.0:0 (rule default-deny): no grant allows bind to 0.0.0.0:0, the ephemeral local port a socket binds before its first connect; a grant for that traffic allows this bind\n"
-        ),
+        r.stderr.contains(&format!(
+            "warden: denied connect 127.0.0.1:{port} (rule default-deny): no grant allows connect to 127.0.0.1:{port}; network access is denied by default; to allow it: --allow-connect 127.0.0.1:{port}\n"
+        )),
         "{}",
         r.stderr
     );
+    assert!(!r.stderr.contains("bind 0.0.0.0:0"), "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!(
             "warden: denied http-request 127.0.0.1:{port} (rule default-deny)"
