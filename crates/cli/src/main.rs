@@ -65,7 +65,7 @@ The manifest (TOML, version 1; unknown keys are errors):\n\n\
 rights = [\"connect\", \"resolve\"]  # connect bind listen accept udp-bind udp-send udp-recv resolve\n\n\
   [[deny]]\n  id = \"metadata\"\n  target = \"169.254.0.0/16\"        # ports default to *\n\n\
   [[listen]]\n  name = \"http\"\n  addr = \"127.0.0.1:8080\"\n\n\
-  [[kind]]                           # a connection kind (see the README)\n  name = \"db\"\n  protocol = \"tls\"                 # tcp, tls or postgres-tls\n  ca = \"ca.pem\"\n\n\
+  [[kind]]                           # a connection kind (see docs/tls.md)\n  name = \"db\"\n  protocol = \"tls\"                 # tcp, tls or postgres-tls\n  ca = \"ca.pem\"\n\n\
   [[app]]                            # an application for `warden serve`\n  name = \"api\"\n  component = \"api.wasm\"\n  path = \"/api\"\n  manifest = \"api-policy.toml\"    # optional: its own policy"
     )]
     Check {

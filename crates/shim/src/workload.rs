@@ -159,7 +159,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             ..defaults
         },
         // A container's root is its own; a cache written there would die
-        // with it (see the README on the compile cache).
+        // with it (see docs/kubernetes.md on the compile cache).
         cache: CacheSetting::Disabled,
         verbose: c.envs.iter().any(|e| *e == format!("{VERBOSE_ENV}=1")),
         last_words: None,
