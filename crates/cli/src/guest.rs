@@ -162,6 +162,7 @@ impl GuestArgs {
         resolved.network.audit_max_size = self.audit_max_size;
         let defaults = Limits::default();
         let config = RunConfig {
+            events: crate::report::events(),
             network: resolved.network,
             file,
             listeners: Vec::new(),

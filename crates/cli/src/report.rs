@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use warden_host::{Finished, LimitHit, Outcome, Refusal};
+use warden_host::{Event, Finished, LimitHit, Outcome, Refusal};
 use warden_net::report::{Notice, denied_line, quiet_line};
 use warden_net::{Action, Remedy};
 use warden_policy::{Rights, RuleTarget, parse_target_ports};
@@ -27,6 +27,22 @@ pub fn say(text: &str) {
 /// would allow them.
 pub fn reporter() -> warden_net::Reporter {
     Arc::new(|n| warden_net::out::line(&notice(n)))
+}
+
+/// The host's events for the command line: each a `warden:` line on
+/// stderr, with the flag that changes it where there is one.
+pub fn events() -> warden_host::Events {
+    Arc::new(|e| warden_net::out::line(&event(e)))
+}
+
+/// An event in the command line's words.
+pub fn event(e: &Event<'_>) -> String {
+    match e {
+        Event::Audit(s) | Event::AccessLog(s) if s.rotated > 0 => {
+            format!("warden: {e} (the maximum size is --audit-max-size)")
+        }
+        other => format!("warden: {other}"),
+    }
 }
 
 /// A notice in the command line's words.

@@ -327,6 +327,7 @@ impl ServeArgs {
                 .handshake_timeout
                 .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT),
             verbose: base.verbose,
+            events: base.events,
         })
     }
 }

@@ -8,7 +8,6 @@
 //! program's size, which [`Limits::max_module_size`] bounds.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::Component;
@@ -97,8 +96,33 @@ pub(crate) fn serve_engine(
     Ok((engine, None))
 }
 
-/// Progress lines for `--verbose`.
-pub(crate) type Log = Arc<dyn Fn(&str) + Send + Sync>;
+/// Where compiling tells its progress (in verbose runs) and warnings.
+#[derive(Clone)]
+pub(crate) struct Log {
+    events: crate::Events,
+    verbose: bool,
+}
+
+impl Log {
+    pub(crate) fn new(events: &crate::Events, verbose: bool) -> Log {
+        Log {
+            events: events.clone(),
+            verbose,
+        }
+    }
+
+    /// Progress, said in verbose runs only.
+    pub(crate) fn progress(&self, msg: &str) {
+        if self.verbose {
+            (self.events)(&crate::Event::Progress(msg));
+        }
+    }
+
+    /// Something the operator is always told.
+    pub(crate) fn tell(&self, event: &crate::Event<'_>) {
+        (self.events)(event);
+    }
+}
 
 /// Read, classify and compile `file` (or load it from the cache), within
 /// `limits.compile_timeout`.
@@ -150,7 +174,7 @@ fn prepare_now(
     log: &Log,
 ) -> Result<Program, HostError> {
     let guest = read_guest(file, limits.max_module_size)?;
-    log(&format!(
+    log.progress(&format!(
         "{} is a {} (sha256 {})",
         file.display(),
         guest.kind.describe(),
@@ -158,15 +182,15 @@ fn prepare_now(
     ));
     if let Some(p) = prebuilt {
         if p.source_sha256 != guest.sha256 {
-            log("the prebuilt code is for another program; compiling");
+            log.progress("the prebuilt code is for another program; compiling");
         } else {
             match deserialize(engine, guest.kind, &p.artifact) {
                 Ok(compiled) => {
-                    log("using the prebuilt code");
+                    log.progress("using the prebuilt code");
                     return Ok(Program { guest, compiled });
                 }
                 // Another engine (a timeout or fuel), or another Warden.
-                Err(e) => log(&format!("the prebuilt code does not fit ({e}); compiling")),
+                Err(e) => log.progress(&format!("the prebuilt code does not fit ({e}); compiling")),
             }
         }
     }
@@ -178,14 +202,14 @@ fn prepare_now(
 fn open_cache(setting: &CacheSetting, log: &Log) -> Option<cache::Cache> {
     let dir: PathBuf = match setting {
         CacheSetting::Disabled => {
-            log("compile cache disabled");
+            log.progress("compile cache disabled");
             return None;
         }
         CacheSetting::Dir(dir) => dir.clone(),
         CacheSetting::Default => match cache::default_dir() {
             Some(dir) => dir,
             None => {
-                log("no user cache directory; compile cache disabled");
+                log.progress("no user cache directory; compile cache disabled");
                 return None;
             }
         },
@@ -193,9 +217,7 @@ fn open_cache(setting: &CacheSetting, log: &Log) -> Option<cache::Cache> {
     match cache::Cache::open(&dir) {
         Ok(cache) => Some(cache),
         Err(why) => {
-            warden_net::out::line(&format!(
-                "warden: warning: not using the compile cache: {why}"
-            ));
+            log.tell(&crate::Event::CacheUnusable(&why.to_string()));
             None
         }
     }
@@ -215,20 +237,22 @@ fn compile(
     let key = cache.map(|_| cache::Cache::key(engine, &guest.sha256, kind_tag));
     if let (Some(cache), Some(key)) = (cache, &key) {
         let ignoring = |why: &dyn std::fmt::Display| {
-            warden_net::out::line(&format!(
-                "warden: warning: ignoring compile cache entry {}: {why}; recompiling",
-                cache.path(key).display()
-            ))
+            log.tell(&crate::Event::CacheEntryIgnored {
+                path: &cache.path(key),
+                why: &why.to_string(),
+            })
         };
         match cache.get(key) {
             cache::Lookup::Hit(artifact) => match deserialize(engine, guest.kind, &artifact) {
                 Ok(compiled) => {
-                    log(&format!("cache hit: {}", cache.path(key).display()));
+                    log.progress(&format!("cache hit: {}", cache.path(key).display()));
                     return Ok(compiled);
                 }
                 Err(e) => ignoring(&e),
             },
-            cache::Lookup::Miss => log(&format!("cache miss: {}", cache.path(key).display())),
+            cache::Lookup::Miss => {
+                log.progress(&format!("cache miss: {}", cache.path(key).display()))
+            }
             cache::Lookup::Rejected(why) => ignoring(&why),
         }
     }
@@ -249,16 +273,14 @@ fn compile(
             (Compiled::Component(c, abi), a)
         }
     };
-    log(&format!("compiled in {:?}", t.elapsed()));
+    log.progress(&format!("compiled in {:?}", t.elapsed()));
     if let (Some(cache), Some(key)) = (cache, &key) {
         let stored = artifact
             .map_err(|e| e.to_string())
             .and_then(|a| a.map_or(Ok(()), |a| cache.put(key, &a).map_err(|e| e.to_string())));
         match stored {
-            Ok(()) => log(&format!("cached at {}", cache.path(key).display())),
-            Err(e) => warden_net::out::line(&format!(
-                "warden: warning: cannot write the compile cache: {e}"
-            )),
+            Ok(()) => log.progress(&format!("cached at {}", cache.path(key).display())),
+            Err(e) => log.tell(&crate::Event::CacheWriteFailed(&e)),
         }
     }
     Ok(compiled)

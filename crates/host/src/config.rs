@@ -181,10 +181,12 @@ pub struct RunConfig {
     /// Code compiled ahead of time for `file` (see [`crate::Prebuilt`]),
     /// used when it fits; never for a file a user names.
     pub prebuilt: Option<crate::Prebuilt>,
-    /// Print progress (cache use, timings) to stderr.
+    /// Tell progress (cache use, timings) too.
     pub verbose: bool,
-    /// How the binary words an ending (see [`LastWords`]); `None`: a plain
-    /// line, and the exit status 124 for a limit.
+    /// Where the operator is told what happens (see [`crate::Event`]).
+    pub events: crate::Events,
+    /// How the binary words an ending (see [`LastWords`]); `None`: an
+    /// [`crate::Event::GuestStopped`], and the exit status 124 for a limit.
     pub last_words: Option<LastWords>,
 }
 

@@ -11,19 +11,22 @@
 //! `load` (file to classified bytes), `compile` (engine, cache, compiled
 //! code within its bounds), `instance` (linkers and stores: the one path to
 //! a running instance), `run` (one guest to completion), `limits`,
-//! `signals` (ending the process from another thread), `cache`,
+//! `signals` (ending the process from another thread), `events` (what
+//! the operator is told, as data), `cache`,
 //! `manifest` (a manifest file read, its paths resolved), `prebuilt` (code
 //! compiled ahead of time for an embedder to keep), `units` (sizes
 //! and durations as operators write them).
 //!
-//! It prints nothing but warnings, verbose progress and the lines a signal
-//! or a stuck guest's timeout leaves (all through `warden_net::out`, which
-//! never fails); exit codes and the words for an ending are the binary's
-//! business.
+//! It writes no line of its own: what the operator is told (warnings,
+//! verbose progress, where a listener listens, what a signal or a stuck
+//! guest's timeout ended) goes as an [`Event`] to the sink its embedder
+//! gives ([`RunConfig::events`], [`serve::ServeConfig::events`]); exit
+//! codes and the words for an ending are the embedder's business too.
 
 pub mod cache;
 mod compile;
 mod config;
+mod events;
 mod instance;
 mod limits;
 mod load;
@@ -38,6 +41,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use config::{CacheSetting, HostError, LastWords, ListenSpec, Network, RunConfig};
+pub use events::{Event, Events};
 pub use limits::{
     DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_SIZE, DEFAULT_MAX_TABLE_ELEMENTS, Limits,
     MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter, Refusal, TABLE_ELEMENT_BYTES,

@@ -27,7 +27,7 @@ use warden_wasi::{ComponentAbi, NamedListener};
 use crate::compile::{self, Compiled, Program};
 use crate::instance;
 use crate::load::{Guest, GuestKind};
-use crate::{HostError, LimitHit, Limits, Outcome, Refusal, RunConfig, signals};
+use crate::{Event, HostError, LimitHit, Limits, Outcome, Refusal, RunConfig, signals};
 
 /// How long after `--timeout` the watchdog ends the process when the
 /// guest could not be stopped by the epoch or the timer.
@@ -55,7 +55,7 @@ pub struct Finished {
 /// (see the signals module), and may end the process itself when a limit
 /// fires while the guest is stuck (see the module docs).
 pub fn run(cfg: &RunConfig) -> Result<Finished, HostError> {
-    signals::install()
+    signals::install(cfg.events.clone())
         .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -88,12 +88,7 @@ pub(crate) fn raise_open_files_limit() {
 /// Run a guest to completion on the current tokio runtime.
 pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     let started = Instant::now();
-    let verbose = cfg.verbose;
-    let log: compile::Log = Arc::new(move |msg: &str| {
-        if verbose {
-            warden_net::out::line(&format!("warden: {msg}"));
-        }
-    });
+    let log = compile::Log::new(&cfg.events, cfg.verbose);
     let engine = compile::engine(&cfg.limits)?;
     // Bind first: a port in use or a privileged port fails here, with one
     // clear error, before anything is compiled or run.
@@ -140,27 +135,14 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
         });
     }
     for (i, b) in bound.iter().enumerate() {
-        let tls = if b.tls_kind.is_some() {
-            " (TLS, terminated by Warden)"
-        } else {
-            ""
-        };
-        warden_net::out::line(&match guest.kind {
-            GuestKind::Preview1 => {
-                format!(
-                    "warden: fd {} ({}) listening on {}{tls}",
-                    3 + i,
-                    b.name,
-                    b.local
-                )
-            }
-            _ => format!(
-                "warden: {} (for the guest's bind of that address) listening on {}{tls}",
-                b.name, b.local
-            ),
+        (cfg.events)(&Event::Listening {
+            fd: (guest.kind == GuestKind::Preview1).then_some(3 + i as u32),
+            name: &b.name,
+            addr: b.local,
+            tls: b.tls_kind.is_some(),
         });
     }
-    log(&format!("ready to start after {:?}", started.elapsed()));
+    log.progress(&format!("ready to start after {:?}", started.elapsed()));
 
     let gate = gate(cfg, policy, tls, &guest)?;
     signals::watch(&gate);
@@ -187,7 +169,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     if let Ok(Outcome::Limit(hit)) = &outcome {
         gate.record_limit(hit.name(), &hit.to_string());
     }
-    report_audit(gate.finish());
+    report_audit(&cfg.events, gate.finish());
     let outcome = outcome?;
     let drain_until = match outcome {
         Outcome::Limit(_) => Some(Instant::now() + DRAIN_AFTER_LIMIT),
@@ -208,6 +190,7 @@ fn watchdog(
     let engine = engine.clone();
     let gate = gate.clone();
     let last_words = cfg.last_words.clone();
+    let events = cfg.events.clone();
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         engine.increment_epoch();
@@ -223,37 +206,23 @@ fn watchdog(
         let code = match &last_words {
             Some(words) => i32::from(words(&finished)),
             None => {
-                warden_net::out::line(&format!("warden: guest stopped: {hit}"));
+                events(&Event::GuestStopped(&hit));
                 124
             }
         };
         signals::exit(code, |_| {
             gate.record_limit(hit.name(), &hit.to_string());
-            report_audit(gate.finish());
+            report_audit(&events, gate.finish());
         });
     });
 }
 
-/// Say on stderr what the audit log could not write.
-pub(crate) fn report_audit(summary: Option<warden_net::AuditSummary>) {
-    let Some(summary) = summary else { return };
-    if summary.dropped > 0 {
-        warden_net::out::line(&format!(
-            "warden: audit: {} records dropped because the log writer fell behind",
-            summary.dropped
-        ));
-    }
-    if let Some(error) = summary.error {
-        warden_net::out::line(&format!(
-            "warden: audit: writing the log failed after {} records were written: {error}; {} records were lost",
-            summary.written, summary.lost
-        ));
-    }
-    if summary.rotated > 0 {
-        warden_net::out::line(&format!(
-            "warden: audit: the log reached its maximum size and was rotated {} times; the records before the last rotation are in its .1 file",
-            summary.rotated
-        ));
+/// Tell what the audit log could not write, if anything.
+pub(crate) fn report_audit(events: &crate::Events, summary: Option<warden_net::AuditSummary>) {
+    if let Some(summary) = summary
+        && Event::worth_saying(&summary)
+    {
+        events(&Event::Audit(&summary));
     }
 }
 

@@ -98,8 +98,9 @@ pub fn hand_over_stop_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Take over the handled signals for the process (see the module docs).
-pub(crate) fn install() -> io::Result<()> {
+/// Take over the handled signals for the process (see the module docs);
+/// what is said when one ends it goes to `events`.
+pub(crate) fn install(events: crate::Events) -> io::Result<()> {
     let set = signal_set();
     // SAFETY: a valid, initialised set; the old mask is not wanted.
     let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -122,9 +123,9 @@ pub(crate) fn install() -> io::Result<()> {
                     .map_or("a signal", |(_, n)| n);
                 exit(128 + sig, |gate| {
                     if let Some(gate) = gate {
-                        crate::run::report_audit(gate.finish());
+                        crate::run::report_audit(&events, gate.finish());
                     }
-                    warden_net::out::line(&format!("warden: stopped by {name}"));
+                    events(&crate::Event::StoppedBy(name));
                 });
             }
         })?;
@@ -155,8 +156,8 @@ impl Stop {
 
 /// Take over the handled signals for a server: SIGHUP is a reload, the
 /// first SIGTERM or SIGINT a graceful stop; a second one (or SIGQUIT) ends
-/// the process at once, as for `run`.
-pub(crate) fn install_serving() -> io::Result<Stop> {
+/// the process at once, as for `run`; what is said then goes to `events`.
+pub(crate) fn install_serving(events: crate::Events) -> io::Result<Stop> {
     let set = signal_set();
     // SAFETY: a valid, initialised set; the old mask is not wanted.
     let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -190,7 +191,7 @@ pub(crate) fn install_serving() -> io::Result<Stop> {
                 match event {
                     Some(e) if tx.send(e).is_ok() => {}
                     _ => exit(128 + sig, |_| {
-                        warden_net::out::line(&format!("warden: stopped by {name}"));
+                        events(&crate::Event::StoppedBy(name));
                     }),
                 }
             }

@@ -64,6 +64,13 @@ pub enum Notice<'a> {
         /// Where the refused connection was going.
         target: &'a Target,
     },
+    /// An outgoing HTTP request whose authority carries userinfo
+    /// (`user@host`) was refused: only `host[:port]` may name the
+    /// destination. Said once per authority.
+    Userinfo {
+        /// The authority, as the guest wrote it (shortened).
+        authority: &'a str,
+    },
     /// The budget of reports is spent; further denials of this kind go
     /// only to the audit log.
     Quiet {
@@ -107,6 +114,9 @@ pub fn plain(n: &Notice<'_>) -> String {
             peer,
             outcome,
         } => tls_line(*action, *peer, outcome),
+        Notice::Userinfo { authority } => format!(
+            "warden: refused an outgoing HTTP request whose authority carries userinfo ({authority}): only host[:port] may name the destination"
+        ),
         Notice::Cap { kind, max, target } => format!(
             "warden: refused a connection to {target}: kind {kind} allows {max} connections open at once (max_connections), and that many are open"
         ),

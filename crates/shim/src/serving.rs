@@ -59,5 +59,6 @@ pub fn config(run: RunConfig) -> anyhow::Result<ServeConfig> {
         pooling: true,
         handshake_timeout: warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT,
         verbose: run.verbose,
+        events: run.events,
     })
 }

@@ -164,7 +164,14 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         verbose: c.envs.iter().any(|e| *e == format!("{VERBOSE_ENV}=1")),
         last_words: None,
         prebuilt: None,
+        events: events(),
     })
+}
+
+/// The host's events for a container: `warden:` lines on its stderr,
+/// beside the guest's own output.
+pub(crate) fn events() -> warden_host::Events {
+    std::sync::Arc::new(|e| warden_net::out::line(&format!("warden: {e}")))
 }
 
 fn shown(manifest: &Option<PathBuf>) -> String {

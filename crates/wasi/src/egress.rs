@@ -86,10 +86,7 @@ async fn send(
     // Host header and could make a lax virtual-host router pick another
     // site than the one decided: refused.
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        warden_net::out::line(&format!(
-            "warden: refused an outgoing HTTP request whose authority carries userinfo ({}): only host[:port] may name the destination",
-            warden_net::shorten(uri.authority().map_or("", |a| a.as_str()))
-        ));
+        gate.refuse_userinfo(uri.authority().map_or("", |a| a.as_str()));
         return Err(Error::HttpRequestDenied);
     }
     // One place among the instance's requests in flight, held until the

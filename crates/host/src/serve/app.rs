@@ -92,13 +92,15 @@ pub(crate) struct Core {
     gate: Arc<Gate>,
     audit: Option<AuditLog>,
     metrics: Arc<Metrics>,
+    events: crate::Events,
     instances: AtomicU64,
 }
 
 impl Core {
     /// What the app's instances share: `spec`, the component's `sha256`,
     /// the `engine`, the app's `gate` (instances get gates of their own
-    /// over its policy) and `audit` log, and the server's `metrics`.
+    /// over its policy) and `audit` log, and the server's `metrics` and
+    /// `events`.
     pub(crate) fn new(
         spec: AppSpec,
         sha256: String,
@@ -106,6 +108,7 @@ impl Core {
         gate: Arc<Gate>,
         audit: Option<AuditLog>,
         metrics: Arc<Metrics>,
+        events: crate::Events,
     ) -> Core {
         Core {
             spec,
@@ -114,6 +117,7 @@ impl Core {
             gate,
             audit,
             metrics,
+            events,
             instances: AtomicU64::new(0),
         }
     }
@@ -477,11 +481,10 @@ impl WorkerState for Worker {
         }
         drop(store);
         if let (Err(e), false) = (result, told) {
-            warden_net::out::line(&format!(
-                "warden: an instance of {} failed: {}",
-                self.core.spec.name,
-                crate::run::root_message(&e)
-            ));
+            (self.core.events)(&crate::Event::InstanceFailed {
+                app: &self.core.spec.name,
+                why: &crate::run::root_message(&e),
+            });
         }
     }
 }

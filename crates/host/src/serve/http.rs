@@ -78,6 +78,7 @@ pub(crate) struct Server(Arc<Inner>);
 
 struct Inner {
     apps: Arc<Vec<App>>,
+    events: crate::Events,
     limits: ServeLimits,
     tls: Option<Arc<warden_net::tls::ServerSide>>,
     access: Option<Arc<LineLog>>,
@@ -266,6 +267,7 @@ struct Via {
 impl Server {
     pub(crate) fn new(
         apps: Arc<Vec<App>>,
+        events: crate::Events,
         limits: ServeLimits,
         tls: Option<Arc<warden_net::tls::ServerSide>>,
         access: Option<Arc<LineLog>>,
@@ -277,6 +279,7 @@ impl Server {
             ^ (u64::from(std::process::id()) << 32);
         Server(Arc::new(Inner {
             apps,
+            events,
             limits,
             tls,
             access,
@@ -353,23 +356,12 @@ impl Server {
         }
     }
 
-    /// Flush the access log.
+    /// Flush the access log, and tell what it could not write.
     pub(crate) fn finish_access_log(&self) {
         if let Some(log) = &self.0.access {
             let summary = log.finish();
-            if summary.dropped > 0 || summary.error.is_some() {
-                warden_net::out::line(&format!(
-                    "warden: access log: {} lines dropped, {} lost{}",
-                    summary.dropped,
-                    summary.lost,
-                    summary.error.map(|e| format!(" ({e})")).unwrap_or_default()
-                ));
-            }
-            if summary.rotated > 0 {
-                warden_net::out::line(&format!(
-                    "warden: access log: rotated {} times at its maximum size; the lines before the last rotation are in its .1 file",
-                    summary.rotated
-                ));
+            if crate::Event::worth_saying(&summary) {
+                (self.0.events)(&crate::Event::AccessLog(&summary));
             }
         }
     }
@@ -654,12 +646,14 @@ impl Server {
                 Some(slot),
             ),
             Err(Failure::Guest(why) | Failure::Host(why)) => {
-                warden_net::out::line(&format!(
-                    "warden: {} request {id} ({} {}) failed: {why}",
-                    record.app.as_deref().unwrap_or("?"),
-                    record.method,
-                    record.path
-                ));
+                (self.0.events)(&crate::Event::RequestFailed {
+                    app: record.app.as_deref().unwrap_or("?"),
+                    id: &id,
+                    method: &record.method,
+                    path: &record.path,
+                    why: &why,
+                    after_head: false,
+                });
                 let body = format!("internal error (request {id})\n");
                 self.answer(record, 500, &body, activity, Some(slot))
             }
@@ -708,10 +702,14 @@ impl Server {
                 // A guest failure after the headers went out is said as any
                 // other is, with the request id.
                 if let Some(why) = &cut.why {
-                    warden_net::out::line(&format!(
-                        "warden: {app} request {} ({} {}) failed after its response began: {why}",
-                        record.id, record.method, record.path
-                    ));
+                    (server.0.events)(&crate::Event::RequestFailed {
+                        app,
+                        id: &record.id,
+                        method: &record.method,
+                        path: &record.path,
+                        why,
+                        after_head: true,
+                    });
                 }
             }
             if let Some(log) = &server.0.access {

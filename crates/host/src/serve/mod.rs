@@ -31,7 +31,7 @@ use warden_wasi::Grants;
 
 use crate::compile::{self, Compiled};
 use crate::load::GuestKind;
-use crate::{CacheSetting, HostError, Limits, ListenSpec, Network};
+use crate::{CacheSetting, Event, HostError, Limits, ListenSpec, Network};
 
 pub use http::{
     CLOSE_GRACE, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
@@ -166,7 +166,7 @@ impl Default for ServeLimits {
 }
 
 /// A validated request to serve.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// The applications, routed by longest match.
     pub apps: Vec<AppSpec>,
@@ -190,8 +190,24 @@ pub struct ServeConfig {
     pub pooling: bool,
     /// How long the server's own TLS handshakes may take.
     pub handshake_timeout: Duration,
-    /// Progress lines on stderr.
+    /// Tell progress (the apps, the cache, timings) too.
     pub verbose: bool,
+    /// Where the operator is told what happens (see [`crate::Event`]).
+    pub events: crate::Events,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("apps", &self.apps)
+            .field("addrs", &self.addrs)
+            .field("listeners", &self.listeners)
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
+            .field("access_log", &self.access_log)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a server ended.
@@ -205,7 +221,7 @@ pub struct ServeSummary {
 
 /// Serve until SIGTERM or SIGINT (see the module docs).
 pub fn serve(cfg: &ServeConfig) -> Result<ServeSummary, HostError> {
-    let stop = crate::signals::install_serving()
+    let stop = crate::signals::install_serving(cfg.events.clone())
         .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
     crate::run::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -223,11 +239,8 @@ async fn serve_async(
     cfg: &ServeConfig,
     mut stop: crate::signals::Stop,
 ) -> Result<ServeSummary, HostError> {
-    let log = |msg: &str| {
-        if cfg.verbose {
-            warden_net::out::line(&format!("warden: {msg}"));
-        }
-    };
+    let log = crate::compile::Log::new(&cfg.events, cfg.verbose);
+    let tell = |e: &Event<'_>| (cfg.events)(e);
     // Bind first: a port in use or a privileged port fails here. Nothing
     // listens before the apps can answer.
     let mut bound = Vec::new();
@@ -266,7 +279,7 @@ async fn serve_async(
     let fuel = cfg.apps.iter().any(|a| a.limits.fuel.is_some());
     let (engine, note) = compile::serve_engine(fuel, cfg.pooling, instances)?;
     if let Some(note) = note {
-        warden_net::out::line(&format!("warden: note: {note}"));
+        tell(&Event::Note(&note));
     }
     let mut apps = Vec::with_capacity(cfg.apps.len());
     for spec in &cfg.apps {
@@ -296,12 +309,15 @@ async fn serve_async(
         bound.push((l, local));
     }
     for (_, local) in &bound {
-        warden_net::out::line(&format!("warden: serving {scheme}://{local}/"));
+        tell(&Event::Serving {
+            scheme,
+            addr: *local,
+        });
     }
     if let Some(m) = &metrics_listener
         && let Ok(addr) = m.local_addr()
     {
-        warden_net::out::line(&format!("warden: metrics on http://{addr}/metrics"));
+        tell(&Event::Metrics(addr));
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     spawn_epoch_ticker(&engine, stop_rx.clone());
@@ -310,6 +326,7 @@ async fn serve_async(
     }
     let server = http::Server::new(
         apps.clone(),
+        cfg.events.clone(),
         cfg.limits,
         tls.clone(),
         access_log(cfg)?,
@@ -332,22 +349,19 @@ async fn serve_async(
         match stop.next().await {
             crate::signals::Event::Reload => match &tls {
                 Some(side) => match side.reload() {
-                    Ok(info) => warden_net::out::line(&format!(
-                        "warden: reloaded the certificate ({}, valid until {})",
-                        info.subject,
-                        info.expires()
-                    )),
-                    Err(e) => warden_net::out::line(&format!(
-                        "warden: cannot reload the certificate, still serving the old one: {e}"
-                    )),
+                    Ok(info) => tell(&Event::CertificateReloaded {
+                        subject: &info.subject,
+                        expires: &info.expires(),
+                    }),
+                    Err(e) => tell(&Event::CertificateKept(&e.to_string())),
                 },
-                None => warden_net::out::line("warden: SIGHUP: no certificate to reload"),
+                None => tell(&Event::NoCertificate),
             },
             crate::signals::Event::Stop(name) => {
-                warden_net::out::line(&format!(
-                    "warden: {name}: stopping; requests in flight have {:?} to finish",
-                    cfg.limits.shutdown_grace
-                ));
+                tell(&Event::Stopping {
+                    signal: name,
+                    grace: cfg.limits.shutdown_grace,
+                });
                 break;
             }
         }
@@ -358,12 +372,10 @@ async fn serve_async(
     }
     let abandoned = server.drain(cfg.limits.shutdown_grace).await;
     if abandoned > 0 {
-        warden_net::out::line(&format!(
-            "warden: {abandoned} requests were still running when the shutdown grace ran out"
-        ));
+        tell(&Event::Abandoned(abandoned));
     }
     for app in apps.iter() {
-        crate::run::report_audit(app.finish_audit());
+        crate::run::report_audit(&cfg.events, app.finish_audit());
     }
     server.finish_access_log();
     warden_net::conn::settle(Duration::from_secs(1)).await;
@@ -406,14 +418,9 @@ fn build_app(
     spec: &AppSpec,
     cfg: &ServeConfig,
     metrics: &Arc<metrics::Metrics>,
-    log: &dyn Fn(&str),
+    log: &compile::Log,
 ) -> Result<app::App, HostError> {
-    let verbose = cfg.verbose;
-    let progress: compile::Log = Arc::new(move |msg: &str| {
-        if verbose {
-            warden_net::out::line(&format!("warden: {msg}"));
-        }
-    });
+    let progress = compile::Log::new(&cfg.events, cfg.verbose);
     let program = compile::prepare(
         engine,
         &spec.file,
@@ -459,14 +466,22 @@ fn build_app(
     // The app's own gate records nothing; each instance's gate records to
     // a child of the app's audit log.
     let gate = builder.build();
-    log(&format!(
+    log.progress(&format!(
         "app {} ({}) at {}{}",
         spec.name,
         program.guest.kind.describe(),
         spec.route.host.as_deref().unwrap_or(""),
         spec.route.prefix
     ));
-    let core = app::Core::new(spec.clone(), sha256, engine, gate, audit, metrics.clone());
+    let core = app::Core::new(
+        spec.clone(),
+        sha256,
+        engine,
+        gate,
+        audit,
+        metrics.clone(),
+        cfg.events.clone(),
+    );
     app::App::new(core, &component, abi)
 }
 

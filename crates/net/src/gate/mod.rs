@@ -548,6 +548,19 @@ impl Gate {
         }
     }
 
+    /// Say (once per authority) that an outgoing HTTP request naming its
+    /// destination with userinfo was refused.
+    pub fn refuse_userinfo(&self, authority: &str) {
+        let authority = crate::shorten(authority);
+        self.say_once(
+            Action::HttpRequest,
+            Ok(format!("userinfo {authority}")),
+            &Notice::Userinfo {
+                authority: &authority,
+            },
+        );
+    }
+
     fn say_once(&self, action: Action, what: Result<String, IpAddr>, notice: &Notice<'_>) {
         let remote = what.is_err();
         let Some(last) = self.shared.reported.first_said(action, what) else {
