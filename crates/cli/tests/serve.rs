@@ -25,11 +25,7 @@ fn a_02_proxy_serves_http1_and_h2c_to_hyper_with_a_request_id() {
         server.port
     );
     let port = server.port;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         use http_body_util::BodyExt;
         use hyper_util::rt::TokioIo;
         // HTTP/1.1.
@@ -612,12 +608,7 @@ env = ["APP=admin"]
 "#,
     )
     .unwrap();
-    let server = Server::start_with(serve_cmd(&[
-        "--addr",
-        "127.0.0.1:0",
-        "--manifest",
-        p(&manifest),
-    ]));
+    let server = serve_manifest(&manifest);
     let ask = |path: &str, host: &str| {
         exchange(
             server.port,
@@ -642,12 +633,7 @@ env = ["APP=admin"]
         "version = 1\n\n[[app]]\nname = \"api\"\ncomponent = \"proxy.wasm\"\npath = \"/api\"\n",
     )
     .unwrap();
-    let server = Server::start_with(serve_cmd(&[
-        "--addr",
-        "127.0.0.1:0",
-        "--manifest",
-        p(&only_api),
-    ]));
+    let server = serve_manifest(&only_api);
     let r = get(server.port, "/elsewhere");
     assert_eq!(r.status, 404);
     assert_eq!(r.body, "not found: no application serves this path\n");

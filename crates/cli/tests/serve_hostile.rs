@@ -297,12 +297,7 @@ fn an_authority_that_is_not_host_and_port_is_refused_before_routing() {
         "version = 1\n\n[[app]]\nname = \"site\"\ncomponent = \"proxy.wasm\"\npath = \"/\"\nenv = [\"APP=site\"]\n\n[[app]]\nname = \"admin\"\ncomponent = \"proxy.wasm\"\npath = \"/admin\"\nhost = \"admin.test\"\nenv = [\"APP=admin\"]\n",
     )
     .unwrap();
-    let server = Server::start_with(serve_cmd(&[
-        "--addr",
-        "127.0.0.1:0",
-        "--manifest",
-        p(&manifest),
-    ]));
+    let server = serve_manifest(&manifest);
     let port = server.port;
     let ask = |headers: &str| {
         exchange(
@@ -326,11 +321,7 @@ fn an_authority_that_is_not_host_and_port_is_refused_before_routing() {
         assert!(r.body.starts_with("bad request:"), "{}", r.body);
     }
     // HTTP/2: the same for :authority.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         use http_body_util::BodyExt;
         let mut sender = h2_client(port).await;
         for (uri, status) in [
@@ -459,11 +450,7 @@ fn an_http2_stream_past_its_deadline_is_reset_alone() {
     // alone.
     let server = serve(&["--timeout", "1s"]);
     let port = server.port;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         use http_body_util::BodyExt;
         let mut sender = h2_client(port).await;
         let get = |path: &str| {
@@ -492,7 +479,7 @@ fn an_http2_stream_past_its_deadline_is_reset_alone() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello from a proxy\n");
     });
-    // The client goes (else the server's shutdown waits its grace for it).
-    drop(rt);
+    // The client went with block_on's runtime (else the server's shutdown
+    // would wait its grace for it).
     stop(server);
 }

@@ -35,6 +35,25 @@ pub fn serve(args: &[&str]) -> Server {
     Server::start_with(serve_cmd(&all))
 }
 
+/// `warden serve --addr 127.0.0.1:0 --manifest MANIFEST`, serving.
+pub fn serve_manifest(manifest: &Path) -> Server {
+    Server::start_with(serve_cmd(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--manifest",
+        p(manifest),
+    ]))
+}
+
+/// Run `f` to its end on a runtime of its own (a test's async client).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(f)
+}
+
 /// Stop a server with SIGTERM; its output.
 pub fn stop(server: Server) -> Ran {
     // SAFETY: kill with a valid pid and signal.
