@@ -235,3 +235,12 @@ impl Event<'_> {
         summary.dropped > 0 || summary.error.is_some() || summary.rotated > 0
     }
 }
+
+/// Tell what the audit log could not write, if anything.
+pub(crate) fn report_audit(events: &crate::Events, summary: Option<warden_net::AuditSummary>) {
+    if let Some(summary) = summary
+        && Event::worth_saying(&summary)
+    {
+        events(&Event::Audit(&summary));
+    }
+}

@@ -126,3 +126,11 @@ pub(crate) fn component_store(
 ) -> Result<Store<State<ComponentCtx>>, HostError> {
     store(engine, ComponentCtx::new(grants, gate, activation)?, limits)
 }
+
+/// The innermost cause of a wasmtime error: what a guest's failure is
+/// told as.
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
+    e.chain()
+        .last()
+        .map_or_else(|| e.to_string(), |c| c.to_string())
+}

@@ -166,6 +166,21 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Raise the soft limit on open files to the hard one: a guest's sockets
+/// and files are bounded by its resource table (see `warden_wasi`), and
+/// Warden's own descriptors (the audit log, accepted connections) should
+/// not be the first to run out.
+pub(crate) fn raise_open_files_limit() {
+    // SAFETY: getrlimit fills the struct it is given; setrlimit reads it.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

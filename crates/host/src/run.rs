@@ -57,7 +57,7 @@ pub struct Finished {
 pub fn run(cfg: &RunConfig) -> Result<Finished, HostError> {
     signals::install(cfg.events.clone())
         .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
-    raise_open_files_limit();
+    crate::limits::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -68,21 +68,6 @@ pub fn run(cfg: &RunConfig) -> Result<Finished, HostError> {
     runtime.shutdown_background();
     signals::claim_exit();
     result
-}
-
-/// Raise the soft limit on open files to the hard one: a guest's sockets
-/// and files are bounded by its resource table (see `warden_wasi`), and
-/// Warden's own descriptors (the audit log, accepted connections) should
-/// not be the first to run out.
-pub(crate) fn raise_open_files_limit() {
-    // SAFETY: getrlimit fills the struct it is given; setrlimit reads it.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 /// Run a guest to completion on the current tokio runtime.
@@ -169,7 +154,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     if let Ok(Outcome::Limit(hit)) = &outcome {
         gate.record_limit(hit.name(), &hit.to_string());
     }
-    report_audit(&cfg.events, gate.finish());
+    crate::events::report_audit(&cfg.events, gate.finish());
     let outcome = outcome?;
     let drain_until = match outcome {
         Outcome::Limit(_) => Some(Instant::now() + DRAIN_AFTER_LIMIT),
@@ -212,18 +197,9 @@ fn watchdog(
         };
         signals::exit(code, |_| {
             gate.record_limit(hit.name(), &hit.to_string());
-            report_audit(&events, gate.finish());
+            crate::events::report_audit(&events, gate.finish());
         });
     });
-}
-
-/// Tell what the audit log could not write, if anything.
-pub(crate) fn report_audit(events: &crate::Events, summary: Option<warden_net::AuditSummary>) {
-    if let Some(summary) = summary
-        && Event::worth_saying(&summary)
-    {
-        events(&Event::Audit(&summary));
-    }
 }
 
 /// A pre-opened listener, bound (or adopted) and named.
@@ -445,7 +421,7 @@ fn finish(result: wasmtime::Result<Result<(), ()>>, limits: &Limits) -> Outcome 
         }
         Some(Trap::OutOfFuel) => Outcome::Limit(LimitHit::Fuel(limits.fuel.unwrap_or_default())),
         _ => Outcome::Trapped {
-            reason: trap.map_or_else(|| root_message(&e), |t| t.to_string()),
+            reason: trap.map_or_else(|| instance::root_message(&e), |t| t.to_string()),
             backtrace: e.downcast_ref::<WasmBacktrace>().map(backtrace_text),
             detail: format!("{e:?}"),
         },
@@ -457,10 +433,4 @@ fn backtrace_text(bt: &WasmBacktrace) -> String {
     let text = bt.to_string();
     let frames = text.split_once('\n').map_or("", |(_, rest)| rest);
     format!("wasm backtrace:\n{}\n", frames.trim_end())
-}
-
-pub(crate) fn root_message(e: &wasmtime::Error) -> String {
-    e.chain()
-        .last()
-        .map_or_else(|| e.to_string(), |c| c.to_string())
 }

@@ -30,6 +30,7 @@ pub mod report;
 pub mod resolve;
 pub mod sockets;
 pub mod tcp;
+pub mod timestamp;
 pub mod tls;
 
 mod error;

@@ -344,7 +344,10 @@ fn rotate(out: &mut BufWriter<Box<dyn Write + Send>>, r: &mut Rotating) -> io::R
     let file = open_file(&r.path)?;
     *out = BufWriter::new(Box::new(file));
     let mut note = serde_json::Map::new();
-    note.insert("ts".into(), crate::audit::rfc3339(SystemTime::now()).into());
+    note.insert(
+        "ts".into(),
+        crate::timestamp::rfc3339(SystemTime::now()).into(),
+    );
     note.insert("event".into(), "log-rotated".into());
     note.insert(
         "reason".into(),

@@ -587,8 +587,10 @@ impl Datagram {
             Poll::Pending => Poll::Pending,
         }
     }
+}
 
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.as_raw_fd()
+impl std::os::fd::AsFd for Datagram {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
     }
 }

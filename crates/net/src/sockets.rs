@@ -499,8 +499,9 @@ pub enum Probe<'a> {
     Listener(&'a Listener),
     /// A connection (readable bytes are counted).
     Stream(&'a Stream),
-    /// A UDP socket.
-    Datagram(&'a crate::opened::Datagram),
+    /// A socket whose readiness only the kernel knows (a UDP socket):
+    /// neither readable bytes nor the host's buffers are counted.
+    Kernel(std::os::fd::BorrowedFd<'a>),
     /// A socket whose readiness its owner knows (one not yet connected).
     Known(Readiness),
 }
@@ -526,7 +527,7 @@ pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
                     }
                 }
             },
-            Probe::Datagram(d) => os.push((i, d.raw_fd(), false)),
+            Probe::Kernel(fd) => os.push((i, fd.as_raw_fd(), false)),
             Probe::Known(r) => out[i] = *r,
             Probe::Stream(s) => match &s.io {
                 StreamIo::Plain(io) => os.push((i, io.as_raw_fd(), true)),

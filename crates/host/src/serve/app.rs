@@ -321,7 +321,7 @@ fn guest_failure(e: &wasmtime::Error) -> Failure {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => Failure::Timeout,
         Some(t) => Failure::Guest(t.to_string()),
-        None => Failure::Guest(crate::run::root_message(e)),
+        None => Failure::Guest(crate::instance::root_message(e)),
     }
 }
 
@@ -483,7 +483,7 @@ impl WorkerState for Worker {
         if let (Err(e), false) = (result, told) {
             (self.core.events)(&crate::Event::InstanceFailed {
                 app: &self.core.spec.name,
-                why: &crate::run::root_message(&e),
+                why: &crate::instance::root_message(&e),
             });
         }
     }

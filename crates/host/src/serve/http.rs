@@ -742,7 +742,7 @@ impl Record {
         let mut m = serde_json::Map::new();
         m.insert(
             "ts".into(),
-            warden_net::audit::rfc3339(SystemTime::now()).into(),
+            warden_net::timestamp::rfc3339(SystemTime::now()).into(),
         );
         m.insert("request_id".into(), self.id.clone().into());
         m.insert("remote".into(), self.via.peer.to_string().into());

@@ -223,7 +223,7 @@ pub struct ServeSummary {
 pub fn serve(cfg: &ServeConfig) -> Result<ServeSummary, HostError> {
     let stop = crate::signals::install_serving(cfg.events.clone())
         .map_err(|e| HostError::Engine(format!("cannot set up signal handling: {e}")))?;
-    crate::run::raise_open_files_limit();
+    crate::limits::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("warden-serve")
@@ -375,7 +375,7 @@ async fn serve_async(
         tell(&Event::Abandoned(abandoned));
     }
     for app in apps.iter() {
-        crate::run::report_audit(&cfg.events, app.finish_audit());
+        crate::events::report_audit(&cfg.events, app.finish_audit());
     }
     server.finish_access_log();
     warden_net::conn::settle(Duration::from_secs(1)).await;

@@ -99,7 +99,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 fn date(secs: i64) -> String {
     let t = UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
-    crate::audit::rfc3339(t)
+    crate::timestamp::rfc3339(t)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, MaterialError> {

@@ -7,7 +7,7 @@ use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::types;
 use wiggle::{GuestMemory, GuestPtr};
 
-use super::link::{fd_arg, with_memory};
+use super::call::{fd_arg, with_memory};
 use super::sock_addr::{
     read_addr, read_addr_ip, read_cstr, read_hints, write_addr, write_addr_infos, write_le,
 };

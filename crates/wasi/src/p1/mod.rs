@@ -22,6 +22,7 @@
 //! synchronous in wasmtime-wasi's bindings, so [`link_p1`] installs
 //! asynchronous versions of those three that can wait.
 
+mod call;
 mod decode;
 mod link;
 mod link_ext;
