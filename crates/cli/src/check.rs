@@ -9,6 +9,7 @@ use std::sync::Arc;
 use warden_net::Tls;
 use warden_net::tls::material;
 use warden_policy::Kind;
+use warden_policy::manifest::default_listener_name;
 
 use crate::network;
 use crate::report::say;
@@ -27,12 +28,9 @@ pub fn check(file: &Path) -> ExitCode {
         say(&format!("{:width$}  {r}", r.id));
     }
     for (i, l) in m.listen.iter().enumerate() {
-        match (&l.name, &l.on) {
-            (Some(n), on) => say(&format!("listen {n}={on}")),
-            (None, on @ warden_net::sockets::ListenOn::Addr(_)) => {
-                say(&format!("listen tcp{i}={on}"))
-            }
-            (None, on) => say(&format!("listen {on}")),
+        match l.name.clone().or_else(|| l.on.default_name(i)) {
+            Some(n) => say(&format!("listen {n}={}", l.on)),
+            None => say(&format!("listen {}", l.on)),
         }
     }
     for pool in &m.pools {
@@ -56,15 +54,9 @@ pub fn check(file: &Path) -> ExitCode {
         .collect();
     for (i, l) in m.listen.iter().enumerate() {
         if let Some(tls) = &l.tls {
-            let name = l.name.clone().unwrap_or_else(|| format!("tcp{i}"));
-            kinds.push(Arc::new(Kind {
-                name: format!("listen:{name}"),
-                protocol: warden_policy::Protocol::Tls,
-                cert: Some(base.join(&tls.cert)),
-                key: Some(base.join(&tls.key)),
-                client_ca: tls.client_ca.as_ref().map(|p| base.join(p)),
-                ..Kind::default()
-            }));
+            let name = l.name.clone().unwrap_or_else(|| default_listener_name(i));
+            let kind = tls.kind(&name);
+            kinds.push(Arc::new(warden_host::manifest::relative_to(kind, base)));
         }
     }
     // The TLS material is read and checked as a run would: readable PEM,

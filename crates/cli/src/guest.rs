@@ -287,11 +287,7 @@ impl ListenArgs {
         let flags = flags.into_iter().map(|(_, f)| f);
         for (i, (name, on, id, tls)) in manifest.chain(flags).enumerate() {
             // An inherited socket keeps its own name unless given one.
-            let name = match (name, &on) {
-                (Some(n), _) => Some(n),
-                (None, ListenOn::Addr(_)) => Some(format!("tcp{i}")),
-                (None, _) => None,
-            };
+            let name = name.or_else(|| on.default_name(i));
             if let Some(n) = &name
                 && listeners.iter().any(|l| l.name.as_ref() == Some(n))
             {

@@ -247,15 +247,7 @@ impl NetworkArgs {
         }
         for f in &self.allow_listen {
             let id = format!("--allow-listen {}", f.text);
-            rules.push(Rule::allow(
-                &id,
-                f.target.clone(),
-                f.ports,
-                Rights::BIND | Rights::LISTEN,
-            ));
-            for peer in RuleTarget::every_address() {
-                rules.push(Rule::allow(&id, peer, Ports::ANY, Rights::ACCEPT));
-            }
+            rules.extend(Rule::listening(&id, f.target.clone(), f.ports, None));
         }
         for f in &self.allow_udp {
             let id = format!("--allow-udp {}", f.text);

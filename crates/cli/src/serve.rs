@@ -287,7 +287,7 @@ impl ServeArgs {
                 .into_iter()
                 .enumerate()
                 .map(|(i, f)| ListenSpec {
-                    name: f.name.or(Some(format!("tcp{i}"))),
+                    name: f.name.or_else(|| f.on.default_name(i)),
                     id: format!("--listen {}", f.text),
                     on: f.on,
                     tls: None,

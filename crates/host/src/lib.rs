@@ -10,12 +10,13 @@
 //! Files, one job each: `config` (what the host is asked, and its errors),
 //! `load` (file to classified bytes), `compile` (engine, cache, compiled
 //! code within its bounds), `instance` (linkers and stores: the one path to
-//! a running instance), `run` (one guest to completion), `limits`,
-//! `signals` (ending the process from another thread), `events` (what
-//! the operator is told, as data), `cache`,
-//! `manifest` (a manifest file read, its paths resolved), `prebuilt` (code
-//! compiled ahead of time for an embedder to keep), `units` (sizes
-//! and durations as operators write them).
+//! a running instance), `gate` (an instance's or an app's gate from its
+//! network, for `run` and `serve` alike), `run` (one guest to completion),
+//! `limits`, `signals` (ending the process from another thread), `events`
+//! (what the operator is told, as data), `cache`, `manifest` (a manifest
+//! file read, its paths resolved), `prebuilt` (code compiled ahead of time
+//! for an embedder to keep), `units` (sizes and durations as operators
+//! write them).
 //!
 //! It writes no line of its own: what the operator is told (warnings,
 //! verbose progress, where a listener listens, what a signal or a stuck
@@ -27,6 +28,7 @@ pub mod cache;
 mod compile;
 mod config;
 mod events;
+mod gate;
 mod instance;
 mod limits;
 mod load;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Trap, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
 
-use warden_net::{AuditLog, Gate, Policy, Tls};
-use warden_policy::{Ports, Rights, Rule, RuleTarget};
+use warden_net::{Gate, Policy, Tls};
+use warden_policy::{Ports, Rule, RuleTarget};
 use warden_wasi::{ComponentAbi, NamedListener};
 
 use crate::compile::{self, Compiled, Program};
@@ -90,8 +90,8 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
             .name
             .clone()
             .or(inherited_name)
-            .unwrap_or_else(|| format!("tcp{i}"));
-        let tls_kind = spec.tls.as_ref().map(|_| format!("listen:{name}"));
+            .unwrap_or_else(|| warden_policy::manifest::default_listener_name(i));
+        let tls_kind = spec.tls.as_ref().map(|tls| tls.kind(&name));
         bound.push(Bound {
             name,
             id: spec.id.clone(),
@@ -209,7 +209,7 @@ pub(crate) struct Bound {
     pub(crate) local: std::net::SocketAddr,
     pub(crate) listener: std::net::TcpListener,
     /// The connection kind of its TLS, if Warden terminates TLS on it.
-    pub(crate) tls_kind: Option<String>,
+    pub(crate) tls_kind: Option<warden_policy::Kind>,
 }
 
 /// The instance's policy (the operator's, plus what pre-opened listeners
@@ -221,29 +221,15 @@ fn tls_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<(Policy, Arc<Tls>), Ho
     // address (a component's bind takes it over) and accepting from any
     // peer a deny does not refuse; a TLS listener's grant carries a kind
     // of its own with the certificate.
-    for (b, spec) in bound.iter().zip(&cfg.listeners) {
-        let id = &b.id;
-        let mut rule = Rule::allow(
-            id,
+    for b in bound {
+        let kind = b.tls_kind.as_ref();
+        rules.extend(Rule::listening(
+            &b.id,
             RuleTarget::Net(warden_policy::Cidr::host(b.local.ip())),
             Ports::one(b.local.port()),
-            Rights::BIND | Rights::LISTEN,
-        );
-        if let (Some(kind), Some(tls)) = (&b.tls_kind, &spec.tls) {
-            rule = rule.with_kind(kind);
-            kinds.push(warden_policy::Kind {
-                name: kind.clone(),
-                protocol: warden_policy::Protocol::Tls,
-                cert: Some(tls.cert.clone()),
-                key: Some(tls.key.clone()),
-                client_ca: tls.client_ca.clone(),
-                ..warden_policy::Kind::default()
-            });
-        }
-        rules.push(rule);
-        for peer in RuleTarget::every_address() {
-            rules.push(Rule::allow(id, peer, Ports::ANY, Rights::ACCEPT));
-        }
+            kind.map(|k| k.name.as_str()),
+        ));
+        kinds.extend(kind.cloned());
     }
     let policy = if rules.is_empty() {
         cfg.network.policy.clone()
@@ -253,12 +239,8 @@ fn tls_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<(Policy, Arc<Tls>), Ho
             .with_more(rules, kinds)
             .map_err(|e| HostError::Policy(e.to_string()))?
     };
-    let timeout = cfg
-        .network
-        .handshake_timeout
-        .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT);
-    let tls = Tls::load(policy.kinds(), timeout)?;
-    Ok((policy, Arc::new(tls)))
+    let tls = cfg.network.tls(&policy)?;
+    Ok((policy, tls))
 }
 
 /// The instance's gate: the policy, its TLS, its DNS configuration, audit
@@ -269,21 +251,15 @@ fn gate(
     tls: Arc<Tls>,
     guest: &Guest,
 ) -> Result<Arc<Gate>, HostError> {
-    let mut builder = Gate::builder(policy).dns(cfg.network.dns.clone()).tls(tls);
-    if let Some(reporter) = &cfg.network.reporter {
-        builder = builder.reporter(reporter.clone());
-    }
-    if let Some(dest) = &cfg.network.audit {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let instance = format!("{:x}-{:x}", std::process::id(), now.as_nanos());
-        let max = cfg
-            .network
-            .audit_max_size
-            .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
-        let log = AuditLog::open(dest, max, &instance, &hex::encode(guest.sha256))
-            .map_err(HostError::Audit)?;
+    let mut builder = cfg.network.gate(policy, tls);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let instance = format!("{:x}-{:x}", std::process::id(), now.as_nanos());
+    if let Some(log) = cfg
+        .network
+        .audit_log(&instance, &hex::encode(guest.sha256))?
+    {
         builder = builder.audit(log);
     }
     Ok(builder.build())
@@ -306,7 +282,7 @@ async fn execute(
             let linker = instance::module_linker(engine)?;
             let mut named = Vec::with_capacity(listeners.len());
             for (spec, b) in cfg.listeners.iter().zip(listeners) {
-                let side = b.tls_kind.as_deref().and_then(|k| gate.tls().server(k));
+                let side = b.tls_kind.as_ref().and_then(|k| gate.tls().server(&k.name));
                 let listener = match side {
                     Some(side) => {
                         warden_net::sockets::Listener::tls(b.listener, side.clone(), gate.clone())

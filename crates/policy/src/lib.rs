@@ -755,6 +755,32 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_grants_its_address_and_accepts_from_any_peer() {
+        let (t, ports) = parse_target_ports("127.0.0.1:8080").unwrap();
+        let rules = Rule::listening("--listen 127.0.0.1:8080", t, ports, Some("listen:web"));
+        assert_eq!(rules[0].kind.as_deref(), Some("listen:web"));
+        let p = Policy::new(rules.clone());
+        for action in [Action::Bind, Action::Listen] {
+            assert!(addr(&p, action, "127.0.0.1:8080").is_allowed());
+            // The deny twins: another port, another address, another right.
+            assert!(!addr(&p, action, "127.0.0.1:8081").is_allowed());
+            assert!(!addr(&p, action, "127.0.0.2:8080").is_allowed());
+        }
+        assert!(!addr(&p, Action::Connect, "127.0.0.1:8080").is_allowed());
+        for peer in ["10.1.2.3:5000", "[2001:db8::1]:443"] {
+            assert!(addr(&p, Action::Accept, peer).is_allowed());
+            assert!(!addr(&p, Action::Connect, peer).is_allowed());
+        }
+        // A deny still refuses a peer.
+        let mut with_deny = rules;
+        let (t, ports) = parse_target_ports("10.0.0.0/8:*").unwrap();
+        with_deny.push(Rule::deny("no", t, ports));
+        let p = Policy::new(with_deny);
+        assert!(!addr(&p, Action::Accept, "10.1.2.3:5000").is_allowed());
+        assert!(addr(&p, Action::Accept, "192.0.2.1:5000").is_allowed());
+    }
+
+    #[test]
     fn grants_allow_only_their_rights_and_ports() {
         let p = rules(&[("web", "10.0.0.0/8:80-89", Some(Rights::CONNECT))]);
         let d = addr(&p, Action::Connect, "10.1.2.3:80");

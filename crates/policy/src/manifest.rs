@@ -178,6 +178,28 @@ pub struct ListenTls {
     pub client_ca: Option<PathBuf>,
 }
 
+impl ListenTls {
+    /// The connection kind a TLS listener named `listener` is given:
+    /// `listen:NAME`, serving this certificate (and asking for client
+    /// certificates signed by `client_ca`, if given).
+    pub fn kind(&self, listener: &str) -> Kind {
+        Kind {
+            name: format!("listen:{listener}"),
+            protocol: Protocol::Tls,
+            cert: Some(self.cert.clone()),
+            key: Some(self.key.clone()),
+            client_ca: self.client_ca.clone(),
+            ..Kind::default()
+        }
+    }
+}
+
+/// The name of the `index`th pre-opened listener (from 0) when none is
+/// given: `tcpN`.
+pub fn default_listener_name(index: usize) -> String {
+    format!("tcp{index}")
+}
+
 /// Where a pre-opened listener comes from: an address Warden binds, or a
 /// listening socket a service manager handed to Warden itself (systemd's
 /// `LISTEN_FDS` protocol), by descriptor number or by its name in
@@ -190,6 +212,19 @@ pub enum ListenOn {
     Fd(u32),
     /// The inherited listening socket with this name.
     FdName(String),
+}
+
+impl ListenOn {
+    /// The name of the `index`th listener (from 0) given none, when that
+    /// is known before its socket is opened: [`default_listener_name`]
+    /// for an address; `None` for an inherited socket, which keeps the
+    /// name its service manager gave it (and the default otherwise).
+    pub fn default_name(&self, index: usize) -> Option<String> {
+        match self {
+            ListenOn::Addr(_) => Some(default_listener_name(index)),
+            ListenOn::Fd(_) | ListenOn::FdName(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for ListenOn {
@@ -727,6 +762,28 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(text, "w.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn listeners_are_named_and_their_tls_is_a_kind_of_their_own() {
+        let addr: ListenOn = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(addr.default_name(2).as_deref(), Some("tcp2"));
+        // An inherited socket keeps the name its service manager gave it.
+        assert_eq!(ListenOn::Fd(3).default_name(0), None);
+        assert_eq!(ListenOn::FdName("web".into()).default_name(0), None);
+        let tls = ListenTls {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            client_ca: Some("ca.pem".into()),
+        };
+        let kind = tls.kind("web");
+        assert_eq!(kind.name, "listen:web");
+        assert!(kind.serves_tls());
+        assert_eq!(kind.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(
+            kind.client_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
     }
 
     #[test]

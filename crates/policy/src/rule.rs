@@ -615,6 +615,19 @@ impl Rule {
         }
     }
 
+    /// The grants of a listener: bind and listen on `target:ports` (with
+    /// the connection kind `kind`, for a listener whose TLS the host
+    /// terminates), and accept from any peer a deny does not refuse.
+    pub fn listening(id: &str, target: RuleTarget, ports: Ports, kind: Option<&str>) -> Vec<Rule> {
+        let mut listen = Rule::allow(id, target, ports, Rights::BIND | Rights::LISTEN);
+        listen.kind = kind.map(str::to_string);
+        let mut rules = vec![listen];
+        for peer in RuleTarget::every_address() {
+            rules.push(Rule::allow(id, peer, Ports::ANY, Rights::ACCEPT));
+        }
+        rules
+    }
+
     /// A deny rule.
     pub fn deny(id: impl Into<String>, target: RuleTarget, ports: Ports) -> Rule {
         Rule {

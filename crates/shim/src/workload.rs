@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use warden_host::manifest::Loaded;
 use warden_host::{CacheSetting, Limits, ListenSpec, Network, RunConfig};
 use warden_net::AuditDest;
-use warden_net::sockets::ListenOn;
 use warden_policy::Policy;
 use warden_wasi::{DirGrant, Grants};
 
@@ -92,11 +91,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
                 Some(n) => format!("listen {n}={}", l.on),
                 None => format!("listen {}", l.on),
             };
-            let name = match (&l.name, &l.on) {
-                (Some(n), _) => Some(n.clone()),
-                (None, ListenOn::Addr(_)) => Some(format!("tcp{i}")),
-                (None, _) => None,
-            };
+            let name = l.name.clone().or_else(|| l.on.default_name(i));
             ListenSpec {
                 name,
                 on: l.on,

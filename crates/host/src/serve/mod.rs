@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use warden_net::{AuditDest, AuditLog, Gate, LineLog, Tls};
+use warden_net::{AuditDest, LineLog, Tls};
 use warden_wasi::Grants;
 
 use crate::compile::{self, Compiled};
@@ -443,26 +443,11 @@ fn build_app(
     };
     let sha256 = hex::encode(program.guest.sha256);
     let network = &spec.network;
-    let timeout = network
-        .handshake_timeout
-        .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT);
-    let tls = Arc::new(Tls::load(network.policy.kinds(), timeout)?);
-    let mut builder = Gate::builder(network.policy.clone())
-        .dns(network.dns.clone())
-        .tls(tls)
+    let tls = network.tls(&network.policy)?;
+    let builder = network
+        .gate(network.policy.clone(), tls)
         .observer(metrics.clone());
-    if let Some(reporter) = &network.reporter {
-        builder = builder.reporter(reporter.clone());
-    }
-    let audit = match &network.audit {
-        Some(dest) => {
-            let max = network
-                .audit_max_size
-                .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
-            Some(AuditLog::open(dest, max, &spec.name, &sha256).map_err(HostError::Audit)?)
-        }
-        None => None,
-    };
+    let audit = network.audit_log(&spec.name, &sha256)?;
     // The app's own gate records nothing; each instance's gate records to
     // a child of the app's audit log.
     let gate = builder.build();

@@ -1,0 +1,51 @@
+//! An instance's or an app's gate, made from its [`Network`] in one place
+//! for `run` and `serve`: the TLS of the policy's kinds read and checked,
+//! the DNS configuration, the reporter, and the audit log.
+
+use std::sync::Arc;
+
+use warden_net::{AuditLog, GateBuilder, Policy, Tls};
+
+use crate::{HostError, Network};
+
+impl Network {
+    /// The TLS configurations of `policy`'s kinds, read and checked, with
+    /// this network's handshake timeout.
+    pub(crate) fn tls(&self, policy: &Policy) -> Result<Arc<Tls>, HostError> {
+        let timeout = self
+            .handshake_timeout
+            .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT);
+        Ok(Arc::new(Tls::load(policy.kinds(), timeout)?))
+    }
+
+    /// A gate over `policy` and its `tls`, with this network's DNS and
+    /// reporter; the caller adds what only it knows (an audit log, an
+    /// observer).
+    pub(crate) fn gate(&self, policy: Policy, tls: Arc<Tls>) -> GateBuilder {
+        let builder = warden_net::Gate::builder(policy)
+            .dns(self.dns.clone())
+            .tls(tls);
+        match &self.reporter {
+            Some(reporter) => builder.reporter(reporter.clone()),
+            None => builder,
+        }
+    }
+
+    /// This network's audit log, if it has one, opened for `instance`
+    /// running the program whose SHA-256 is `sha256` (hex).
+    pub(crate) fn audit_log(
+        &self,
+        instance: &str,
+        sha256: &str,
+    ) -> Result<Option<AuditLog>, HostError> {
+        let Some(dest) = &self.audit else {
+            return Ok(None);
+        };
+        let max = self
+            .audit_max_size
+            .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
+        AuditLog::open(dest, max, instance, sha256)
+            .map(Some)
+            .map_err(HostError::Audit)
+    }
+}
