@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use warden_host::{Event, Finished, LimitHit, Outcome, Refusal};
+use warden_host::{Event, Finished, LimitHit, Outcome, RefusedGrowth};
 use warden_net::report::{Notice, denied_line, quiet_line};
 use warden_net::{Action, Remedy};
 use warden_policy::{Rights, RuleTarget, parse_target_ports};
@@ -123,10 +123,10 @@ fn flag_for(action: Action, remedy: &Remedy) -> Option<String> {
 pub fn ending(finished: &Finished, verbose: bool) -> u8 {
     if let Some(refused) = finished.refused {
         warden_net::out::line(&match refused {
-            Refusal::Memory(wanted) => format!(
+            RefusedGrowth::Memory(wanted) => format!(
                 "warden: --max-memory refused the guest's growth of linear memory to {wanted} bytes"
             ),
-            Refusal::Table(wanted) => format!(
+            RefusedGrowth::Table(wanted) => format!(
                 "warden: --max-table-elements (or --max-memory, which counts table elements too) refused the guest's growth of a table to {wanted} elements"
             ),
         });

@@ -46,7 +46,7 @@ pub use config::{CacheSetting, HostError, LastWords, ListenSpec, Network, RunCon
 pub use events::{Event, Events};
 pub use limits::{
     DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_SIZE, DEFAULT_MAX_TABLE_ELEMENTS, Limits,
-    MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter, Refusal, TABLE_ELEMENT_BYTES,
+    MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter, RefusedGrowth, TABLE_ELEMENT_BYTES,
 };
 pub use load::{Guest, GuestKind, read_guest};
 pub use prebuilt::{Prebuilt, precompile, precompile_key};

@@ -69,7 +69,7 @@ impl Default for Limits {
 
 /// A growth the limiter refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum RefusedGrowth {
     /// A linear memory would have grown to this many bytes.
     Memory(u64),
     /// A table would have grown to this many elements.
@@ -84,7 +84,7 @@ pub struct MemoryLimiter {
     max_elements: u64,
     memory: u64,
     elements: u64,
-    refused: Option<Refusal>,
+    refused: Option<RefusedGrowth>,
 }
 
 impl MemoryLimiter {
@@ -100,7 +100,7 @@ impl MemoryLimiter {
     }
 
     /// The first growth that was refused, if any.
-    pub fn first_refusal(&self) -> Option<Refusal> {
+    pub fn first_refusal(&self) -> Option<RefusedGrowth> {
         self.refused
     }
 
@@ -124,7 +124,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         if let Some(max) = self.max_bytes
             && self.bytes(memory, self.elements) > max
         {
-            self.refused.get_or_insert(Refusal::Memory(desired));
+            self.refused.get_or_insert(RefusedGrowth::Memory(desired));
             return Ok(false);
         }
         self.memory = memory;
@@ -146,7 +146,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             .max_bytes
             .is_some_and(|max| self.bytes(self.memory, elements) > max);
         if elements > self.max_elements || over_bytes {
-            self.refused.get_or_insert(Refusal::Table(desired));
+            self.refused.get_or_insert(RefusedGrowth::Table(desired));
             return Ok(false);
         }
         self.elements = elements;
@@ -200,12 +200,12 @@ mod tests {
         assert!(l.memory_growing(0, 60, None).unwrap());
         // A second memory may not take the total past the limit...
         assert!(!l.memory_growing(0, 50, None).unwrap());
-        assert_eq!(l.first_refusal(), Some(Refusal::Memory(50)));
+        assert_eq!(l.first_refusal(), Some(RefusedGrowth::Memory(50)));
         // ...but may use what is left.
         assert!(l.memory_growing(0, 40, None).unwrap());
         // The first memory growing from 60 to 61 now passes the total.
         assert!(!l.memory_growing(60, 61, None).unwrap());
-        assert_eq!(l.first_refusal(), Some(Refusal::Memory(50)));
+        assert_eq!(l.first_refusal(), Some(RefusedGrowth::Memory(50)));
     }
 
     #[test]
@@ -213,7 +213,7 @@ mod tests {
         let mut l = limiter(Some(1000), 100);
         assert!(l.table_growing(0, 100, None).unwrap());
         assert!(!l.table_growing(0, 1, None).unwrap(), "over the elements");
-        assert_eq!(l.first_refusal(), Some(Refusal::Table(1)));
+        assert_eq!(l.first_refusal(), Some(RefusedGrowth::Table(1)));
         // 100 elements are 800 bytes: 200 bytes of memory are left.
         assert!(l.memory_growing(0, 200, None).unwrap());
         assert!(!l.memory_growing(200, 201, None).unwrap());

@@ -80,7 +80,7 @@ pub struct ManifestLimits {
 }
 
 impl ManifestLimits {
-    fn read(l: &manifest::Limits, origin: &Path) -> Result<Self, ManifestLoadError> {
+    fn read(l: &manifest::LimitsTable, origin: &Path) -> Result<Self, ManifestLoadError> {
         let bad = |key: &str, message: String| ManifestLoadError::Limit {
             path: origin.to_path_buf(),
             key: key.to_string(),

@@ -27,7 +27,7 @@ use warden_wasi::{ComponentAbi, NamedListener};
 use crate::compile::{self, Compiled, Program};
 use crate::instance;
 use crate::load::{Guest, GuestKind};
-use crate::{Event, HostError, LimitHit, Limits, Outcome, Refusal, RunConfig, signals};
+use crate::{Event, HostError, LimitHit, Limits, Outcome, RefusedGrowth, RunConfig, signals};
 
 /// How long after `--timeout` the watchdog ends the process when the
 /// guest could not be stopped by the epoch or the timer.
@@ -47,7 +47,7 @@ pub struct Finished {
     /// How the guest ended.
     pub outcome: Outcome,
     /// The first memory or table growth the limits refused, if any.
-    pub refused: Option<Refusal>,
+    pub refused: Option<RefusedGrowth>,
 }
 
 /// Run a guest to completion on a fresh runtime. This is the process-level
@@ -271,7 +271,7 @@ async fn execute(
     cfg: &RunConfig,
     gate: &Arc<Gate>,
     listeners: Vec<Bound>,
-    refused: &mut Option<Refusal>,
+    refused: &mut Option<RefusedGrowth>,
 ) -> Result<Outcome, HostError> {
     let start_error = |e: wasmtime::Error| HostError::Start {
         path: cfg.file.clone(),

@@ -172,7 +172,7 @@ impl AuditLog {
     /// protocol version and cipher suite agreed, the peer certificate's
     /// SHA-256 and subject, and the result (`ok` or `failed`) with the
     /// reason.
-    pub fn record_tls(&self, event: &str, peer: std::net::SocketAddr, o: &crate::tls::Outcome) {
+    pub fn record_tls(&self, event: &str, peer: std::net::SocketAddr, o: &crate::tls::Handshake) {
         let key = format!(
             "{event} {peer} {} {:?}",
             o.name.as_deref().unwrap_or_default(),

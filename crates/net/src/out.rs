@@ -39,7 +39,7 @@ pub const MAX_QUEUED: usize = GUEST_BUFFER + 64 * 1024;
 
 /// One of the process's two output streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub enum Output {
     /// File descriptor 1.
     Stdout = 0,
     /// File descriptor 2.
@@ -52,7 +52,7 @@ pub struct Closed(pub io::ErrorKind);
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<(Stream, Vec<u8>)>,
+    queue: VecDeque<(Output, Vec<u8>)>,
     queued: usize,
     failed: [Option<io::ErrorKind>; 2],
     started: bool,
@@ -77,7 +77,7 @@ fn lock() -> MutexGuard<'static, State> {
 }
 
 /// Queue `bytes` for `stream`, starting the writer the first time.
-fn enqueue(state: &mut State, stream: Stream, bytes: Vec<u8>) {
+fn enqueue(state: &mut State, stream: Output, bytes: Vec<u8>) {
     state.queued += bytes.len();
     state.queue.push_back((stream, bytes));
     if !state.started {
@@ -112,14 +112,14 @@ pub fn raw(text: &str) {
 
 fn say(bytes: Vec<u8>) {
     let mut state = lock();
-    if state.failed[Stream::Stderr as usize].is_some() || state.queued + bytes.len() > MAX_QUEUED {
+    if state.failed[Output::Stderr as usize].is_some() || state.queued + bytes.len() > MAX_QUEUED {
         return;
     }
-    enqueue(&mut state, Stream::Stderr, bytes);
+    enqueue(&mut state, Output::Stderr, bytes);
 }
 
 /// Bytes a guest may queue now on `stream`, or why it may not.
-pub fn room(stream: Stream) -> Result<usize, Closed> {
+pub fn room(stream: Output) -> Result<usize, Closed> {
     let state = lock();
     match state.failed[stream as usize] {
         Some(kind) => Err(Closed(kind)),
@@ -129,7 +129,7 @@ pub fn room(stream: Stream) -> Result<usize, Closed> {
 
 /// Queue a guest's `bytes` for `stream` (whatever [`room`] said: a guest
 /// that writes more than it was offered is not refused).
-pub fn push(stream: Stream, bytes: Vec<u8>) -> Result<(), Closed> {
+pub fn push(stream: Output, bytes: Vec<u8>) -> Result<(), Closed> {
     let mut state = lock();
     if let Some(kind) = state.failed[stream as usize] {
         return Err(Closed(kind));
@@ -142,7 +142,7 @@ pub fn push(stream: Stream, bytes: Vec<u8>) -> Result<(), Closed> {
 
 /// Ready when a guest has room on `stream` (or the stream failed, which
 /// the next write reports).
-pub fn poll_room(stream: Stream, cx: &mut Context<'_>) -> Poll<()> {
+pub fn poll_room(stream: Output, cx: &mut Context<'_>) -> Poll<()> {
     let mut state = lock();
     if state.failed[stream as usize].is_some() || state.queued < GUEST_BUFFER {
         return Poll::Ready(());
@@ -190,11 +190,11 @@ fn write_out() {
             }
         };
         let written = match stream {
-            Stream::Stdout => {
+            Output::Stdout => {
                 let mut out = io::stdout().lock();
                 out.write_all(&chunk).and_then(|()| out.flush())
             }
-            Stream::Stderr => io::stderr().lock().write_all(&chunk),
+            Output::Stderr => io::stderr().lock().write_all(&chunk),
         };
         let mut state = lock();
         state.queued -= chunk.len();

@@ -52,7 +52,7 @@ pub enum Notice<'a> {
         /// The peer.
         peer: std::net::SocketAddr,
         /// What happened.
-        outcome: &'a crate::tls::Outcome,
+        outcome: &'a crate::tls::Handshake,
     },
     /// A kind's connection cap refused an outgoing connection. Said once
     /// per kind.
@@ -124,7 +124,7 @@ pub fn plain(n: &Notice<'_>) -> String {
 }
 
 /// `warden: TLS with ... failed: WHY; ...`.
-pub fn tls_line(action: Action, peer: std::net::SocketAddr, o: &crate::tls::Outcome) -> String {
+pub fn tls_line(action: Action, peer: std::net::SocketAddr, o: &crate::tls::Handshake) -> String {
     let kind = o
         .kind
         .as_deref()

@@ -104,12 +104,12 @@ pub struct Manifest {
     pub pools: Vec<Pool>,
     /// Limits for a run, as written (the binary reads them as it reads
     /// its flags).
-    pub limits: Limits,
+    pub limits: LimitsTable,
 }
 
 /// The `[limits]` table: a run's bounds, as text the flags take.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
+pub struct LimitsTable {
     /// As `--timeout` takes it.
     pub timeout: Option<String>,
     /// As `--max-memory` takes it.
@@ -707,7 +707,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
     let limits = raw
         .limits
         .as_ref()
-        .map_or_else(Limits::default, |l| Limits {
+        .map_or_else(LimitsTable::default, |l| LimitsTable {
             timeout: l.timeout.clone(),
             max_memory: l.max_memory.clone(),
             fuel: l.fuel,
@@ -1029,7 +1029,7 @@ key = "s.key"
         .unwrap();
         assert_eq!(
             m.limits,
-            Limits {
+            LimitsTable {
                 timeout: Some("2s".into()),
                 max_memory: Some("64MiB".into()),
                 fuel: Some(5),
@@ -1037,7 +1037,7 @@ key = "s.key"
         );
         assert_eq!(
             parse("version = 1\n", "w.toml").unwrap().limits,
-            Limits::default()
+            LimitsTable::default()
         );
         let err = parse("version = 1\n[limits]\ncpu = 1\n", "w.toml")
             .unwrap_err()

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
-use warden_host::{Finished, GuestKind, LimitHit, Outcome, Prebuilt, Refusal, RunConfig};
+use warden_host::{Finished, GuestKind, LimitHit, Outcome, Prebuilt, RefusedGrowth, RunConfig};
 
 use crate::{compiler, mounts, serving, workload};
 
@@ -146,10 +146,10 @@ fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
 fn ending(finished: &Finished) -> i32 {
     if let Some(refused) = finished.refused {
         say(&match refused {
-            Refusal::Memory(wanted) => format!(
+            RefusedGrowth::Memory(wanted) => format!(
                 "warden: the manifest's limits.max_memory refused the guest's growth of linear memory to {wanted} bytes"
             ),
-            Refusal::Table(wanted) => format!(
+            RefusedGrowth::Table(wanted) => format!(
                 "warden: the table element limit (or limits.max_memory) refused the guest's growth of a table to {wanted} elements"
             ),
         });

@@ -15,19 +15,19 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use warden_net::out::{self, Closed, Stream};
+use warden_net::out::{self, Closed, Output};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 /// One of the host's output streams, as guests write to it.
 #[derive(Debug, Clone, Copy)]
-pub struct HostOutput(Stream);
+pub struct HostOutput(Output);
 
 impl HostOutput {
     /// The host's stdout.
-    pub const STDOUT: HostOutput = HostOutput(Stream::Stdout);
+    pub const STDOUT: HostOutput = HostOutput(Output::Stdout);
     /// The host's stderr.
-    pub const STDERR: HostOutput = HostOutput(Stream::Stderr);
+    pub const STDERR: HostOutput = HostOutput(Output::Stderr);
 }
 
 /// The stream error for a failed host write: a closed pipe is the guest's
@@ -49,8 +49,8 @@ fn io_error(Closed(kind): Closed) -> io::Error {
 impl IsTerminal for HostOutput {
     fn is_terminal(&self) -> bool {
         match self.0 {
-            Stream::Stdout => io::IsTerminal::is_terminal(&io::stdout()),
-            Stream::Stderr => io::IsTerminal::is_terminal(&io::stderr()),
+            Output::Stdout => io::IsTerminal::is_terminal(&io::stdout()),
+            Output::Stderr => io::IsTerminal::is_terminal(&io::stderr()),
         }
     }
 }

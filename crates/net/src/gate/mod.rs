@@ -470,14 +470,14 @@ impl Gate {
                 Ok(done) => done,
                 Err(_) => (
                     None,
-                    tls::Outcome {
+                    tls::Handshake {
                         name: Some(shown),
                         kind: side.kind.as_ref().map(|k| k.name.clone()),
                         failure: Some(format!(
                             "the handshake did not finish within {}s",
                             timeout.as_secs_f64()
                         )),
-                        ..tls::Outcome::default()
+                        ..tls::Handshake::default()
                     },
                 ),
             };
@@ -517,7 +517,7 @@ impl Gate {
 
     /// Audit a TLS outcome, and say a failure once (per destination, or
     /// per peer address for incoming connections).
-    pub(crate) fn tls_outcome(&self, action: Action, peer: SocketAddr, outcome: &tls::Outcome) {
+    pub(crate) fn tls_outcome(&self, action: Action, peer: SocketAddr, outcome: &tls::Handshake) {
         if let Some(audit) = &self.audit {
             let event = match action {
                 Action::Accept => "tls-accept",

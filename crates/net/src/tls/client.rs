@@ -6,7 +6,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ClientSide, Outcome};
+use super::{ClientSide, Handshake};
 
 /// What is said in plaintext before the TLS handshake, for protocols that
 /// negotiate TLS inside their own (STARTTLS-style). The guest never sees
@@ -65,11 +65,14 @@ pub(crate) async fn handshake(
     side: &ClientSide,
     mut stream: TcpStream,
     name: ServerName<'static>,
-) -> (Option<tokio_rustls::client::TlsStream<TcpStream>>, Outcome) {
-    let mut outcome = Outcome {
+) -> (
+    Option<tokio_rustls::client::TlsStream<TcpStream>>,
+    Handshake,
+) {
+    let mut outcome = Handshake {
         name: Some(name.to_str().into_owned()),
         kind: side.kind.as_ref().map(|k| k.name.clone()),
-        ..Outcome::default()
+        ..Handshake::default()
     };
     if let Err(why) = side.preamble.run(&mut stream).await {
         outcome.failure = Some(why);
@@ -78,7 +81,7 @@ pub(crate) async fn handshake(
     let connector = tokio_rustls::TlsConnector::from(Arc::clone(&side.config));
     match connector.connect(name, stream).await {
         Ok(tls) => {
-            let agreed = Outcome::of(tls.get_ref().1);
+            let agreed = Handshake::of(tls.get_ref().1);
             outcome.version = agreed.version;
             outcome.cipher = agreed.cipher;
             outcome.peer_cert = agreed.peer_cert;

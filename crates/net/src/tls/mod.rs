@@ -345,7 +345,7 @@ fn key_error(e: rustls::Error, cert: &std::path::Path, key: &std::path::Path) ->
 
 /// What a finished (or failed) handshake was, for the audit log.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct Handshake {
     /// The name SNI carried and the certificate was checked against
     /// (outgoing), or the name the client asked for (incoming).
     pub name: Option<String>,
@@ -363,9 +363,9 @@ pub struct Outcome {
     pub certificate_refused: bool,
 }
 
-impl Outcome {
-    pub(crate) fn of(conn: &rustls::CommonState) -> Outcome {
-        Outcome {
+impl Handshake {
+    pub(crate) fn of(conn: &rustls::CommonState) -> Handshake {
+        Handshake {
             version: conn.protocol_version().map(|v| format!("{v:?}")),
             cipher: conn
                 .negotiated_cipher_suite()
@@ -378,7 +378,7 @@ impl Outcome {
                     not_after: 0,
                 })
             }),
-            ..Outcome::default()
+            ..Handshake::default()
         }
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use socket2::SockRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Outcome, ServerSide};
+use super::{Handshake, ServerSide};
 use crate::conn::Connection;
 use crate::{Action, Gate};
 
@@ -156,15 +156,15 @@ async fn accept_loop(
         let gate = gate.clone();
         let queue = queue.clone();
         tokio::spawn(async move {
-            let mut outcome = Outcome {
+            let mut outcome = Handshake {
                 kind: Some(side.kind.name.clone()),
-                ..Outcome::default()
+                ..Handshake::default()
             };
             match tokio::time::timeout(timeout, side.acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
                     let conn = tls.get_ref().1;
-                    let agreed = Outcome::of(conn);
-                    outcome = Outcome {
+                    let agreed = Handshake::of(conn);
+                    outcome = Handshake {
                         name: conn.server_name().map(str::to_string),
                         ..agreed
                     };
