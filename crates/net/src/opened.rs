@@ -588,9 +588,3 @@ impl Datagram {
         }
     }
 }
-
-impl std::os::fd::AsFd for Datagram {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.io.get_ref().as_fd()
-    }
-}

@@ -124,7 +124,7 @@ impl Sock {
         match self {
             Sock::Listener(l) => Probe::Listener(l),
             Sock::Stream(s) => Probe::Stream(s),
-            Sock::Datagram(d) => Probe::Kernel(std::os::fd::AsFd::as_fd(d)),
+            Sock::Datagram(d) => Probe::Kernel(d.fd()),
             Sock::Connecting(c) => Probe::Known(c.readiness()),
             Sock::Opened(_) | Sock::Failed(_) => Probe::Known(UNCONNECTED),
         }
