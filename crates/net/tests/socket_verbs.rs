@@ -171,7 +171,9 @@ async fn a_component_listener_decides_bind_then_listen_and_each_peer() {
         }
     });
     assert!(accept_within(&mut listener, QUIET).await.is_none());
-    assert!(client.join().unwrap(), "the refused peer is let go at once");
+    // Joined off the runtime's thread: the host's accept task runs on it.
+    let let_go = tokio::task::spawn_blocking(move || client.join().unwrap());
+    assert!(let_go.await.unwrap(), "the refused peer is let go at once");
     assert_eq!(seen.take(), [(Action::Accept, false)]);
 
     // The allow twin: accept from loopback.
