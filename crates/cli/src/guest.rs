@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use warden_host::{CacheSetting, Limits, ListenSpec, RunConfig};
-use warden_net::sockets::ListenOn;
+use warden_net::socket::ListenOn;
 use warden_policy::manifest::{Listen, ListenTls};
 use warden_wasi::{DirGrant, Grants};
 

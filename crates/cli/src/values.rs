@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 pub use warden_host::units::{duration, fuel, show_duration, size};
-use warden_net::sockets::ListenOn;
+use warden_net::socket::ListenOn;
 use warden_wasi::DirGrant;
 
 /// Parse a count: a positive whole number.

@@ -632,8 +632,8 @@ fn accepted_peers_pass_the_gate_and_are_audited() {
         p(&guest(Target::P1, "echo_std")),
         "1",
     ]);
-    // The denied peer is closed by the host (end of stream, or a reset
-    // when its bytes were unread) and never reaches the guest.
+    // The denied peer is reset by the host and never reaches the guest (a
+    // reset the write took first leaves an end of stream to read).
     let mut refused = connect_from("127.0.0.2", server.port);
     let _ = refused.write_all(b"nope\n");
     let mut buf = Vec::new();

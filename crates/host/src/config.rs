@@ -87,7 +87,7 @@ pub enum HostError {
     #[error("cannot listen on {on}: {source}")]
     Listen {
         /// Where.
-        on: warden_net::sockets::ListenOn,
+        on: warden_net::socket::ListenOn,
         /// Why (in use, permission denied, ...).
         #[source]
         source: std::io::Error,
@@ -103,7 +103,7 @@ pub struct ListenSpec {
     /// the inherited socket's own name, else `tcpN`).
     pub name: Option<String>,
     /// Where it comes from.
-    pub on: warden_net::sockets::ListenOn,
+    pub on: warden_net::socket::ListenOn,
     /// The id its grants carry in decisions (how the operator wrote it).
     pub id: String,
     /// TLS the host terminates on it, if any: the guest accepts

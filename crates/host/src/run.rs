@@ -84,7 +84,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
             source,
         };
         let (listener, inherited_name) =
-            warden_net::sockets::open_listener(&spec.on).map_err(listen_error)?;
+            warden_net::socket::open_listener(&spec.on).map_err(listen_error)?;
         let local = listener.local_addr().map_err(listen_error)?;
         let name = spec
             .name
@@ -283,16 +283,13 @@ async fn execute(
             let mut named = Vec::with_capacity(listeners.len());
             for (spec, b) in cfg.listeners.iter().zip(listeners) {
                 let side = b.tls_kind.as_ref().and_then(|k| gate.tls().server(&k.name));
-                let listener = match side {
-                    Some(side) => {
-                        warden_net::sockets::Listener::tls(b.listener, side.clone(), gate.clone())
-                    }
-                    None => warden_net::sockets::Listener::new(b.listener),
-                }
-                .map_err(|source| HostError::Listen {
-                    on: spec.on.clone(),
-                    source,
-                })?;
+                let tls = side.map(|side| (side.clone(), gate.clone()));
+                let listener = warden_net::socket::Listener::open(b.listener, tls, None).map_err(
+                    |source| HostError::Listen {
+                        on: spec.on.clone(),
+                        source,
+                    },
+                )?;
                 named.push(NamedListener {
                     name: b.name,
                     listener,
@@ -330,7 +327,7 @@ async fn execute(
             let linker = instance::component_linker(engine, *abi)?;
             // Pre-opened listeners wait for the guest's bind of their
             // address.
-            let activation = Arc::new(warden_net::tcp::Activation::default());
+            let activation = Arc::new(warden_net::socket::component::Activation::default());
             for (spec, b) in cfg.listeners.iter().zip(listeners) {
                 activation
                     .add(b.listener)

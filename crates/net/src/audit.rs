@@ -245,7 +245,7 @@ impl AuditLog {
         make: impl FnOnce() -> serde_json::Map<String, serde_json::Value>,
     ) {
         let now = Instant::now();
-        let mut repeats = self.repeats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut repeats = crate::sync::lock(&self.repeats);
         if repeats.len() >= MAX_TRACKED && !repeats.contains_key(&key) {
             for (_, r) in repeats.drain() {
                 self.send_summary(r);
@@ -287,10 +287,7 @@ impl AuditLog {
 
     /// Write the summaries still pending (the instance's log ends).
     fn flush_repeats(&self) {
-        let drained: Vec<Repeats> = self
-            .repeats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let drained: Vec<Repeats> = crate::sync::lock(&self.repeats)
             .drain()
             .map(|(_, r)| r)
             .collect();

@@ -57,7 +57,7 @@ impl DeniedNames {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Whether the answers are there and current (or there are no denied

@@ -15,21 +15,20 @@
 //! Host-side network work for the guest also lives here, behind the gate:
 //! [`Gate::resolve`] (a permitted lookup, pinned), [`Gate::connect`] (the
 //! HTTP egress path: decide on the name, resolve once, connect only to the
-//! checked addresses), and [`sockets`] (listeners Warden binds for guests and
-//! the connections accepted on them, each accept decided by the gate).
+//! checked addresses), and [`socket`] (guests' sockets: one core with a
+//! face per ABI, each verb decided by the gate).
 
 pub mod audit;
 pub mod conn;
 mod denied;
 pub mod linelog;
-pub mod opened;
 pub mod out;
 mod pgauth;
 pub mod pumped;
 pub mod report;
 pub mod resolve;
-pub mod sockets;
-pub mod tcp;
+pub mod socket;
+mod sync;
 pub mod timestamp;
 pub mod tls;
 

@@ -166,7 +166,7 @@ impl LineLog {
     }
 
     fn send(&self, line: String) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = crate::sync::lock(&self.tx);
         let Some(tx) = tx.as_ref() else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
@@ -189,8 +189,8 @@ impl LineLog {
     /// write what is queued, and say what happened. Lines after this are
     /// lost (and counted).
     pub fn finish(&self) -> AuditSummary {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(crate::sync::lock(&self.tx).take());
+        let writer = crate::sync::lock(&self.writer).take();
         let w = match writer {
             Some((handle, done)) => match done.recv_timeout(FINISH_WAIT) {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {

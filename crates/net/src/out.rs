@@ -73,7 +73,7 @@ static WRITER: LazyLock<Writer> = LazyLock::new(|| Writer {
 });
 
 fn lock() -> MutexGuard<'static, State> {
-    WRITER.state.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock(&WRITER.state)
 }
 
 /// Queue `bytes` for `stream`, starting the writer the first time.

@@ -12,6 +12,7 @@
 //! stream cut without `close_notify`) reads as an error. After the guest
 //! dropped it, the task finishes sending within [`LINGER`], then closes.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -72,10 +73,6 @@ impl State {
             w.wake();
         }
     }
-}
-
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a guest's poll sees on a pumped connection.

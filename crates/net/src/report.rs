@@ -254,7 +254,7 @@ impl Reported {
     }
 
     fn insert(set: &Mutex<HashSet<Key>>, key: Key, budget: usize) -> Option<bool> {
-        let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = crate::sync::lock(&set);
         if set.len() >= budget || set.contains(&key) {
             return None;
         }

@@ -133,11 +133,7 @@ impl Resolver {
         }
         let permit = self.in_flight.acquire().await;
         loop {
-            let wait = self
-                .pace
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(Instant::now());
+            let wait = crate::sync::lock(&self.pace).take(Instant::now());
             match wait {
                 None => break,
                 Some(d) => tokio::time::sleep(d).await,

@@ -1,6 +1,7 @@
-//! The socket verbs below the binary: both socket cores (`tcp`, for WASI
-//! 0.2/0.3 components; `opened`, for the sockets a preview1 guest opens),
-//! driven through their public API against a gate on loopback, with an
+//! The socket verbs below the binary: the socket core's two faces
+//! (`component`, for WASI 0.2/0.3; `posix`, for the sockets a preview1
+//! guest opens) and the listener they share, driven through their public
+//! API against a gate on loopback, with an
 //! observer that sees every decision. What is checked: the order and
 //! number of decisions (one per connect, its implicit bind not decided),
 //! allowed, denied and refused outcomes (a denial hands the socket back
@@ -15,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use warden_net::opened::{self, Datagram, Opened};
-use warden_net::tcp::{self, Activation, ErrorCode, Sockets, TcpSocket};
+use warden_net::socket::Family;
+use warden_net::socket::component::{self as tcp, Activation, ErrorCode, Sockets, TcpSocket};
+use warden_net::socket::posix::{self as opened, Datagram, Opened};
 use warden_net::{Action, Gate, Observer, Policy, Pool};
 use warden_policy::{Rights, Rule, parse_target_ports};
 
@@ -93,7 +95,7 @@ async fn a_component_connect_is_one_decision_allowed_denied_or_refused() {
 
     // Denied: the call's own error, decided once, and the socket is as
     // it was.
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     let denied: SocketAddr = ([127, 0, 0, 1], 9).into();
     assert_eq!(socket.start_connect(denied), Err(ErrorCode::AccessDenied));
     assert!(!socket.is_connecting());
@@ -126,13 +128,13 @@ async fn a_component_connect_is_one_decision_allowed_denied_or_refused() {
 
     // Refused by the peer's host: allowed by the gate, refused by the
     // kernel, and said so by finishing (never a success).
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     socket.start_connect(refused).unwrap();
     assert_eq!(finish(&mut socket).await, Err(ErrorCode::ConnectionRefused));
     assert_eq!(seen.take(), [(Action::Connect, true)]);
 
     // Bad arguments are refused before the gate is asked.
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, open.port()).into();
     assert_eq!(socket.start_connect(v6), Err(ErrorCode::InvalidArgument));
     let port0: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -140,8 +142,21 @@ async fn a_component_connect_is_one_decision_allowed_denied_or_refused() {
     assert_eq!(seen.take(), []);
 }
 
+/// Connect to `addr` from `from` and read one byte: what a peer the
+/// listener refuses sees (a reset, never an orderly end it could take for
+/// an empty answer, and never a wait).
+fn read_as_peer(from: [u8; 4], addr: SocketAddr) -> Result<usize, ErrorKind> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut c = TcpStream::from(s);
+    c.set_read_timeout(Some(BOUND)).unwrap();
+    c.read(&mut [0u8; 1]).map_err(|e| e.kind())
+}
+
 /// Accept from `listener` within `wait`, if anything arrives.
-async fn accept_within(listener: &mut tcp::Listener, wait: Duration) -> Option<TcpSocket> {
+async fn accept_within(listener: &mut tcp::Incoming, wait: Duration) -> Option<TcpSocket> {
     tokio::time::timeout(wait, poll_fn(|cx| listener.poll_accept(cx)))
         .await
         .ok()
@@ -156,24 +171,16 @@ async fn a_component_listener_decides_bind_then_listen_and_each_peer() {
         ("10.0.0.0/8:*", Rights::ACCEPT),
     ]);
     let ctx = sockets(&gate);
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
     let mut listener = socket.listen().unwrap();
     assert_eq!(seen.take(), [(Action::Bind, true), (Action::Listen, true)]);
     let addr = socket.local_address().unwrap();
-    let client = std::thread::spawn(move || {
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(BOUND)).unwrap();
-        // Reset or closed by the host, never left waiting.
-        match c.read(&mut [0u8; 1]) {
-            Ok(n) => n == 0,
-            Err(e) => e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut,
-        }
-    });
+    let client = std::thread::spawn(move || read_as_peer([127, 0, 0, 1], addr));
     assert!(accept_within(&mut listener, QUIET).await.is_none());
-    // Joined off the runtime's thread: the host's accept task runs on it.
+    // Joined off the runtime's thread, which must stay free to run tasks.
     let let_go = tokio::task::spawn_blocking(move || client.join().unwrap());
-    assert!(let_go.await.unwrap(), "the refused peer is let go at once");
+    assert_eq!(let_go.await.unwrap(), Err(ErrorKind::ConnectionReset));
     assert_eq!(seen.take(), [(Action::Accept, false)]);
 
     // The allow twin: accept from loopback.
@@ -182,7 +189,7 @@ async fn a_component_listener_decides_bind_then_listen_and_each_peer() {
         ("127.0.0.0/8:*", Rights::ACCEPT),
     ]);
     let ctx = sockets(&gate);
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
     let mut listener = socket.listen().unwrap();
     let addr = socket.local_address().unwrap();
@@ -194,7 +201,7 @@ async fn a_component_listener_decides_bind_then_listen_and_each_peer() {
     // Listen without a listen grant: denied, and the socket stays bound.
     let (gate, seen) = observed_gate(&[("127.0.0.1:*", Rights::BIND)]);
     let ctx = sockets(&gate);
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
     assert!(matches!(socket.listen(), Err(ErrorCode::AccessDenied)));
     assert!(socket.is_bound());
@@ -202,7 +209,7 @@ async fn a_component_listener_decides_bind_then_listen_and_each_peer() {
     assert_eq!(seen.take(), [(Action::Bind, true), (Action::Listen, false)]);
 
     // Bind without a grant: denied before the kernel binds.
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     assert_eq!(
         socket.bind(([127, 0, 0, 2], 0).into()),
         Err(ErrorCode::AccessDenied)
@@ -226,7 +233,7 @@ async fn a_bind_of_a_pre_opened_address_takes_the_operators_listener() {
     // A client that arrives before the guest listens waits in the
     // operator's backlog.
     let early = TcpStream::connect(addr).unwrap();
-    let mut socket = TcpSocket::new(&ctx, tcp::Family::V4).unwrap();
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
     socket.bind(addr).unwrap();
     assert!(activation.waiting().is_empty(), "taken by the bind");
     let mut listener = socket.listen().unwrap();
@@ -243,7 +250,7 @@ async fn a_bind_of_a_pre_opened_address_takes_the_operators_listener() {
 }
 
 /// Wait for a preview1 connect to end; its outcome.
-async fn outcome(c: &opened::Connecting) -> std::io::Result<warden_net::sockets::Stream> {
+async fn outcome(c: &opened::Connecting) -> std::io::Result<warden_net::socket::Stream> {
     tokio::time::timeout(BOUND, poll_fn(|cx| c.poll_done(cx)))
         .await
         .expect("a connect on loopback ends");
@@ -261,7 +268,7 @@ async fn a_preview1_connect_is_one_decision_allowed_denied_or_refused() {
     ]);
 
     // Denied: EACCES, and the socket comes back to be used again.
-    let socket = Opened::new(opened::Family::V4, None).unwrap();
+    let socket = Opened::new(Family::V4, None).unwrap();
     let (socket, e) = socket
         .connect(&gate, ([127, 0, 0, 1], 9).into())
         .map(|_| ())
@@ -277,7 +284,7 @@ async fn a_preview1_connect_is_one_decision_allowed_denied_or_refused() {
     assert_eq!(seen.take(), [(Action::Connect, true)]);
     let (mut accepted, _) = peer.accept().unwrap();
     stream
-        .wait(warden_net::sockets::Interest::Write)
+        .wait(warden_net::socket::Interest::Write)
         .await
         .unwrap();
     assert_eq!(stream.try_send(b"ping").unwrap(), 4);
@@ -287,7 +294,7 @@ async fn a_preview1_connect_is_one_decision_allowed_denied_or_refused() {
 
     // Refused: allowed, then ECONNREFUSED, and the connect reads as hung
     // up (poll(2) tells a failed connect as POLLHUP).
-    let socket = Opened::new(opened::Family::V4, None).unwrap();
+    let socket = Opened::new(Family::V4, None).unwrap();
     let connecting = socket.connect(&gate, refused).map_err(|(_, e)| e).unwrap();
     let e = outcome(&connecting).await.map(|_| ()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
@@ -301,7 +308,7 @@ async fn a_preview1_connect_ends_readable_by_poll() {
     let refused: SocketAddr = ([127, 0, 0, 1], closed_port()).into();
     let (gate, _) = observed_gate(&[("127.0.0.1:*", Rights::CONNECT)]);
     for (to, failed) in [(open, false), (refused, true)] {
-        let socket = Opened::new(opened::Family::V4, None).unwrap();
+        let socket = Opened::new(Family::V4, None).unwrap();
         let connecting = socket.connect(&gate, to).map_err(|(_, e)| e).unwrap();
         tokio::time::timeout(BOUND, poll_fn(|cx| connecting.poll_done(cx)))
             .await
@@ -321,7 +328,7 @@ async fn a_pool_confines_a_socket_beyond_what_the_policy_allows() {
     let (gate, seen) = observed_gate(&[("127.0.0.0/8:*", Rights::CONNECT)]);
     let pool = Arc::new(Pool::parse(&format!("db=connect@{open}")).unwrap());
 
-    let socket = Opened::new(opened::Family::V4, Some(pool.clone())).unwrap();
+    let socket = Opened::new(Family::V4, Some(pool.clone())).unwrap();
     let (socket, e) = socket.connect(&gate, other).map(|_| ()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EACCES));
     assert_eq!(seen.take(), [(Action::Connect, false)]);
@@ -331,11 +338,62 @@ async fn a_pool_confines_a_socket_beyond_what_the_policy_allows() {
 
     // The twin without the pool: the same connect is the policy's to
     // allow (and the kernel's to refuse).
-    let socket = Opened::new(opened::Family::V4, None).unwrap();
+    let socket = Opened::new(Family::V4, None).unwrap();
     let connecting = socket.connect(&gate, other).map_err(|(_, e)| e).unwrap();
     let e = outcome(&connecting).await.map(|_| ()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
     assert_eq!(seen.take(), [(Action::Connect, true)]);
+}
+
+#[tokio::test]
+async fn a_preview1_listener_decides_each_peer_once_within_its_pool() {
+    // The policy allows all of loopback; the pool only 127.0.0.1, so a
+    // peer from 127.0.0.2 is the pool's to refuse: one decision, a reset.
+    let (gate, seen) = observed_gate(&[(
+        "127.0.0.0/8:*",
+        Rights::BIND | Rights::LISTEN | Rights::ACCEPT,
+    )]);
+    let pool = Arc::new(Pool::parse("web=bind+listen+accept@127.0.0.1:*").unwrap());
+    let socket = Opened::new(Family::V4, Some(pool)).unwrap();
+    socket.bind(&gate, ([127, 0, 0, 1], 0).into()).unwrap();
+    let listener = socket.listen(&gate, 16).map_err(|(_, e)| e).unwrap();
+    assert_eq!(seen.take(), [(Action::Bind, true), (Action::Listen, true)]);
+    let addr = listener.local_addr().unwrap();
+
+    let stranger = std::thread::spawn(move || read_as_peer([127, 0, 0, 2], addr));
+    tokio::time::timeout(BOUND, listener.wait(warden_net::socket::Interest::Read))
+        .await
+        .unwrap()
+        .unwrap();
+    let e = listener.try_accept(&gate).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::WouldBlock,
+        "the refused peer is not handed over"
+    );
+    let let_go = tokio::task::spawn_blocking(move || stranger.join().unwrap());
+    assert_eq!(let_go.await.unwrap(), Err(ErrorKind::ConnectionReset));
+    assert_eq!(seen.take(), [(Action::Accept, false)]);
+
+    // The allow twin: a peer from 127.0.0.1 is inside both.
+    let client = TcpStream::connect(addr).unwrap();
+    let accepted = tokio::time::timeout(BOUND, async {
+        loop {
+            listener
+                .wait(warden_net::socket::Interest::Read)
+                .await
+                .unwrap();
+            match listener.try_accept(&gate) {
+                Ok(stream) => break stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.peer_addr(), client.local_addr().unwrap());
+    assert_eq!(seen.take(), [(Action::Accept, true)]);
 }
 
 #[tokio::test]
@@ -344,7 +402,7 @@ async fn each_preview1_datagram_is_decided_both_ways() {
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = peer.local_addr().unwrap();
     let (gate, seen) = observed_gate(&[(&to.to_string(), Rights::UDP_SEND | Rights::UDP_RECV)]);
-    let socket = Datagram::new(opened::Family::V4, None).unwrap();
+    let socket = Datagram::new(Family::V4, None).unwrap();
 
     // Sending elsewhere is denied.
     let e = socket
@@ -369,7 +427,7 @@ async fn each_preview1_datagram_is_decided_both_ways() {
     let got = tokio::time::timeout(BOUND, async {
         loop {
             socket
-                .wait(warden_net::sockets::Interest::Read)
+                .wait(warden_net::socket::Interest::Read)
                 .await
                 .unwrap();
             match socket.try_recv_from(&gate, &mut buf, false) {

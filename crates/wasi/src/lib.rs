@@ -130,7 +130,7 @@ pub struct NamedListener {
     /// The name (for example `http`).
     pub name: String,
     /// The bound socket.
-    pub listener: warden_net::sockets::Listener,
+    pub listener: warden_net::socket::Listener,
 }
 
 /// Build the preview1 context for a core module: its listeners at fds 3..
@@ -213,7 +213,7 @@ pub struct ComponentCtx {
     table: ResourceTable,
     http: WasiHttpCtx,
     hooks: GatedHttp,
-    tcp: warden_net::tcp::Sockets,
+    tcp: warden_net::socket::component::Sockets,
 }
 
 impl ComponentCtx {
@@ -226,7 +226,7 @@ impl ComponentCtx {
     pub fn new(
         grants: &Grants,
         gate: &Arc<Gate>,
-        activation: Arc<warden_net::tcp::Activation>,
+        activation: Arc<warden_net::socket::component::Activation>,
     ) -> Result<Self, WasiError> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -237,7 +237,7 @@ impl ComponentCtx {
             table,
             http,
             hooks: GatedHttp::new(gate.clone()),
-            tcp: warden_net::tcp::Sockets {
+            tcp: warden_net::socket::component::Sockets {
                 gate: gate.clone(),
                 activation,
             },

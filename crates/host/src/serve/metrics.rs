@@ -279,6 +279,6 @@ pub(crate) async fn serve_metrics(
 
 /// Bind the metrics listener.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let listener = warden_net::sockets::bind_listener(addr)?;
+    let listener = warden_net::socket::bind_listener(addr)?;
     tokio::net::TcpListener::from_std(listener)
 }

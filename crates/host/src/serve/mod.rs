@@ -250,15 +250,15 @@ async fn serve_async(
         cfg.addrs.clone()
     };
     for addr in &addrs {
-        let on = warden_net::sockets::ListenOn::Addr(*addr);
-        let b = warden_net::sockets::Bound::new(*addr)
+        let on = warden_net::socket::ListenOn::Addr(*addr);
+        let b = warden_net::socket::Bound::new(*addr)
             .map_err(|source| HostError::Listen { on, source })?;
         bound.push(b);
     }
     let mut handed = Vec::new();
     for spec in &cfg.listeners {
         let (l, _) =
-            warden_net::sockets::open_listener(&spec.on).map_err(|source| HostError::Listen {
+            warden_net::socket::open_listener(&spec.on).map_err(|source| HostError::Listen {
                 on: spec.on.clone(),
                 source,
             })?;
@@ -266,7 +266,7 @@ async fn serve_async(
     }
     let metrics_listener = match cfg.metrics {
         Some(addr) => Some(metrics::bind(addr).map_err(|source| HostError::Listen {
-            on: warden_net::sockets::ListenOn::Addr(addr),
+            on: warden_net::socket::ListenOn::Addr(addr),
             source,
         })?),
         None => None,
@@ -290,7 +290,7 @@ async fn serve_async(
     // The apps are ready: listen.
     let mut listeners = Vec::with_capacity(bound.len() + handed.len());
     for b in bound {
-        let on = warden_net::sockets::ListenOn::Addr(
+        let on = warden_net::socket::ListenOn::Addr(
             b.local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         );
@@ -303,7 +303,7 @@ async fn serve_async(
     let mut bound = Vec::with_capacity(listeners.len());
     for l in listeners {
         let local = l.local_addr().map_err(|source| HostError::Listen {
-            on: warden_net::sockets::ListenOn::Addr(SocketAddr::from(([0, 0, 0, 0], 0))),
+            on: warden_net::socket::ListenOn::Addr(SocketAddr::from(([0, 0, 0, 0], 0))),
             source,
         })?;
         bound.push((l, local));
@@ -335,7 +335,7 @@ async fn serve_async(
     let mut accepting = Vec::new();
     for (l, local) in bound {
         let l = tokio::net::TcpListener::from_std(l).map_err(|source| HostError::Listen {
-            on: warden_net::sockets::ListenOn::Addr(local),
+            on: warden_net::socket::ListenOn::Addr(local),
             source,
         })?;
         accepting.push(tokio::spawn(server.clone().accept(

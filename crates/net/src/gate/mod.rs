@@ -7,6 +7,7 @@
 
 mod dial;
 
+use crate::sync::lock;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -152,9 +153,6 @@ struct Shared {
 
 /// A poisoned lock only means another thread panicked while holding it;
 /// the data (a set, a pin table) is still valid, so keep using it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl Gate {
     /// A gate over `policy` with the defaults of [`GateBuilder`].

@@ -12,6 +12,7 @@
 //! client without a valid certificate (when one is required) and a stalled
 //! handshake never reach the guest.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use socket2::SockRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Handshake, ServerSide};
 use crate::conn::Connection;
-use crate::{Action, Gate};
+use crate::socket::listener::admit;
+use crate::{Action, Gate, Pool};
 
 /// The most handshakes one TLS listener runs at once.
 pub const MAX_HANDSHAKING: usize = 64;
@@ -59,21 +60,26 @@ impl Drop for Acceptor {
     }
 }
 
-fn lock(q: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
-    q.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Acceptor {
     /// Start accepting on `listener` with `side`'s configuration; each peer
-    /// is decided by `gate`. Must run inside a tokio runtime.
+    /// is decided by `gate` (within `pool`, if the listener came from one;
+    /// see [`crate::socket::listener::admit`]). Must run inside a tokio
+    /// runtime.
     pub fn spawn(
         listener: tokio::net::TcpListener,
         side: Arc<ServerSide>,
         gate: Arc<Gate>,
+        pool: Option<Arc<Pool>>,
         timeout: Duration,
     ) -> Acceptor {
         let queue = Arc::new(Mutex::new(Queue::default()));
-        let task = tokio::spawn(accept_loop(listener, side, gate, timeout, queue.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            side,
+            (gate, pool),
+            timeout,
+            queue.clone(),
+        ));
         Acceptor { queue, task }
     }
 
@@ -121,7 +127,7 @@ fn push(queue: &Mutex<Queue>, item: Result<Ready, io::Error>) {
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     side: Arc<ServerSide>,
-    gate: Arc<Gate>,
+    (gate, pool): (Arc<Gate>, Option<Arc<Pool>>),
     timeout: Duration,
     queue: Arc<Mutex<Queue>>,
 ) {
@@ -147,10 +153,9 @@ async fn accept_loop(
                 return;
             }
         };
-        if !gate.allows_addr(Action::Accept, peer) {
-            let _ = SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+        let Some(tcp) = admit(&gate, pool.as_deref(), peer, tcp) else {
             continue;
-        }
+        };
         let _ = tcp.set_nodelay(true);
         let side = side.clone();
         let gate = gate.clone();

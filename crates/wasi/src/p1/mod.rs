@@ -15,7 +15,7 @@
 //! [`link_p1`] answers for sockets with success and a prestat tag that is not
 //! `dir`, which wasi-libc skips.
 //!
-//! Socket operations are a thin translation over `warden_net::sockets`. The
+//! Socket operations are a thin translation over `warden_net::socket`. The
 //! OS sockets are non-blocking; a guest socket in blocking mode waits on the
 //! tokio reactor, so a blocked guest costs no CPU and `--timeout` still
 //! stops it. The trait's `sock_accept`/`sock_recv`/`sock_send` are

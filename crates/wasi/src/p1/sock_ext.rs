@@ -1,19 +1,20 @@
 //! The preview1 socket extension's operations (WAMR's ABI, with the
 //! address pools of WASI PR #312): open a socket from a pool, bind,
 //! connect, listen, addresses, name resolution, close. Every address use
-//! goes to the gate within the socket's pool (see `warden_net::opened`).
+//! goes to the gate within the socket's pool (see `warden_net::socket::posix`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use warden_net::opened::{Datagram, Family, Opened};
+use warden_net::socket::Family;
+use warden_net::socket::posix::{Datagram, Opened};
 use warden_net::{Action, Pool, ResolveError};
 use wasmtime_wasi::p1::types::{self, Errno};
 
 use super::sock_addr::{AF_INET4, AF_INET6, AF_UNSPEC, Hints, SOCK_DGRAM, SOCK_STREAM};
 use super::sockets::{io_errno, wait_fd};
 use super::table::{MAX_NARROWED_POOLS, MAX_NARROWED_SPEC_BYTES, P1Ctx, Slot, Sock, SocketFd};
-use warden_net::sockets::Interest;
+use warden_net::socket::Interest;
 
 /// The most addresses one `sock_addr_resolve` reports.
 pub const MAX_RESOLVED: usize = 64;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use warden_net::Action;
-use warden_net::opened::Datagram;
-use warden_net::sockets::{Interest, Stream};
+use warden_net::socket::posix::Datagram;
+use warden_net::socket::{Interest, Stream};
 use wasmtime_wasi::p1::types::{self, Errno};
 use wiggle::{GuestMemory, GuestPtr};
 

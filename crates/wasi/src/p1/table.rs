@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use warden_net::Pool;
-use warden_net::opened::{Connecting, Datagram, Opened};
-use warden_net::sockets::{Interest, Listener, Probe, Readiness, Stream};
+use warden_net::socket::posix::{Connecting, Datagram, Opened};
+use warden_net::socket::{Interest, Listener, Probe, Readiness, Stream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::types::{self, Errno};
 

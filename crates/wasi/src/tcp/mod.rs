@@ -1,6 +1,6 @@
 //! `wasi:sockets` TCP for components, Warden's own: the 0.2 `tcp` and
 //! `tcp-create-socket` interfaces and the TCP half of 0.3's `types`, over
-//! the ABI-neutral sockets of `warden_net::tcp` (which put every address
+//! the ABI-neutral sockets of `warden_net::socket::component` (which put every address
 //! to the gate, hand over pre-opened listeners, and keep the byte stream
 //! on the host).
 //!
@@ -16,7 +16,8 @@ mod p2;
 mod p3;
 mod streams;
 
-use warden_net::tcp::{ErrorCode, Family, Sockets};
+use warden_net::socket::Family;
+use warden_net::socket::component::{ErrorCode, Sockets};
 use wasmtime::component::{Linker, Resource, ResourceTable};
 
 use crate::{ComponentAbi, HasComponentCtx};

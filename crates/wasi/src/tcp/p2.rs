@@ -1,12 +1,12 @@
 //! `wasi:sockets/tcp@0.2` and `tcp-create-socket@0.2` over
-//! `warden_net::tcp`: the start/finish protocol, pollables, and the
+//! `warden_net::socket::component`: the start/finish protocol, pollables, and the
 //! socket's input and output streams.
 
 use std::net::{Shutdown, SocketAddr};
 use std::task::{Context, Poll};
 
 use warden_net::Action;
-use warden_net::tcp::{self, ErrorCode, Listener};
+use warden_net::socket::component::{self as tcp, ErrorCode, Incoming};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime_wasi::p2::bindings::sockets::network::{
@@ -34,7 +34,7 @@ enum Op {
 pub(crate) struct Socket {
     inner: tcp::TcpSocket,
     op: Option<Op>,
-    listener: Option<Listener>,
+    listener: Option<Incoming>,
     /// Shuts the output stream's writer down, once streams exist.
     closer: Option<WriteCloser>,
 }
@@ -310,8 +310,8 @@ pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Resu
         |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| {
             let mut v = view(&mut store);
             Ok((match socket(&mut v, &this)?.inner.family() {
-                tcp::Family::V4 => IpAddressFamily::Ipv4,
-                tcp::Family::V6 => IpAddressFamily::Ipv6,
+                warden_net::socket::Family::V4 => IpAddressFamily::Ipv4,
+                warden_net::socket::Family::V6 => IpAddressFamily::Ipv6,
             },))
         },
     )?;

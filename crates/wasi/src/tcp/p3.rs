@@ -1,4 +1,4 @@
-//! The TCP half of `wasi:sockets/types@0.3.0` over `warden_net::tcp`:
+//! The TCP half of `wasi:sockets/types@0.3.0` over `warden_net::socket::component`:
 //! `connect` is an async function, `listen` a stream of accepted sockets,
 //! and a connection's bytes are 0.3 streams (`send` consumes one,
 //! `receive` produces one), each with a future saying how it ended.
@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use warden_net::Action;
-use warden_net::tcp::{self, ErrorCode, Listener};
+use warden_net::socket::component::{self as tcp, ErrorCode, Incoming};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{
     Accessor, Destination, FutureReader, Linker, Resource, ResourceType, StreamProducer,
@@ -54,7 +54,7 @@ fn socket<'a>(
 
 /// A listening socket's accepted connections, as a 0.3 stream of sockets.
 struct Accepted {
-    listener: Listener,
+    listener: Incoming,
 }
 
 impl<D: HasComponentCtx> StreamProducer<D> for Accepted {
@@ -262,8 +262,8 @@ pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Resu
         |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| {
             let mut v = view(&mut store);
             Ok((match socket(&mut v, &this)?.family() {
-                tcp::Family::V4 => IpAddressFamily::Ipv4,
-                tcp::Family::V6 => IpAddressFamily::Ipv6,
+                warden_net::socket::Family::V4 => IpAddressFamily::Ipv4,
+                warden_net::socket::Family::V6 => IpAddressFamily::Ipv6,
             },))
         },
     )?;

@@ -1,6 +1,6 @@
 //! A connection's bytes as the guest sees them: WASI 0.2 input and output
 //! streams, and WASI 0.3 stream producers and consumers, over the reader
-//! and writer halves a `warden_net::tcp` socket hands out (plain TCP, or a
+//! and writer halves a `warden_net::socket::component` socket hands out (plain TCP, or a
 //! TLS session underneath).
 //!
 //! Writing ends with a shutdown of the writer (a FIN, and a TLS
@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, ReadBuf};
-use warden_net::tcp::{Reader, Writer};
+use warden_net::socket::component::{Reader, Writer};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Destination, Source, StreamConsumer, StreamProducer, StreamResult};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};

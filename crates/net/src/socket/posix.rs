@@ -1,63 +1,41 @@
-//! Sockets a guest opens itself through an ABI that has no wasi:sockets
-//! resources (preview1's Berkeley-style socket extension): a TCP socket
-//! before it connects or listens, its connect under way, and UDP sockets.
+//! The POSIX-style face of the socket core: sockets a guest opens itself
+//! through an ABI that has no wasi:sockets resources (preview1's
+//! Berkeley-style socket extension): a TCP socket before it connects or
+//! listens, its connect under way, and UDP sockets. Once listening it is
+//! the core's [`Listener`]; once connected, a [`Stream`].
 //!
 //! Every use of an address is put to the [`Gate`] within the socket's
 //! address pool ([`Gate::decide_in`]): bind (also the implicit one before a
-//! connect or a first datagram), listen, connect, each datagram sent and
-//! each datagram received (one from a refused peer is dropped, as a refused
-//! accepted peer is closed). A connect is made as the allowing grant's
-//! connection kind says, so transparent TLS applies here too.
+//! listen or a first datagram), listen, connect (its grant covers the
+//! ephemeral bind), each datagram sent and each datagram received (one
+//! from a refused peer is dropped, as a refused accepted peer is reset). A
+//! connect is made as the allowing grant's connection kind says, so
+//! transparent TLS applies here too.
 //!
 //! Errors are `io::Error`s carrying the errno a POSIX program expects
 //! (`EACCES` for a denial, `ECONNREFUSED` for a refused or failed TLS
 //! connection, `EINVAL`, `EAFNOSUPPORT`), which an ABI layer maps 1:1.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
-use crate::sockets::{Interest, Listener, Readiness, Stream};
+use super::{Family, Interest, Listener, Readiness, Stream};
+use crate::sync::lock;
 use crate::{Action, Gate, Pool, Target};
 
-/// An IP version, as a socket is opened for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// IPv4.
-    V4,
-    /// IPv6 (dual-stack, as Linux makes it: IPv4-mapped peers are decided
-    /// as their IPv4 address).
-    V6,
-}
-
-impl Family {
-    fn unspecified(self) -> SocketAddr {
-        match self {
-            Family::V4 => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            Family::V6 => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        }
-    }
-
-    fn domain(self) -> Domain {
-        match self {
-            Family::V4 => Domain::IPV4,
-            Family::V6 => Domain::IPV6,
-        }
-    }
-
-    /// Whether a socket of this family can use `addr` (an IPv4 socket
-    /// cannot reach an IPv6 address; an IPv6 one reaches both).
-    fn check(self, addr: SocketAddr) -> io::Result<()> {
-        match (self, addr.ip()) {
-            (Family::V4, IpAddr::V6(_)) => Err(errno(libc::EAFNOSUPPORT)),
-            _ => Ok(()),
-        }
+/// Whether a socket of `family` can use `addr` (an IPv4 socket cannot
+/// reach an IPv6 address; an IPv6 one, dual-stack, reaches both).
+fn check_family(family: Family, addr: SocketAddr) -> io::Result<()> {
+    match (family, addr.ip()) {
+        (Family::V4, IpAddr::V6(_)) => Err(errno(libc::EAFNOSUPPORT)),
+        _ => Ok(()),
     }
 }
 
@@ -131,7 +109,7 @@ impl Opened {
 
     /// Bind to `addr` (decided: `bind`).
     pub fn bind(&self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
-        self.family.check(addr)?;
+        check_family(self.family, addr)?;
         if self.is_bound() {
             return Err(errno(libc::EINVAL));
         }
@@ -164,19 +142,14 @@ impl Opened {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| errno(libc::EINVAL))?;
-        let decision = gate.decide_in(self.pool.as_deref(), Action::Listen, Target::Addr(local));
-        if !decision.is_allowed() {
-            return Err(denied());
-        }
-        let tls = gate.listener_tls(&decision).map_err(|_| denied())?;
-        self.socket
-            .listen(backlog.clamp(1, crate::sockets::BACKLOG))?;
+        let tls = super::listener::decide_listen(gate, self.pool.as_deref(), local)?;
+        self.socket.listen(backlog.clamp(1, super::BACKLOG))?;
         let listener: std::net::TcpListener = self.socket.try_clone()?.into();
-        let listener = match tls {
-            Some(side) => Listener::tls(listener, side, gate.clone()),
-            None => Listener::new(listener),
-        }?;
-        Ok(listener.confined(self.pool.clone()))
+        Listener::open(
+            listener,
+            tls.map(|side| (side, gate.clone())),
+            self.pool.clone(),
+        )
     }
 
     /// Start connecting to `addr`: the connect is decided now (call
@@ -235,7 +208,7 @@ impl Opened {
         let std_stream: std::net::TcpStream = self.socket.into();
         // Registering fails only without a reactor; the connect then ends
         // with that error, as a failed connect does.
-        let state = match crate::sockets::register(std_stream) {
+        let state = match super::ready::register(std_stream) {
             Ok(io) => Direct::Connecting(io),
             Err(e) => Direct::Done(Some(Err(e))),
         };
@@ -246,7 +219,7 @@ impl Opened {
     }
 
     fn check_connect(&self, gate: &Gate, addr: SocketAddr) -> io::Result<crate::Plan> {
-        self.family.check(addr)?;
+        check_family(self.family, addr)?;
         if addr.port() == 0 || addr.ip().to_canonical().is_unspecified() {
             return Err(errno(libc::EINVAL));
         }
@@ -270,10 +243,6 @@ impl Opened {
 struct Pending {
     result: Option<io::Result<Stream>>,
     wakers: Vec<Waker>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A connect under way (see [`Opened::connect`]); dropping it stops it.
@@ -471,7 +440,7 @@ impl Datagram {
 
     /// Bind to `addr` (decided: `udp-bind`).
     pub fn bind(&self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
-        self.family.check(addr)?;
+        check_family(self.family, addr)?;
         if self.bound() {
             return Err(errno(libc::EINVAL));
         }
@@ -482,7 +451,7 @@ impl Datagram {
     /// Set the default peer (decided: `udp-send` to it; call
     /// [`Gate::prepare`] first).
     pub fn connect(&mut self, gate: &Gate, addr: SocketAddr) -> io::Result<()> {
-        self.family.check(addr)?;
+        check_family(self.family, addr)?;
         if addr.port() == 0 || addr.ip().to_canonical().is_unspecified() {
             return Err(errno(libc::EINVAL));
         }
@@ -517,7 +486,7 @@ impl Datagram {
             (None, Some(peer)) => peer,
             (None, None) => return Err(errno(libc::EDESTADDRREQ)),
         };
-        self.family.check(to)?;
+        check_family(self.family, to)?;
         if to.port() == 0 {
             return Err(errno(libc::EINVAL));
         }
@@ -570,7 +539,7 @@ impl Datagram {
         };
         match r {
             Poll::Ready(Ok(mut guard)) => {
-                let now = crate::sockets::fd_readiness(self.io.as_raw_fd())?;
+                let now = super::ready::fd_readiness(self.io.as_raw_fd())?;
                 let ready = match interest {
                     Interest::Read => now.readable,
                     Interest::Write => now.writable,

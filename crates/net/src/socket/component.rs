@@ -1,12 +1,14 @@
-//! TCP sockets for WASI 0.2 and 0.3 guests: the ABI-neutral core.
+//! The wasi:sockets face of the socket core: TCP sockets of WASI 0.2 and
+//! 0.3 guests, as resources with a state machine.
 //!
 //! Warden owns its guests' TCP sockets instead of wasmtime-wasi, for two
 //! reasons: every use of an address is put to the [`Gate`] here (bind,
-//! listen, each accepted peer, connect, and the implicit bind before it),
-//! and the host keeps the byte stream, so it can hand over sockets the
-//! operator pre-opened and (with connection kinds) wrap streams in TLS.
-//! The wasi:sockets 0.2 and 0.3 faces in `warden-wasi` translate calls to
-//! this core and nothing more.
+//! listen, each accepted peer, connect, whose grant covers the ephemeral
+//! bind before it), and the host keeps the byte stream, so it can hand
+//! over sockets the operator pre-opened and (with connection kinds) wrap
+//! streams in TLS. A listening socket is the core's [`Listener`], as every
+//! ABI's is. The 0.2 and 0.3 faces in `warden-wasi` translate calls to
+//! this and nothing more.
 //!
 //! A socket goes Default → (bound) → Listening, or Default → Connecting →
 //! Connected; a failure leaves it Closed with the error. A connected
@@ -25,7 +27,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -35,8 +37,9 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::{Family, Interest, Listener};
 use crate::conn::Connection;
-use crate::tls::Acceptor;
+use crate::sync::lock;
 use crate::{Action, Gate, Target};
 
 /// The bytes a connected socket receives.
@@ -48,38 +51,19 @@ pub type Writer = Pin<Box<dyn AsyncWrite + Send + Sync>>;
 /// The listen backlog when the guest sets none (as Rust's std).
 pub const DEFAULT_BACKLOG: u32 = 128;
 
-/// An address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// IPv4.
-    V4,
-    /// IPv6 (IPv6-only: mapped IPv4 addresses are refused).
-    V6,
-}
-
-impl Family {
-    /// The unspecified address of the family, port 0: what an implicit
-    /// bind takes.
-    pub fn unspecified(self) -> SocketAddr {
-        match self {
-            Family::V4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+/// Whether a socket of `family` may use `ip`: wasi:sockets IPv6 sockets
+/// are IPv6-only, and IPv4-compatible and IPv4-mapped IPv6 addresses are
+/// refused on them (deprecated, or not IPv6 traffic at all).
+fn holds(family: Family, ip: IpAddr) -> bool {
+    match (family, ip) {
+        (Family::V4, IpAddr::V4(_)) => true,
+        (Family::V6, IpAddr::V6(v6)) => {
+            let compatible = matches!(v6.segments(), [0, 0, 0, 0, 0, 0, _, _])
+                && v6 != Ipv6Addr::UNSPECIFIED
+                && v6 != Ipv6Addr::LOCALHOST;
+            !compatible && v6.to_ipv4_mapped().is_none()
         }
-    }
-
-    fn holds(self, ip: IpAddr) -> bool {
-        match (self, ip) {
-            (Family::V4, IpAddr::V4(_)) => true,
-            // IPv4-compatible and IPv4-mapped IPv6 addresses are refused on
-            // IPv6 sockets (deprecated, or not IPv6 traffic at all).
-            (Family::V6, IpAddr::V6(v6)) => {
-                let compatible = matches!(v6.segments(), [0, 0, 0, 0, 0, 0, _, _])
-                    && v6 != Ipv6Addr::UNSPECIFIED
-                    && v6 != Ipv6Addr::LOCALHOST;
-                !compatible && v6.to_ipv4_mapped().is_none()
-            }
-            _ => false,
-        }
+        _ => false,
     }
 }
 
@@ -201,10 +185,6 @@ impl Activation {
     pub fn waiting(&self) -> Vec<SocketAddr> {
         lock(&self.by_addr).keys().copied().collect()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a guest's TCP sockets need from the instance: the gate, and the
@@ -372,7 +352,7 @@ enum State {
     Default(tokio::net::TcpSocket),
     /// Bound by taking a pre-opened listener.
     Activated(std::net::TcpListener),
-    Listening(Arc<tokio::net::TcpListener>),
+    Listening(Arc<Listener>),
     Connecting(Connecting),
     Connected(Connected),
     Closed(ErrorCode),
@@ -433,7 +413,7 @@ impl TcpSocket {
         match &self.state {
             State::Default(s) => Ok(s.as_fd()),
             State::Activated(l) => Ok(l.as_fd()),
-            State::Listening(l) => Ok(l.as_fd()),
+            State::Listening(l) => Ok(l.fd()),
             State::Connected(c) => Ok(c.fd.as_fd()),
             State::Connecting(_) => Err(ErrorCode::InvalidState),
             State::Closed(e) => Err(*e),
@@ -468,7 +448,7 @@ impl TcpSocket {
         let State::Default(socket) = &self.state else {
             return Err(ErrorCode::InvalidState);
         };
-        if !is_unicast(addr.ip()) || !self.family.holds(addr.ip()) {
+        if !is_unicast(addr.ip()) || !holds(self.family, addr.ip()) {
             return Err(ErrorCode::InvalidArgument);
         }
         self.decide(Action::Bind, addr)?;
@@ -495,7 +475,7 @@ impl TcpSocket {
         if !is_unicast(addr.ip())
             || addr.ip().to_canonical().is_unspecified()
             || addr.port() == 0
-            || !self.family.holds(addr.ip())
+            || !holds(self.family, addr.ip())
         {
             return Err(ErrorCode::InvalidArgument);
         }
@@ -549,21 +529,14 @@ impl TcpSocket {
         &self,
         addr: SocketAddr,
     ) -> Result<Option<Arc<crate::tls::ServerSide>>, ErrorCode> {
-        let decision = self.ctx.gate.decide(Action::Listen, Target::Addr(addr));
-        if !decision.is_allowed() {
-            return Err(ErrorCode::AccessDenied);
-        }
-        self.ctx
-            .gate
-            .listener_tls(&decision)
-            .map_err(|_| ErrorCode::AccessDenied)
+        Ok(super::listener::decide_listen(&self.ctx.gate, None, addr)?)
     }
 
     /// Listen (decided: `listen` on the local address; an unbound socket is
     /// first bound to an ephemeral port, decided as `bind`). When the
     /// grant's kind has a certificate, the host terminates TLS: the guest
     /// accepts only connections whose handshake finished.
-    pub fn listen(&mut self) -> Result<Listener, ErrorCode> {
+    pub fn listen(&mut self) -> Result<Incoming, ErrorCode> {
         let bound = self.is_bound();
         let (listener, tls) =
             match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
@@ -576,7 +549,7 @@ impl TcpSocket {
                             return Err(e);
                         }
                     };
-                    (tokio::net::TcpListener::from_std(l)?, tls)
+                    (l, tls)
                 }
                 State::Default(socket) => {
                     let checked = if bound {
@@ -597,39 +570,19 @@ impl TcpSocket {
                             return Err(e);
                         }
                     };
-                    (socket.listen(self.backlog)?, tls)
+                    (socket.listen(self.backlog)?.into_std()?, tls)
                 }
                 other => {
                     self.state = other;
                     return Err(ErrorCode::InvalidState);
                 }
             };
-        let listener = Arc::new(listener);
+        let tls = tls.map(|side| (side, self.ctx.gate.clone()));
+        let listener = Arc::new(Listener::open(listener, tls, None)?);
         self.state = State::Listening(listener.clone());
         self.bound = true;
-        let accepting = match tls {
-            None => Accepting::Plain {
-                inner: listener,
-                pending: None,
-            },
-            Some(side) => {
-                // The acceptor owns a listener on a duplicate of the
-                // socket; the socket keeps its own for addresses.
-                let dup = listener.as_fd().try_clone_to_owned()?;
-                let std_listener = std::net::TcpListener::from(dup);
-                std_listener.set_nonblocking(true)?;
-                let gate = self.ctx.gate.clone();
-                let timeout = gate.tls().handshake_timeout();
-                Accepting::Tls(Acceptor::spawn(
-                    tokio::net::TcpListener::from_std(std_listener)?,
-                    side,
-                    gate,
-                    timeout,
-                ))
-            }
-        };
-        Ok(Listener {
-            accepting,
+        Ok(Incoming {
+            listener,
             family: self.family,
             ctx: self.ctx.clone(),
             accepted: None,
@@ -713,7 +666,7 @@ impl TcpSocket {
                 // Listening again with another backlog updates it on Linux.
                 // SAFETY: a valid listening socket descriptor.
                 let r =
-                    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&**l), value as i32) };
+                    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l.fd()), value as i32) };
                 if r != 0 {
                     return Err(ErrorCode::NotSupported);
                 }
@@ -822,59 +775,30 @@ impl TcpSocket {
     }
 }
 
-/// How a listener's connections arrive.
-enum Accepting {
-    /// Accepted when the guest asks, each peer decided by the gate.
-    Plain {
-        inner: Arc<tokio::net::TcpListener>,
-        pending: Option<Task<Result<Connection, ErrorCode>>>,
-    },
-    /// Accepted and shaken hands with by the host, queued for the guest.
-    Tls(Acceptor),
-}
-
-/// A listening socket's stream of accepted connections.
-pub struct Listener {
-    accepting: Accepting,
+/// A listening socket's stream of accepted connections, as wasi:sockets
+/// hands them out: one at a time, each a new socket.
+pub struct Incoming {
+    listener: Arc<Listener>,
     family: Family,
     ctx: Sockets,
     accepted: Option<Result<Connection, ErrorCode>>,
 }
 
-impl Listener {
+impl Incoming {
     /// Ready when a connection can be accepted (or accepting failed).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.accepted.is_some() {
             return Poll::Ready(());
         }
-        let result = match &mut self.accepting {
-            Accepting::Plain { inner, pending } => {
-                let task = pending.get_or_insert_with(|| {
-                    let listener = inner.clone();
-                    let gate = self.ctx.gate.clone();
-                    Task::spawn(async move {
-                        loop {
-                            let (stream, peer) = listener.accept().await.map_err(accept_error)?;
-                            // A refused peer is reset, and never reaches
-                            // the guest.
-                            if gate.allows_addr(Action::Accept, peer) {
-                                return Ok(Connection::plain(stream, None));
-                            }
-                            let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                        }
-                    })
-                });
-                let result = ready!(task.poll(cx)).unwrap_or(Err(ErrorCode::Other));
-                *pending = None;
-                result
-            }
-            Accepting::Tls(acceptor) => {
-                ready!(acceptor.poll_ready(cx));
-                match acceptor.try_accept() {
-                    Ok(Some((conn, _peer))) => Ok(conn),
-                    Ok(None) => return Poll::Pending,
-                    Err(e) => Err(accept_error(e)),
+        let result = loop {
+            match self.listener.try_accept_connection(&self.ctx.gate) {
+                Ok((conn, _peer)) => break Ok(conn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = ready!(self.listener.poll_ready(Interest::Read, cx)) {
+                        break Err(accept_error(e));
+                    }
                 }
+                Err(e) => break Err(accept_error(e)),
             }
         };
         self.accepted = Some(result);
