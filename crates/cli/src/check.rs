@@ -3,22 +3,22 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
-use warden_net::Tls;
+use warden_host::manifest::Loaded;
 use warden_net::tls::material;
-use warden_policy::Kind;
-use warden_policy::manifest::default_listener_name;
+use warden_net::{AuditDest, DnsConfig, Tls};
+use warden_policy::{Kind, Policy};
 
-use crate::network;
 use crate::report::say;
 
 /// Print the resolved policy of the manifest at `file`, or its error.
 pub fn check(file: &Path) -> ExitCode {
-    let m = match network::read_manifest(file) {
+    // The one reading a run, a serve and the shim make: paths resolved
+    // against the manifest's directory, `[limits]` read.
+    let m = match Loaded::read(file) {
         Ok(m) => m,
-        Err(e) => return crate::usage_error(&e),
+        Err(e) => return crate::usage_error(&e.to_string()),
     };
     let width = m.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
     if m.rules.is_empty() {
@@ -27,6 +27,7 @@ pub fn check(file: &Path) -> ExitCode {
     for r in &m.rules {
         say(&format!("{:width$}  {r}", r.id));
     }
+    // With the name the guest will see, defaults included.
     for (i, l) in m.listen.iter().enumerate() {
         match l.name.clone().or_else(|| l.on.default_name(i)) {
             Some(n) => say(&format!("listen {n}={}", l.on)),
@@ -36,29 +37,33 @@ pub fn check(file: &Path) -> ExitCode {
     for pool in &m.pools {
         say(&pool.to_string());
     }
-    if let Some(dns) = m.dns_server {
+    if let DnsConfig::Server(dns) = m.dns {
         say(&format!("dns-server {dns}"));
     }
-    if let Some(audit) = &m.audit {
-        say(&format!("audit {audit}"));
+    match &m.audit {
+        Some(AuditDest::File(path)) => say(&format!("audit {}", path.display())),
+        Some(AuditDest::Stderr) => say("audit -"),
+        None => {}
     }
-    let policy = match m.policy() {
+    let limits = &m.limits;
+    if let Some(t) = limits.timeout {
+        say(&format!("limit timeout {t:?}"));
+    }
+    if let Some(bytes) = limits.max_memory {
+        say(&format!("limit max-memory {bytes} bytes"));
+    }
+    if let Some(fuel) = limits.fuel {
+        say(&format!("limit fuel {fuel}"));
+    }
+    let policy = match Policy::with_kinds(m.rules.clone(), m.kinds.clone(), m.require_tls) {
         Ok(p) => p,
-        Err(e) => return crate::usage_error(&e.to_string()),
+        Err(e) => return crate::usage_error(&crate::network::kind_error(&e)),
     };
-    // Relative files are relative to the manifest's directory, as in a run.
-    let base = file.parent().unwrap_or(Path::new(""));
-    let mut kinds: Vec<Arc<Kind>> = policy
+    let kinds: Vec<Arc<Kind>> = policy
         .kinds()
-        .map(|k| Arc::new(warden_host::manifest::relative_to(Kind::clone(k), base)))
+        .cloned()
+        .chain(m.listener_kinds().into_iter().map(Arc::new))
         .collect();
-    for (i, l) in m.listen.iter().enumerate() {
-        if let Some(tls) = &l.tls {
-            let name = l.name.clone().unwrap_or_else(|| default_listener_name(i));
-            let kind = tls.kind(&name);
-            kinds.push(Arc::new(warden_host::manifest::relative_to(kind, base)));
-        }
-    }
     // The TLS material is read and checked as a run would: readable PEM,
     // keys that match their certificates, nothing expired.
     if let Err(e) = Tls::load(&kinds, warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT) {

@@ -255,11 +255,8 @@ impl ListenArgs {
         // given (it decides preview1 fd numbers).
         let mut listeners: Vec<ListenSpec> = Vec::new();
         let manifest = manifest.into_iter().map(|l| {
-            let text = match &l.name {
-                Some(n) => format!("{n}={}", l.on),
-                None => l.on.to_string(),
-            };
-            (l.name, l.on, format!("listen {text}"), l.tls)
+            let id = l.id();
+            (l.name, l.on, id, l.tls)
         });
         let flag_tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(ListenTls {

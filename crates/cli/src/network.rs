@@ -13,7 +13,7 @@ use clap::Args;
 use warden_host::Network;
 use warden_host::manifest::{Loaded, audit_dest};
 use warden_net::{DnsConfig, Policy, Pool};
-use warden_policy::manifest::{self, Listen};
+use warden_policy::manifest::Listen;
 use warden_policy::{
     Cidr, Kind, KindError, NamePattern, Ports, Protocol, Rights, Rule, RuleTarget,
     parse_target_ports,
@@ -203,11 +203,6 @@ pub struct Resolved {
 /// take: manifest kinds are named by words, and this one is the flag).
 pub const CONNECT_TLS_KIND: &str = "--connect-tls";
 
-/// Read a manifest file, with errors that name it.
-pub fn read_manifest(path: &Path) -> Result<manifest::Manifest, String> {
-    warden_host::manifest::read(path).map_err(|e| e.to_string())
-}
-
 impl NetworkArgs {
     /// The flags' rules, each with the flag text as its id; grants on
     /// names marked internal when --allow-internal says so.
@@ -317,6 +312,8 @@ impl NetworkArgs {
             mut dns,
             audit: mut audit_to,
             limits,
+            apps: _,
+            base: _,
         } = match manifest_path {
             // Relative paths in a manifest are relative to its directory.
             Some(path) => Loaded::read(path).map_err(|e| e.to_string())?,
@@ -389,7 +386,7 @@ impl NetworkArgs {
 
 /// A disagreement between grants and kinds, in the words of the flags
 /// when a flag made the rule.
-fn kind_error(e: &KindError) -> String {
+pub(crate) fn kind_error(e: &KindError) -> String {
     match e {
         KindError::PlainTcp { rule } if rule.starts_with("--") => format!(
             "{rule} allows plain TCP connections, but --require-tls (or require_tls) says every connection must be TLS: use --connect-tls instead"

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args};
+use warden_host::manifest::Loaded;
 use warden_host::serve::{self, AppSpec, Reuse, Route, ServeConfig, ServeLimits, ServeTls};
 use warden_host::{Limits, ListenSpec};
 use warden_wasi::Grants;
@@ -166,11 +167,11 @@ impl ServeArgs {
     /// One validated serving configuration.
     pub fn into_config(self, matches: &ArgMatches) -> Result<ServeConfig, String> {
         let manifest_apps = match self.guest.network().manifest.as_deref() {
-            Some(path) => crate::network::read_manifest(path)?
-                .apps
-                .into_iter()
-                .map(|a| (a, path.parent().unwrap_or(Path::new("")).to_path_buf()))
-                .collect(),
+            Some(path) => {
+                let loaded = Loaded::read(path).map_err(|e| e.to_string())?;
+                let base = loaded.base;
+                loaded.apps.into_iter().map(|a| (a, base.clone())).collect()
+            }
             None => Vec::new(),
         };
         if self.file.is_some() != manifest_apps.is_empty() {

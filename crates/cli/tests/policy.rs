@@ -1037,6 +1037,42 @@ targets = ["127.0.0.1:5432"]
 }
 
 #[test]
+fn check_reads_a_manifest_as_a_run_does() {
+    // check prints what a run would take: the audit file resolved against
+    // the manifest's directory, and [limits] read (a run refuses a bad
+    // one, and so does check).
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write(
+        tmp.path(),
+        "limits.toml",
+        "version = 1\naudit = \"audit.jsonl\"\n[limits]\ntimeout = \"30s\"\nfuel = 1000\n",
+    );
+    let r = ran(warden().args(["check", &good]).output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        lines(&[
+            "# no rules: every network action is denied",
+            &format!("audit {}", tmp.path().join("audit.jsonl").display()),
+            "limit timeout 30s",
+            "limit fuel 1000",
+        ])
+    );
+    let bad = write(
+        tmp.path(),
+        "bad-limits.toml",
+        "version = 1\n[limits]\ntimeout = \"5\"\n",
+    );
+    let r = ran(warden().args(["check", &bad]).output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("limits.timeout: `5` has no unit"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn explain_names_the_deciding_rule() {
     let tmp = tempfile::tempdir().unwrap();
     let m = write(

@@ -1,14 +1,14 @@
 //! A manifest file as a host takes it: read, parsed, and its relative
-//! paths (TLS material, the audit log) resolved against its directory.
-//! `warden run` and `serve` add their flags' grants to what it says; the
-//! containerd shim takes it as a workload's whole policy. Either way there
-//! is one reading of a manifest.
+//! paths (TLS material, the audit log) resolved against its directory,
+//! into one value, [`Loaded`]. `warden run` and `serve` add their flags'
+//! grants to it; the containerd shim takes it as a workload's whole
+//! policy; `warden check` prints it. Every way in is this one reading.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use warden_net::{AuditDest, DnsConfig, Pool};
-use warden_policy::manifest::{self, Listen, Manifest, ManifestError};
+use warden_policy::manifest::{self, App, Listen, Manifest, ManifestError};
 use warden_policy::{Kind, Rule};
 
 /// Why a manifest could not be read.
@@ -66,6 +66,11 @@ pub struct Loaded {
     pub audit: Option<AuditDest>,
     /// The `[limits]` table, read.
     pub limits: ManifestLimits,
+    /// The `[[app]]` entries, as written (`warden serve`); their files are
+    /// relative to [`Loaded::base`].
+    pub apps: Vec<App>,
+    /// The manifest's directory, which its relative paths are taken from.
+    pub base: PathBuf,
 }
 
 /// A manifest's `[limits]`, read (each `None` when not given).
@@ -139,7 +144,29 @@ impl Loaded {
             dns: m.dns_server.map_or(DnsConfig::System, DnsConfig::Server),
             audit: m.audit.map(|a| audit_dest(&a, base)),
             limits: ManifestLimits::default(),
+            apps: m.apps,
+            base: base.to_path_buf(),
         }
+    }
+}
+
+impl Loaded {
+    /// The connection kinds of its TLS listeners (`listen:NAME`, a listener
+    /// unnamed taking its default name), their files resolved: what a run
+    /// of it loads beside [`Loaded::kinds`].
+    pub fn listener_kinds(&self) -> Vec<Kind> {
+        self.listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let tls = l.tls.as_ref()?;
+                let name = l
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| manifest::default_listener_name(i));
+                Some(tls.kind(&name))
+            })
+            .collect()
     }
 }
 

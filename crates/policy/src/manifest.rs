@@ -166,6 +166,17 @@ pub struct Listen {
     pub tls: Option<ListenTls>,
 }
 
+impl Listen {
+    /// How it is written and quoted, as the id of the grant that lets it
+    /// be used: `listen NAME=ON`, or `listen ON` when unnamed.
+    pub fn id(&self) -> String {
+        match &self.name {
+            Some(n) => format!("listen {n}={}", self.on),
+            None => format!("listen {}", self.on),
+        }
+    }
+}
+
 /// TLS a pre-opened listener terminates: the guest accepts decrypted
 /// connections.
 #[derive(Debug, Clone, PartialEq, Eq)]

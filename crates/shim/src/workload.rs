@@ -80,6 +80,8 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         dns,
         audit,
         limits,
+        apps: _,
+        base: _,
     } = loaded;
     let policy = Policy::with_kinds(rules, kinds, require_tls)
         .map_err(|e| anyhow::anyhow!("{}: {e}", shown(&manifest)))?;
@@ -87,10 +89,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         .into_iter()
         .enumerate()
         .map(|(i, l)| {
-            let id = match &l.name {
-                Some(n) => format!("listen {n}={}", l.on),
-                None => format!("listen {}", l.on),
-            };
+            let id = l.id();
             let name = l.name.clone().or_else(|| l.on.default_name(i));
             ListenSpec {
                 name,
