@@ -254,7 +254,7 @@ impl Reported {
     }
 
     fn insert(set: &Mutex<HashSet<Key>>, key: Key, budget: usize) -> Option<bool> {
-        let mut set = crate::sync::lock(&set);
+        let mut set = crate::sync::lock(set);
         if set.len() >= budget || set.contains(&key) {
             return None;
         }

@@ -151,9 +151,6 @@ struct Shared {
     observer: Option<Arc<dyn Observer>>,
 }
 
-/// A poisoned lock only means another thread panicked while holding it;
-/// the data (a set, a pin table) is still valid, so keep using it.
-
 impl Gate {
     /// A gate over `policy` with the defaults of [`GateBuilder`].
     pub fn new(policy: Policy) -> Arc<Self> {
