@@ -1,26 +1,58 @@
 //! `wasi:sockets/tcp@0.2` and `tcp-create-socket@0.2` over
-//! `warden_net::socket::component`: the start/finish protocol, pollables, and the
-//! socket's input and output streams.
+//! `warden_net::socket::component`: the start/finish protocol, pollables,
+//! and the socket's input and output streams.
+//!
+//! One function per WIT method: the interfaces' host traits are generated
+//! from the WASI 0.2 text (`crates/wasi/wit/p2`) and implemented here on
+//! [`TcpView`], as wasmtime-wasi's own p2 host files do. Warden generates
+//! its own rather than take wasmtime-wasi's because `start-connect` must
+//! be `async` here (the gate refreshes the denied names' addresses before
+//! it decides); every type but the socket is wasmtime-wasi's, so the
+//! linker sees exactly the interfaces it would have.
 
 use std::net::{Shutdown, SocketAddr};
 use std::task::{Context, Poll};
 
 use warden_net::Action;
+use warden_net::socket::Family;
 use warden_net::socket::component::{self as tcp, ErrorCode, Incoming};
-use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource, ResourceType};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTableError};
 use wasmtime_wasi::p2::bindings::sockets::network::{
-    ErrorCode as P2Code, IpAddressFamily, IpSocketAddress, Network,
+    self, ErrorCode as P2Code, IpAddressFamily, IpSocketAddress, Network,
 };
-use wasmtime_wasi::p2::bindings::sockets::tcp::ShutdownType;
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, Pollable};
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, DynPollable, Pollable, SocketError, SocketResult,
+};
 
+use self::bindings::wasi::sockets::tcp::ShutdownType;
+use self::bindings::wasi::sockets::{tcp as tcp_face, tcp_create_socket};
 use super::streams::{WriteCloser, WriteStream};
 use super::{TcpView, code, family_v6, retype};
 use crate::HasComponentCtx;
 
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/p2",
+        world: "warden:faces/tcp-p2",
+        imports: {
+            "wasi:sockets/tcp.[method]tcp-socket.start-connect": async | trappable,
+            default: trappable,
+        },
+        trappable_error_type: {
+            "wasi:sockets/network.error-code" => wasmtime_wasi::p2::SocketError,
+        },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:sockets/network": wasmtime_wasi::p2::bindings::sockets::network,
+            "wasi:sockets/tcp.tcp-socket": super::Handle,
+        },
+        require_store_data_send: true,
+    });
+}
+
 /// The handle type wasmtime's 0.2 bindings know for `tcp-socket`.
-type Handle = wasmtime_wasi::p2::TcpSocket;
+pub type Handle = wasmtime_wasi::p2::TcpSocket;
 
 /// The 0.2 start/finish operation under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,370 +109,311 @@ impl Pollable for Socket {
     }
 }
 
-type R<T> = wasmtime::Result<(Result<T, P2Code>,)>;
-
-fn err<T>(e: ErrorCode) -> R<T> {
-    Ok((Err(P2Code::from(code(e))),))
-}
-
-fn ok<T>(v: T) -> R<T> {
-    Ok((Ok(v),))
+/// Warden's error as the 0.2 error the trait methods return.
+fn fail(e: ErrorCode) -> SocketError {
+    P2Code::from(code(e)).into()
 }
 
 fn noop() -> Context<'static> {
     Context::from_waker(std::task::Waker::noop())
 }
 
-/// The socket behind `this`.
-fn socket<'a>(
-    view: &'a mut TcpView<'_>,
-    this: &Resource<Handle>,
-) -> wasmtime::Result<&'a mut Socket> {
-    Ok(view.table.get_mut(&retype::<Handle, Socket>(this))?)
+impl TcpView<'_> {
+    /// The socket behind `this`.
+    fn socket(&mut self, this: &Resource<Handle>) -> Result<&mut Socket, ResourceTableError> {
+        self.table.get_mut(&retype::<Handle, Socket>(this))
+    }
 }
 
-fn view<'a, T: HasComponentCtx>(store: &'a mut StoreContextMut<'_, T>) -> TcpView<'a> {
-    store.data_mut().component_ctx().tcp_view()
+/// The generated bindings' view of a store: its [`TcpView`].
+struct Faces;
+
+impl HasData for Faces {
+    type Data<'a> = TcpView<'a>;
 }
 
 /// Link the 0.2 TCP interfaces (see the module docs of `tcp`).
 pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    linker
-        .instance("wasi:sockets/tcp-create-socket@0.2.12")?
-        .func_wrap(
-            "create-tcp-socket",
-            |mut store: StoreContextMut<'_, T>,
-             (family,): (IpAddressFamily,)|
-             -> R<Resource<Handle>> {
-                let v = view(&mut store);
-                let family = family_v6(matches!(family, IpAddressFamily::Ipv6));
-                match tcp::TcpSocket::new(v.sockets, family) {
-                    Ok(s) => {
-                        let r = v.table.push(Socket::new(s))?;
-                        ok(retype(&r))
-                    }
-                    Err(e) => err(e),
-                }
-            },
-        )?;
-
-    let mut i = linker.instance("wasi:sockets/tcp@0.2.12")?;
-    i.resource(
-        "tcp-socket",
-        ResourceType::host::<Handle>(),
-        |mut store: StoreContextMut<'_, T>, rep| {
-            let v = view(&mut store);
-            v.table.delete::<Socket>(Resource::new_own(rep))?;
-            Ok(())
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.start-bind",
-        |mut store: StoreContextMut<'_, T>,
-         (this, network, addr): (Resource<Handle>, Resource<Network>, IpSocketAddress)|
-         -> R<()> {
-            let mut v = view(&mut store);
-            // The network resource is the capability to use the method.
-            v.table.get(&network)?;
-            let s = socket(&mut v, &this)?;
-            if s.op.is_some() {
-                return Ok((Err(P2Code::ConcurrencyConflict),));
-            }
-            match s.inner.bind(SocketAddr::from(addr)) {
-                Ok(()) => {
-                    s.op = Some(Op::Bind);
-                    ok(())
-                }
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.finish-bind",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<()> {
-            let mut v = view(&mut store);
-            let s = socket(&mut v, &this)?;
-            if s.op != Some(Op::Bind) {
-                return Ok((Err(P2Code::NotInProgress),));
-            }
-            s.op = None;
-            ok(())
-        },
-    )?;
-    i.func_wrap_async(
-        "[method]tcp-socket.start-connect",
-        |mut store: StoreContextMut<'_, T>,
-         (this, network, addr): (Resource<Handle>, Resource<Network>, IpSocketAddress)| {
-            Box::new(async move {
-                // The denied names' addresses, if stale, before deciding.
-                let gate = view(&mut store).sockets.gate.clone();
-                gate.prepare(Action::Connect).await;
-                let mut v = view(&mut store);
-                v.table.get(&network)?;
-                let s = socket(&mut v, &this)?;
-                if s.op.is_some() {
-                    return Ok((Err(P2Code::ConcurrencyConflict),));
-                }
-                match s.inner.start_connect(SocketAddr::from(addr)) {
-                    Ok(()) => {
-                        s.op = Some(Op::Connect);
-                        ok(())
-                    }
-                    Err(e) => err(e),
-                }
-            })
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.finish-connect",
-        |mut store: StoreContextMut<'_, T>,
-         (this,): (Resource<Handle>,)|
-         -> R<(Resource<DynInputStream>, Resource<DynOutputStream>)> {
-            let mut v = view(&mut store);
-            let s = socket(&mut v, &this)?;
-            if s.op != Some(Op::Connect) {
-                return Ok((Err(P2Code::NotInProgress),));
-            }
-            let Poll::Ready(result) = s.inner.poll_finish_connect(&mut noop()) else {
-                return Ok((Err(P2Code::WouldBlock),));
-            };
-            s.op = None;
-            let streams = result.and_then(|()| s.take_streams());
-            let (input, output) = match streams {
-                Ok(pair) => pair,
-                Err(e) => return err(e),
-            };
-            let parent = retype::<Handle, Socket>(&this);
-            let input = v.table.push_child(input, &parent)?;
-            let output = v.table.push_child(output, &parent)?;
-            ok((input, output))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.start-listen",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<()> {
-            let mut v = view(&mut store);
-            let s = socket(&mut v, &this)?;
-            if s.op.is_some() {
-                return Ok((Err(P2Code::ConcurrencyConflict),));
-            }
-            // WASI 0.2: a socket is bound explicitly before it listens.
-            if !s.inner.is_bound() {
-                return Ok((Err(P2Code::InvalidState),));
-            }
-            match s.inner.listen() {
-                Ok(l) => {
-                    s.listener = Some(l);
-                    s.op = Some(Op::Listen);
-                    ok(())
-                }
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.finish-listen",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<()> {
-            let mut v = view(&mut store);
-            let s = socket(&mut v, &this)?;
-            if s.op != Some(Op::Listen) {
-                return Ok((Err(P2Code::NotInProgress),));
-            }
-            s.op = None;
-            ok(())
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.accept",
-        |mut store: StoreContextMut<'_, T>,
-         (this,): (Resource<Handle>,)|
-         -> R<(
-            Resource<Handle>,
-            Resource<DynInputStream>,
-            Resource<DynOutputStream>,
-        )> {
-            let mut v = view(&mut store);
-            let s = socket(&mut v, &this)?;
-            let Some(listener) = s.listener.as_mut() else {
-                return Ok((Err(P2Code::InvalidState),));
-            };
-            let Poll::Ready(accepted) = listener.poll_accept(&mut noop()) else {
-                return Ok((Err(P2Code::WouldBlock),));
-            };
-            let mut accepted = Socket::new(accepted);
-            let (input, output) = match accepted.take_streams() {
-                Ok(pair) => pair,
-                Err(e) => return err(e),
-            };
-            let sock = v.table.push(accepted)?;
-            let input = v.table.push_child(input, &sock)?;
-            let output = v.table.push_child(output, &sock)?;
-            ok((retype(&sock), input, output))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.local-address",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<IpSocketAddress> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.inner.local_address() {
-                Ok(a) => ok(a.into()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.remote-address",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<IpSocketAddress> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.inner.remote_address() {
-                Ok(a) => ok(a.into()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.is-listening",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| {
-            let mut v = view(&mut store);
-            Ok((socket(&mut v, &this)?.inner.is_listening(),))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.address-family",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| {
-            let mut v = view(&mut store);
-            Ok((match socket(&mut v, &this)?.inner.family() {
-                warden_net::socket::Family::V4 => IpAddressFamily::Ipv4,
-                warden_net::socket::Family::V6 => IpAddressFamily::Ipv6,
-            },))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.set-listen-backlog-size",
-        |mut store: StoreContextMut<'_, T>, (this, value): (Resource<Handle>, u64)| -> R<()> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.inner.set_listen_backlog_size(value) {
-                Ok(()) => ok(()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    // The options: a getter and a setter each, straight to the core.
-    macro_rules! option {
-        ($get:literal, $set:literal, $ty:ty, $getter:ident, $setter:ident) => {
-            i.func_wrap(
-                $get,
-                |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<$ty> {
-                    let mut v = view(&mut store);
-                    match socket(&mut v, &this)?.inner.$getter() {
-                        Ok(x) => ok(x),
-                        Err(e) => err(e),
-                    }
-                },
-            )?;
-            i.func_wrap(
-                $set,
-                |mut store: StoreContextMut<'_, T>,
-                 (this, value): (Resource<Handle>, $ty)|
-                 -> R<()> {
-                    let mut v = view(&mut store);
-                    match socket(&mut v, &this)?.inner.$setter(value) {
-                        Ok(()) => ok(()),
-                        Err(e) => err(e),
-                    }
-                },
-            )?;
-        };
+    fn view<T: HasComponentCtx>(t: &mut T) -> TcpView<'_> {
+        t.component_ctx().tcp_view()
     }
-    option!(
-        "[method]tcp-socket.keep-alive-enabled",
-        "[method]tcp-socket.set-keep-alive-enabled",
-        bool,
-        keep_alive_enabled,
-        set_keep_alive_enabled
-    );
-    option!(
-        "[method]tcp-socket.keep-alive-idle-time",
-        "[method]tcp-socket.set-keep-alive-idle-time",
-        u64,
-        keep_alive_idle_time,
-        set_keep_alive_idle_time
-    );
-    option!(
-        "[method]tcp-socket.keep-alive-interval",
-        "[method]tcp-socket.set-keep-alive-interval",
-        u64,
-        keep_alive_interval,
-        set_keep_alive_interval
-    );
-    option!(
-        "[method]tcp-socket.keep-alive-count",
-        "[method]tcp-socket.set-keep-alive-count",
-        u32,
-        keep_alive_count,
-        set_keep_alive_count
-    );
-    option!(
-        "[method]tcp-socket.hop-limit",
-        "[method]tcp-socket.set-hop-limit",
-        u8,
-        hop_limit,
-        set_hop_limit
-    );
-    option!(
-        "[method]tcp-socket.receive-buffer-size",
-        "[method]tcp-socket.set-receive-buffer-size",
-        u64,
-        receive_buffer_size,
-        set_receive_buffer_size
-    );
-    option!(
-        "[method]tcp-socket.send-buffer-size",
-        "[method]tcp-socket.set-send-buffer-size",
-        u64,
-        send_buffer_size,
-        set_send_buffer_size
-    );
-    i.func_wrap(
-        "[method]tcp-socket.subscribe",
-        |mut store: StoreContextMut<'_, T>,
-         (this,): (Resource<Handle>,)|
-         -> wasmtime::Result<(Resource<DynPollable>,)> {
-            let v = view(&mut store);
-            Ok((wasmtime_wasi::p2::subscribe(
-                v.table,
-                retype::<Handle, Socket>(&this),
-            )?,))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.shutdown",
-        |mut store: StoreContextMut<'_, T>,
-         (this, how): (Resource<Handle>, ShutdownType)|
-         -> R<()> {
-            let mut v = view(&mut store);
-            let s = socket(&mut v, &this)?;
-            // Only a connection with its streams taken can be shut down.
-            let Some(closer) = s.closer.clone() else {
-                return Ok((Err(P2Code::InvalidState),));
-            };
-            let how = match how {
-                ShutdownType::Receive => Shutdown::Read,
-                ShutdownType::Send => Shutdown::Write,
-                ShutdownType::Both => Shutdown::Both,
-            };
-            if matches!(how, Shutdown::Write | Shutdown::Both) {
-                // Send what is queued, then close (FIN; close_notify under
-                // TLS).
-                closer.close();
-            }
-            if matches!(how, Shutdown::Read | Shutdown::Both)
-                && let Err(e) = s.inner.shutdown(Shutdown::Read)
-            {
-                return err(e);
-            }
-            ok(())
-        },
-    )?;
+    tcp_create_socket::add_to_linker::<T, Faces>(linker, view::<T>)?;
+    tcp_face::add_to_linker::<T, Faces>(linker, view::<T>)?;
     Ok(())
+}
+
+impl tcp_create_socket::Host for TcpView<'_> {
+    fn create_tcp_socket(&mut self, family: IpAddressFamily) -> SocketResult<Resource<Handle>> {
+        let family = family_v6(matches!(family, IpAddressFamily::Ipv6));
+        let s = tcp::TcpSocket::new(self.sockets, family).map_err(fail)?;
+        let r = self.table.push(Socket::new(s))?;
+        Ok(retype(&r))
+    }
+}
+
+impl tcp_face::Host for TcpView<'_> {}
+
+/// What the TCP interface's bindings need of `network`: turning a trait
+/// method's error into the error code the guest gets. The interface's own
+/// functions stay wasmtime-wasi's (this module links none of them).
+impl network::Host for TcpView<'_> {
+    fn convert_error_code(&mut self, e: SocketError) -> wasmtime::Result<P2Code> {
+        e.downcast()
+    }
+
+    fn network_error_code(
+        &mut self,
+        err: Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<P2Code>> {
+        let err = self.table.get(&err)?;
+        Ok(err.downcast_ref::<std::io::Error>().map(P2Code::from))
+    }
+}
+
+impl network::HostNetwork for TcpView<'_> {
+    fn drop(&mut self, this: Resource<Network>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl tcp_face::HostTcpSocket for TcpView<'_> {
+    fn start_bind(
+        &mut self,
+        this: Resource<Handle>,
+        network: Resource<Network>,
+        addr: IpSocketAddress,
+    ) -> SocketResult<()> {
+        // The network resource is the capability to use the method.
+        self.table.get(&network)?;
+        let s = self.socket(&this)?;
+        if s.op.is_some() {
+            return Err(P2Code::ConcurrencyConflict.into());
+        }
+        s.inner.bind(SocketAddr::from(addr)).map_err(fail)?;
+        s.op = Some(Op::Bind);
+        Ok(())
+    }
+
+    fn finish_bind(&mut self, this: Resource<Handle>) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        if s.op != Some(Op::Bind) {
+            return Err(P2Code::NotInProgress.into());
+        }
+        s.op = None;
+        Ok(())
+    }
+
+    async fn start_connect(
+        &mut self,
+        this: Resource<Handle>,
+        network: Resource<Network>,
+        addr: IpSocketAddress,
+    ) -> SocketResult<()> {
+        // The denied names' addresses, if stale, before deciding.
+        self.sockets.gate.prepare(Action::Connect).await;
+        self.table.get(&network)?;
+        let s = self.socket(&this)?;
+        if s.op.is_some() {
+            return Err(P2Code::ConcurrencyConflict.into());
+        }
+        s.inner
+            .start_connect(SocketAddr::from(addr))
+            .map_err(fail)?;
+        s.op = Some(Op::Connect);
+        Ok(())
+    }
+
+    fn finish_connect(
+        &mut self,
+        this: Resource<Handle>,
+    ) -> SocketResult<(Resource<DynInputStream>, Resource<DynOutputStream>)> {
+        let s = self.socket(&this)?;
+        if s.op != Some(Op::Connect) {
+            return Err(P2Code::NotInProgress.into());
+        }
+        let Poll::Ready(result) = s.inner.poll_finish_connect(&mut noop()) else {
+            return Err(P2Code::WouldBlock.into());
+        };
+        s.op = None;
+        let (input, output) = result.and_then(|()| s.take_streams()).map_err(fail)?;
+        let parent = retype::<Handle, Socket>(&this);
+        let input = self.table.push_child(input, &parent)?;
+        let output = self.table.push_child(output, &parent)?;
+        Ok((input, output))
+    }
+
+    fn start_listen(&mut self, this: Resource<Handle>) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        if s.op.is_some() {
+            return Err(P2Code::ConcurrencyConflict.into());
+        }
+        // WASI 0.2: a socket is bound explicitly before it listens.
+        if !s.inner.is_bound() {
+            return Err(P2Code::InvalidState.into());
+        }
+        s.listener = Some(s.inner.listen().map_err(fail)?);
+        s.op = Some(Op::Listen);
+        Ok(())
+    }
+
+    fn finish_listen(&mut self, this: Resource<Handle>) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        if s.op != Some(Op::Listen) {
+            return Err(P2Code::NotInProgress.into());
+        }
+        s.op = None;
+        Ok(())
+    }
+
+    fn accept(
+        &mut self,
+        this: Resource<Handle>,
+    ) -> SocketResult<(
+        Resource<Handle>,
+        Resource<DynInputStream>,
+        Resource<DynOutputStream>,
+    )> {
+        let s = self.socket(&this)?;
+        let Some(listener) = s.listener.as_mut() else {
+            return Err(P2Code::InvalidState.into());
+        };
+        let Poll::Ready(accepted) = listener.poll_accept(&mut noop()) else {
+            return Err(P2Code::WouldBlock.into());
+        };
+        let mut accepted = Socket::new(accepted);
+        let (input, output) = accepted.take_streams().map_err(fail)?;
+        let sock = self.table.push(accepted)?;
+        let input = self.table.push_child(input, &sock)?;
+        let output = self.table.push_child(output, &sock)?;
+        Ok((retype(&sock), input, output))
+    }
+
+    fn local_address(&mut self, this: Resource<Handle>) -> SocketResult<IpSocketAddress> {
+        let a = self.socket(&this)?.inner.local_address().map_err(fail)?;
+        Ok(a.into())
+    }
+
+    fn remote_address(&mut self, this: Resource<Handle>) -> SocketResult<IpSocketAddress> {
+        let a = self.socket(&this)?.inner.remote_address().map_err(fail)?;
+        Ok(a.into())
+    }
+
+    fn is_listening(&mut self, this: Resource<Handle>) -> wasmtime::Result<bool> {
+        Ok(self.socket(&this)?.inner.is_listening())
+    }
+
+    fn address_family(&mut self, this: Resource<Handle>) -> wasmtime::Result<IpAddressFamily> {
+        Ok(match self.socket(&this)?.inner.family() {
+            Family::V4 => IpAddressFamily::Ipv4,
+            Family::V6 => IpAddressFamily::Ipv6,
+        })
+    }
+
+    fn set_listen_backlog_size(&mut self, this: Resource<Handle>, value: u64) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_listen_backlog_size(value).map_err(fail)
+    }
+
+    fn keep_alive_enabled(&mut self, this: Resource<Handle>) -> SocketResult<bool> {
+        self.socket(&this)?.inner.keep_alive_enabled().map_err(fail)
+    }
+
+    fn set_keep_alive_enabled(&mut self, this: Resource<Handle>, value: bool) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_keep_alive_enabled(value).map_err(fail)
+    }
+
+    fn keep_alive_idle_time(&mut self, this: Resource<Handle>) -> SocketResult<u64> {
+        self.socket(&this)?
+            .inner
+            .keep_alive_idle_time()
+            .map_err(fail)
+    }
+
+    fn set_keep_alive_idle_time(&mut self, this: Resource<Handle>, value: u64) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_keep_alive_idle_time(value).map_err(fail)
+    }
+
+    fn keep_alive_interval(&mut self, this: Resource<Handle>) -> SocketResult<u64> {
+        self.socket(&this)?
+            .inner
+            .keep_alive_interval()
+            .map_err(fail)
+    }
+
+    fn set_keep_alive_interval(&mut self, this: Resource<Handle>, value: u64) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_keep_alive_interval(value).map_err(fail)
+    }
+
+    fn keep_alive_count(&mut self, this: Resource<Handle>) -> SocketResult<u32> {
+        self.socket(&this)?.inner.keep_alive_count().map_err(fail)
+    }
+
+    fn set_keep_alive_count(&mut self, this: Resource<Handle>, value: u32) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_keep_alive_count(value).map_err(fail)
+    }
+
+    fn hop_limit(&mut self, this: Resource<Handle>) -> SocketResult<u8> {
+        self.socket(&this)?.inner.hop_limit().map_err(fail)
+    }
+
+    fn set_hop_limit(&mut self, this: Resource<Handle>, value: u8) -> SocketResult<()> {
+        self.socket(&this)?.inner.set_hop_limit(value).map_err(fail)
+    }
+
+    fn receive_buffer_size(&mut self, this: Resource<Handle>) -> SocketResult<u64> {
+        self.socket(&this)?
+            .inner
+            .receive_buffer_size()
+            .map_err(fail)
+    }
+
+    fn set_receive_buffer_size(&mut self, this: Resource<Handle>, value: u64) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_receive_buffer_size(value).map_err(fail)
+    }
+
+    fn send_buffer_size(&mut self, this: Resource<Handle>) -> SocketResult<u64> {
+        self.socket(&this)?.inner.send_buffer_size().map_err(fail)
+    }
+
+    fn set_send_buffer_size(&mut self, this: Resource<Handle>, value: u64) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        s.inner.set_send_buffer_size(value).map_err(fail)
+    }
+
+    fn subscribe(&mut self, this: Resource<Handle>) -> wasmtime::Result<Resource<DynPollable>> {
+        wasmtime_wasi::p2::subscribe(self.table, retype::<Handle, Socket>(&this))
+    }
+
+    fn shutdown(&mut self, this: Resource<Handle>, how: ShutdownType) -> SocketResult<()> {
+        let s = self.socket(&this)?;
+        // Only a connection with its streams taken can be shut down.
+        let Some(closer) = s.closer.clone() else {
+            return Err(P2Code::InvalidState.into());
+        };
+        let how = match how {
+            ShutdownType::Receive => Shutdown::Read,
+            ShutdownType::Send => Shutdown::Write,
+            ShutdownType::Both => Shutdown::Both,
+        };
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            // Send what is queued, then close (FIN; close_notify under
+            // TLS).
+            closer.close();
+        }
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            s.inner.shutdown(Shutdown::Read).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    fn drop(&mut self, this: Resource<Handle>) -> wasmtime::Result<()> {
+        self.table.delete::<Socket>(retype(&this))?;
+        Ok(())
+    }
 }
