@@ -20,7 +20,7 @@ use warden_net::socket::Family;
 use warden_net::socket::component::{self as tcp, Activation, ErrorCode, Sockets, TcpSocket};
 use warden_net::socket::posix::{self as opened, Datagram, Opened};
 use warden_net::{Action, Gate, Observer, Policy, Pool};
-use warden_policy::{Rights, Rule, parse_target_ports};
+use warden_policy::{Kind, Rights, Rule, parse_target_ports};
 
 /// How long a test waits for something that must not happen.
 const QUIET: Duration = Duration::from_millis(300);
@@ -317,6 +317,53 @@ async fn a_preview1_connect_ends_readable_by_poll() {
         assert!(r.writable, "{to}: done is writable");
         assert_eq!(r.hangup, failed, "{to}: a failed connect is hung up");
     }
+}
+
+#[tokio::test]
+async fn a_kind_at_its_cap_refuses_a_connect_on_both_faces_after_one_decision() {
+    // One connection at a time through the kind `one`: a second connect is
+    // allowed by the policy (one decision each) and refused by the kind.
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = peer.local_addr().unwrap();
+    let (target, ports) = parse_target_ports("127.0.0.1:*").unwrap();
+    let rule = Rule::allow("capped", target, ports, Rights::CONNECT).with_kind("one");
+    let kind = Kind {
+        name: "one".into(),
+        max_connections: Some(1),
+        ..Kind::default()
+    };
+    let seen = Arc::new(Seen::default());
+    let gate = Gate::builder(Policy::with_kinds([rule], [kind], false).unwrap())
+        .reporter(Arc::new(|_| {}))
+        .observer(seen.clone())
+        .build();
+    let ctx = sockets(&gate);
+    let mut first = TcpSocket::new(&ctx, Family::V4).unwrap();
+    first.start_connect(to).unwrap();
+    let made = tokio::time::timeout(BOUND, poll_fn(|cx| first.poll_finish_connect(cx))).await;
+    assert_eq!(made.unwrap(), Ok(()));
+    assert_eq!(seen.take(), [(Action::Connect, true)]);
+
+    // The component face: start-connect is allowed; the refusal is the
+    // first finish-connect's answer.
+    let mut second = TcpSocket::new(&ctx, Family::V4).unwrap();
+    assert_eq!(second.start_connect(to), Ok(()));
+    let refused = poll_fn(|cx| second.poll_finish_connect(cx)).await;
+    assert_eq!(refused, Err(ErrorCode::ConnectionRefused));
+    // The preview1 face: refused at once, the socket handed back.
+    let socket = Opened::new(Family::V4, None).unwrap();
+    let (socket, e) = socket.connect(&gate, to).map(|_| ()).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+    assert_eq!(
+        seen.take(),
+        [(Action::Connect, true), (Action::Connect, true)]
+    );
+
+    // The twin: with the first connection gone, the kind has room again.
+    drop(first);
+    let connecting = socket.connect(&gate, to).map_err(|(_, e)| e).unwrap();
+    outcome(&connecting).await.unwrap();
+    assert_eq!(seen.take(), [(Action::Connect, true)]);
 }
 
 #[tokio::test]

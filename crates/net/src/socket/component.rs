@@ -37,10 +37,11 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::connect::{self, Decided};
 use super::{Family, Interest, Listener};
 use crate::conn::Connection;
 use crate::sync::lock;
-use crate::{Action, Gate, Target};
+use crate::{Action, Gate};
 
 /// The bytes a connected socket receives.
 pub type Reader = Pin<Box<dyn AsyncRead + Send + Sync>>;
@@ -260,24 +261,16 @@ enum Connecting {
 }
 
 impl Connecting {
-    /// Make the kernel's connect to `addr` on `socket` now, for a connect
-    /// `decision` allowed. An error is the connect's outcome.
+    /// Make the kernel's connect to `addr` on `socket` now, to be finished
+    /// as `plan` says (see `socket::connect`). An error is the connect's
+    /// outcome.
     fn start(
         gate: &Arc<Gate>,
-        decision: &crate::Decision,
-        target: &Target,
+        plan: crate::Plan,
         socket: tokio::net::TcpSocket,
         addr: SocketAddr,
     ) -> Result<Connecting, ErrorCode> {
-        // A kind's cap, or TLS that cannot be set up, refuses it.
-        let plan = gate
-            .plan(decision, target, false)
-            .map_err(|_| ErrorCode::ConnectionRefused)?;
-        match SockRef::from(&socket).connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(ErrorCode::from(&e)),
-        }
+        connect::start(SockRef::from(&socket), addr)?;
         // SAFETY: the descriptor comes from `socket`, which gives it up.
         let stream = unsafe {
             std::net::TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(socket))
@@ -288,15 +281,7 @@ impl Connecting {
         }
         let gate = gate.clone();
         Ok(Connecting::Task(Task::spawn(async move {
-            stream.writable().await?;
-            if let Some(e) = stream.take_error()? {
-                return Err(ErrorCode::from(&e));
-            }
-            // TLS that fails refuses the connection.
-            let conn = gate
-                .establish(plan, stream, addr)
-                .await
-                .map_err(|_| ErrorCode::ConnectionRefused)?;
+            let conn = connect::establish(gate, plan, stream, addr).await?;
             Ok(Connected::new(conn)?)
         })))
     }
@@ -480,17 +465,19 @@ impl TcpSocket {
             return Err(ErrorCode::InvalidArgument);
         }
         let gate = self.ctx.gate.clone();
-        let target = Target::Addr(addr);
-        let decision = gate.decide(Action::Connect, target.clone());
-        if !decision.is_allowed() {
-            return Err(ErrorCode::AccessDenied);
-        }
+        // A kind that refuses it (its cap, its TLS) is the first
+        // finish-connect's answer, as a refusing peer is.
+        let plan = match connect::decide(&gate, None, addr) {
+            Decided::Denied => return Err(ErrorCode::AccessDenied),
+            Decided::Refused => Err(ErrorCode::ConnectionRefused),
+            Decided::Allowed(plan) => Ok(plan),
+        };
         let State::Default(socket) =
             std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other))
         else {
             unreachable!("checked above");
         };
-        self.state = match Connecting::start(&gate, &decision, &target, socket, addr) {
+        self.state = match plan.and_then(|plan| Connecting::start(&gate, plan, socket, addr)) {
             Ok(connecting) => State::Connecting(connecting),
             Err(e) => State::Closed(e),
         };

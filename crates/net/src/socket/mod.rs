@@ -12,6 +12,8 @@
 //!   accepts from, deciding each peer once.
 //! - [`stream`]: a connection read and written through host calls.
 //! - [`ready`]: readiness, confirmed with `poll(2)`.
+//! - `connect`: the one connect (decide, plan, start on the kernel,
+//!   establish what the plan asks for).
 //! - [`component`]: the wasi:sockets (0.2 and 0.3) face: resources with a
 //!   state machine, byte streams the faces in `warden-wasi` take.
 //! - [`posix`]: the POSIX-style face (preview1's socket extension):
@@ -26,6 +28,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use socket2::Domain;
 
 pub mod component;
+mod connect;
 pub mod listener;
 pub mod operator;
 pub mod posix;

@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use socket2::{Protocol, Socket, Type};
+use socket2::{Protocol, SockRef, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use super::connect::{self, Decided};
 use super::{Family, Interest, Listener, Readiness, Stream};
 use crate::sync::lock;
 use crate::{Action, Gate, Pool, Target};
@@ -154,9 +155,10 @@ impl Opened {
 
     /// Start connecting to `addr`: the connect is decided now (call
     /// [`Gate::prepare`] for `connect` first), the kind's cap is taken, and
-    /// the connection is made (by the kernel when plain; on a task of its
-    /// own when its kind says TLS or has a cap). On an error the socket is
-    /// handed back unchanged.
+    /// the kernel's connect starts at once (see `socket::connect`); a
+    /// plain one is then the kernel's alone, any other finished on a task
+    /// of its own (TLS, a kind's cap). On an error the socket is handed
+    /// back unchanged.
     pub fn connect(
         self,
         gate: &Arc<Gate>,
@@ -166,8 +168,11 @@ impl Opened {
             Ok(plan) => plan,
             Err(e) => return Err((self, e)),
         };
+        if let Err(e) = connect::start(SockRef::from(&self.socket), addr) {
+            return Err((self, e));
+        }
         if plan.is_plain() {
-            return self.connect_plain(addr);
+            return Ok(self.connected_plain(addr));
         }
         let gate = gate.clone();
         let std_stream: std::net::TcpStream = self.socket.into();
@@ -175,12 +180,8 @@ impl Opened {
         let done = shared.clone();
         let task = tokio::spawn(async move {
             let result = async {
-                let socket = tokio::net::TcpSocket::from_std_stream(std_stream);
-                let stream = socket.connect(addr).await?;
-                let conn = gate
-                    .establish(plan, stream, addr)
-                    .await
-                    .map_err(|_| errno(libc::ECONNREFUSED))?;
+                let stream = tokio::net::TcpStream::from_std(std_stream)?;
+                let conn = connect::establish(gate, plan, stream, addr).await?;
                 Stream::from_connection(conn, addr)
             }
             .await;
@@ -199,12 +200,7 @@ impl Opened {
     /// A plain connect needs no host task: the kernel makes it, and the
     /// socket is registered with the reactor once, for the connect and
     /// the stream after it.
-    fn connect_plain(self, addr: SocketAddr) -> Result<Connecting, (Opened, io::Error)> {
-        match self.socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err((self, e)),
-        }
+    fn connected_plain(self, addr: SocketAddr) -> Connecting {
         let std_stream: std::net::TcpStream = self.socket.into();
         // Registering fails only without a reactor; the connect then ends
         // with that error, as a failed connect does.
@@ -212,10 +208,10 @@ impl Opened {
             Ok(io) => Direct::Connecting(io),
             Err(e) => Direct::Done(Some(Err(e))),
         };
-        Ok(Connecting {
+        Connecting {
             progress: Progress::Direct(Mutex::new(state)),
             peer: addr,
-        })
+        }
     }
 
     fn check_connect(&self, gate: &Gate, addr: SocketAddr) -> io::Result<crate::Plan> {
@@ -226,16 +222,11 @@ impl Opened {
         if addr.ip().to_canonical().is_multicast() {
             return Err(errno(libc::ENETUNREACH));
         }
-        // One decision, the connect: its denial names what would allow
-        // it, and its grant covers the ephemeral local port an unbound
-        // socket binds as it connects (as on every ABI).
-        let target = Target::Addr(addr);
-        let decision = gate.decide_in(self.pool.as_deref(), Action::Connect, target.clone());
-        if !decision.is_allowed() {
-            return Err(denied());
+        match connect::decide(gate, self.pool.as_deref(), addr) {
+            Decided::Denied => Err(denied()),
+            Decided::Refused => Err(errno(libc::ECONNREFUSED)),
+            Decided::Allowed(plan) => Ok(plan),
         }
-        gate.plan(&decision, &target, false)
-            .map_err(|_| errno(libc::ECONNREFUSED))
     }
 }
 
