@@ -322,12 +322,16 @@ fn c_server_binds_listens_and_accepts_when_granted() {
         match exchange() {
             Ok(back) => assert_eq!(back, format!("echo: hi {i}\n")),
             Err(e) => {
+                // Killed, so there is no exit code to check: say what it
+                // wrote.
                 let _ = child.kill();
-                let r = ran(child.wait_with_output().unwrap());
-                panic!(
-                    "client {i} of port {port}: {e}\nstdout: {}\nstderr: {}",
-                    r.stdout, r.stderr
-                );
+                let mut rest = String::new();
+                let _ = out.read_to_string(&mut rest);
+                let stderr = child
+                    .wait_with_output()
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default();
+                panic!("client {i} of port {port}: {e}\nstdout: {rest}\nstderr: {stderr}");
             }
         }
     }

@@ -525,47 +525,50 @@ impl TcpSocket {
     /// accepts only connections whose handshake finished.
     pub fn listen(&mut self) -> Result<Incoming, ErrorCode> {
         let bound = self.is_bound();
-        let (listener, tls) =
-            match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
-                State::Activated(l) => {
-                    let local = l.local_addr()?;
-                    let tls = match self.decide_listen(local) {
-                        Ok(tls) => tls,
-                        Err(e) => {
-                            self.state = State::Activated(l);
-                            return Err(e);
-                        }
-                    };
-                    (l, tls)
+        let gate = self.ctx.gate.clone();
+        let listener = match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
+            // The operator's listener listens already (with its backlog).
+            State::Activated(l) => {
+                let local = l.local_addr()?;
+                match self.decide_listen(local) {
+                    Ok(tls) => Listener::open(l, tls.map(|side| (side, gate)), None)?,
+                    Err(e) => {
+                        self.state = State::Activated(l);
+                        return Err(e);
+                    }
                 }
-                State::Default(socket) => {
-                    let checked = if bound {
-                        socket
-                            .local_addr()
-                            .map_err(ErrorCode::from)
-                            .and_then(|a| self.decide_listen(a))
-                    } else {
-                        let implicit = self.family.unspecified();
-                        self.decide(Action::Bind, implicit)
-                            .and_then(|()| self.decide_listen(implicit))
-                            .and_then(|tls| bind(&socket, implicit).map(|()| tls))
-                    };
-                    let tls = match checked {
-                        Ok(tls) => tls,
-                        Err(e) => {
-                            self.state = State::Default(socket);
-                            return Err(e);
-                        }
-                    };
-                    (socket.listen(self.backlog)?.into_std()?, tls)
+            }
+            State::Default(socket) => {
+                let backlog = i32::try_from(self.backlog).unwrap_or(i32::MAX);
+                let listening = if bound {
+                    Ok(())
+                } else {
+                    let implicit = self.family.unspecified();
+                    self.decide(Action::Bind, implicit)
+                        .and_then(|()| bind(&socket, implicit))
                 }
-                other => {
-                    self.state = other;
-                    return Err(ErrorCode::InvalidState);
+                .and_then(|()| {
+                    Ok(super::listener::listen_bound(
+                        &gate,
+                        None,
+                        SockRef::from(&socket),
+                        backlog,
+                    )?)
+                });
+                match listening {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        self.state = State::Default(socket);
+                        return Err(e);
+                    }
                 }
-            };
-        let tls = tls.map(|side| (side, self.ctx.gate.clone()));
-        let listener = Arc::new(Listener::open(listener, tls, None)?);
+            }
+            other => {
+                self.state = other;
+                return Err(ErrorCode::InvalidState);
+            }
+        };
+        let listener = Arc::new(listener);
         self.state = State::Listening(listener.clone());
         self.bound = true;
         Ok(Incoming {

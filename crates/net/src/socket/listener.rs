@@ -67,6 +67,26 @@ pub(crate) fn decide_listen(
     gate.listener_tls(&decision).map_err(|_| denied())
 }
 
+/// Make a guest's bound socket listen: decide `listen` on its address
+/// (within `pool`), listen with `backlog`, and adopt a duplicate of it as
+/// a [`Listener`] (TLS when the allowing grant's kind says so). A denial
+/// leaves the socket as it was.
+pub(crate) fn listen_bound(
+    gate: &Arc<Gate>,
+    pool: Option<Arc<Pool>>,
+    socket: SockRef<'_>,
+    backlog: i32,
+) -> io::Result<Listener> {
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let tls = decide_listen(gate, pool.as_deref(), local)?;
+    socket.listen(backlog)?;
+    let listener: TcpListener = socket.try_clone()?.into();
+    Listener::open(listener, tls.map(|side| (side, gate.clone())), pool)
+}
+
 /// A listening socket a guest accepts from (see the module docs).
 pub struct Listener {
     local: SocketAddr,

@@ -138,18 +138,11 @@ impl Opened {
             self.socket.bind(&implicit.into())?;
             self.bound.store(true, Ordering::Relaxed);
         }
-        let local = self
-            .socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| errno(libc::EINVAL))?;
-        let tls = super::listener::decide_listen(gate, self.pool.as_deref(), local)?;
-        self.socket.listen(backlog.clamp(1, super::BACKLOG))?;
-        let listener: std::net::TcpListener = self.socket.try_clone()?.into();
-        Listener::open(
-            listener,
-            tls.map(|side| (side, gate.clone())),
+        super::listener::listen_bound(
+            gate,
             self.pool.clone(),
+            SockRef::from(&self.socket),
+            backlog.clamp(1, super::BACKLOG),
         )
     }
 
