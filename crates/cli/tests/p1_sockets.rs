@@ -314,7 +314,10 @@ fn c_server_binds_listens_and_accepts_when_granted() {
         let exchange = || -> std::io::Result<String> {
             let mut c = TcpStream::connect(("127.0.0.1", port))?;
             c.set_read_timeout(Some(Duration::from_secs(10)))?;
-            writeln!(c, "hi {i}")?;
+            // One write: the server answers its first recv and closes, so
+            // a line written in pieces (as writeln! does) could meet a
+            // reset.
+            c.write_all(format!("hi {i}\n").as_bytes())?;
             let mut back = String::new();
             c.read_to_string(&mut back)?;
             Ok(back)
