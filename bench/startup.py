@@ -25,17 +25,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 
 
-def sh(*cmd, **kw):
-    subprocess.run(cmd, check=True, cwd=ROOT, **kw)
+def sh(*cmd, cwd=ROOT, **kw):
+    subprocess.run(cmd, check=True, cwd=cwd, **kw)
 
 
 def build():
     sh("cargo", "build", "--release", "-p", "warden", "--quiet")
     guests = os.path.join(OUT, "guests")
     for target, feats in (("wasm32-wasip1", []), ("wasm32-wasip2", ["--features", "p2"])):
+        # From test-programs/ so its cargo config (tokio_unstable) applies.
         sh("cargo", "build", "--release", "--quiet", "--target", target,
-           "--manifest-path", "test-programs/Cargo.toml", "--target-dir", guests,
-           "--bin", "hello", *feats)
+           "--target-dir", guests, "--bin", "hello", *feats,
+           cwd=os.path.join(ROOT, "test-programs"))
     pkg = os.path.join(OUT, "wasmtime-py")
     # The real CLI binary, not the Python entry-point script beside it.
     wasmtime = os.path.join(pkg, "wasmtime_cli", "wasmtime")
