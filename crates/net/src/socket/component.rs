@@ -510,15 +510,6 @@ impl TcpSocket {
         matches!(self.state, State::Connecting(_))
     }
 
-    /// Decide `listen` on `addr`; the TLS the allowing grant's kind
-    /// terminates, if any.
-    fn decide_listen(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<Option<Arc<crate::tls::ServerSide>>, ErrorCode> {
-        Ok(super::listener::decide_listen(&self.ctx.gate, None, addr)?)
-    }
-
     /// Listen (decided: `listen` on the local address; an unbound socket is
     /// first bound to an ephemeral port, decided as `bind`). When the
     /// grant's kind has a certificate, the host terminates TLS: the guest
@@ -529,12 +520,14 @@ impl TcpSocket {
         let listener = match std::mem::replace(&mut self.state, State::Closed(ErrorCode::Other)) {
             // The operator's listener listens already (with its backlog).
             State::Activated(l) => {
-                let local = l.local_addr()?;
-                match self.decide_listen(local) {
+                let decided = l
+                    .local_addr()
+                    .and_then(|local| super::listener::decide_listen(&gate, None, local));
+                match decided {
                     Ok(tls) => Listener::open(l, tls.map(|side| (side, gate)), None)?,
                     Err(e) => {
                         self.state = State::Activated(l);
-                        return Err(e);
+                        return Err(ErrorCode::from(e));
                     }
                 }
             }
