@@ -315,6 +315,30 @@ fn network_is_denied_inside_the_guest_and_nothing_reaches_the_peer() {
     );
 }
 
+/// A WASI 0.3 guest's UDP is wasmtime-wasi's, linked beside Warden's own
+/// TCP in the same `types` interface: a datagram goes where `--allow-udp`
+/// grants and, without it, is denied in the guest and never sent.
+#[test]
+fn a_0_3_guests_udp_goes_where_granted_and_nowhere_else() {
+    let peer = common::peers::UdpPeer::start("127.0.0.1");
+    let prog = guest(Target::P3, "p3_net");
+    let step = format!("udp:{}", peer.addr);
+    let r = run(&[p(&prog), &step]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, format!("{step}: send ErrorCode::AccessDenied\n"));
+    assert_eq!(peer.received(), 0);
+    let grant = peer.addr.to_string();
+    let r = run(&["--allow-udp", &grant, p(&prog), &step]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("{step}: ok pong from {}\n", peer.addr),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(peer.received(), 1);
+}
+
 // ---------------------------------------------------------------- traps
 
 fn trap_reports_reason_and_named_backtrace(t: Target) {

@@ -8,6 +8,8 @@
 //!   listen:IP:PORT     bind and listen, print `listening on ADDR`, accept
 //!                      one client, echo its line back, print it
 //!   http:URL           wasi:http@0.3.0 GET, print the status and body
+//!   udp:IP:PORT        send `ping` in a datagram, print the reply and
+//!                      who sent it
 wit_bindgen::generate!({
     world: "p3-net",
     features: ["clocks-timezone"],
@@ -19,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::wasi::sockets::ip_name_lookup;
 use crate::wasi::sockets::types::{
     IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, TcpSocket,
+    UdpSocket,
 };
 
 fn to_wasi(addr: SocketAddr) -> (IpAddressFamily, IpSocketAddress) {
@@ -152,6 +155,21 @@ async fn listen(target: &str) -> Result<String, String> {
     Ok(format!("ok accepted {line}"))
 }
 
+async fn udp(target: &str) -> Result<String, String> {
+    let addr: SocketAddr = target.parse().map_err(|_| "expected IP:PORT")?;
+    let (family, addr) = to_wasi(addr);
+    let sock = UdpSocket::create(family).map_err(|e| format!("create {e:?}"))?;
+    sock.send(b"ping".to_vec(), Some(addr))
+        .await
+        .map_err(|e| format!("send {e:?}"))?;
+    let (data, from) = sock.receive().await.map_err(|e| format!("receive {e:?}"))?;
+    Ok(format!(
+        "ok {} from {}",
+        String::from_utf8_lossy(&data),
+        show(&from)
+    ))
+}
+
 async fn http(url: &str) -> Result<String, String> {
     use crate::wasi::http::client;
     use crate::wasi::http::types::{Fields, Method, Request, Response, Scheme};
@@ -189,6 +207,7 @@ impl exports::wasi::cli::run::Guest for Component {
                 "resolve" => resolve(arg).await,
                 "listen" => listen(arg).await,
                 "http" => http(arg).await,
+                "udp" => udp(arg).await,
                 _ => Err(format!("unknown step {verb}")),
             };
             match result {

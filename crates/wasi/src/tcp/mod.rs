@@ -18,7 +18,7 @@ mod streams;
 
 use warden_net::socket::Family;
 use warden_net::socket::component::{ErrorCode, Sockets};
-use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::{ComponentAbi, HasComponentCtx};
 
@@ -27,6 +27,18 @@ use crate::{ComponentAbi, HasComponentCtx};
 pub(crate) struct TcpView<'a> {
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) sockets: &'a Sockets,
+}
+
+/// The generated bindings' view of a store: its [`TcpView`].
+struct Faces;
+
+impl HasData for Faces {
+    type Data<'a> = TcpView<'a>;
+}
+
+/// What the generated `add_to_linker`s take to reach a store's [`TcpView`].
+fn view<T: HasComponentCtx>(t: &mut T) -> TcpView<'_> {
+    t.component_ctx().tcp_view()
 }
 
 /// Shadow wasmtime-wasi's TCP with Warden's, for 0.2 (and 0.3). The linker

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use warden_net::Action;
 use warden_net::socket::Family;
 use warden_net::socket::component::{self as tcp, ErrorCode, Incoming};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTableError};
+use wasmtime::component::{Linker, Resource, ResourceTableError};
 use wasmtime_wasi::p2::bindings::sockets::network::{
     self, ErrorCode as P2Code, IpAddressFamily, IpSocketAddress, Network,
 };
@@ -27,7 +27,7 @@ use wasmtime_wasi::p2::{
 use self::bindings::wasi::sockets::tcp::ShutdownType;
 use self::bindings::wasi::sockets::{tcp as tcp_face, tcp_create_socket};
 use super::streams::{WriteCloser, WriteStream};
-use super::{TcpView, code, family_v6, retype};
+use super::{Faces, TcpView, code, family_v6, retype, view};
 use crate::HasComponentCtx;
 
 mod bindings {
@@ -125,18 +125,8 @@ impl TcpView<'_> {
     }
 }
 
-/// The generated bindings' view of a store: its [`TcpView`].
-struct Faces;
-
-impl HasData for Faces {
-    type Data<'a> = TcpView<'a>;
-}
-
 /// Link the 0.2 TCP interfaces (see the module docs of `tcp`).
 pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    fn view<T: HasComponentCtx>(t: &mut T) -> TcpView<'_> {
-        t.component_ctx().tcp_view()
-    }
     tcp_create_socket::add_to_linker::<T, Faces>(linker, view::<T>)?;
     tcp_face::add_to_linker::<T, Faces>(linker, view::<T>)?;
     Ok(())

@@ -2,45 +2,117 @@
 //! `connect` is an async function, `listen` a stream of accepted sockets,
 //! and a connection's bytes are 0.3 streams (`send` consumes one,
 //! `receive` produces one), each with a future saying how it ended.
+//!
+//! One function per WIT method, as in the 0.2 face: the host traits are
+//! generated from `crates/wasi/wit/p3`, wasmtime-wasi 48's 0.3 text cut to
+//! the TCP half of `types`, so the generated `add_to_linker` links
+//! `tcp-socket` and nothing else of the interface (its `udp-socket` stays
+//! wasmtime-wasi's). Only resources can be mapped to another crate's type,
+//! so the interface's records and variants are generated here too, and
+//! converted at this edge.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use warden_net::Action;
+use warden_net::socket::Family;
 use warden_net::socket::component::{self as tcp, ErrorCode, Incoming};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{
-    Accessor, Destination, FutureReader, Linker, Resource, ResourceType, StreamProducer,
-    StreamReader, StreamResult,
-};
-use wasmtime_wasi::p3::bindings::sockets::types::{
-    ErrorCode as P3Code, IpAddressFamily, IpSocketAddress,
+    Access, Accessor, Destination, FutureReader, Linker, Resource, StreamProducer, StreamReader,
+    StreamResult,
 };
 
+use self::bindings::wasi::sockets::types::{
+    self as face, ErrorCode as P3Code, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress,
+    Ipv6SocketAddress,
+};
 use super::streams::{ReceiveProducer, SendConsumer};
-use super::{TcpView, code, family_v6, io_code, retype};
+use super::{Faces, TcpView, io_code, retype};
 use crate::HasComponentCtx;
 
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/p3",
+        world: "warden:faces/tcp-p3",
+        imports: {
+            "wasi:sockets/types.[method]tcp-socket.listen": store | trappable,
+            "wasi:sockets/types.[method]tcp-socket.send": store | trappable,
+            "wasi:sockets/types.[method]tcp-socket.receive": store | trappable,
+            default: trappable,
+        },
+        with: {
+            "wasi:sockets/types.tcp-socket": super::Handle,
+        },
+        require_store_data_send: true,
+    });
+}
+
 /// The handle type wasmtime's 0.3 bindings know for `tcp-socket`.
-type Handle = wasmtime_wasi::sockets::TcpSocket;
+pub type Handle = wasmtime_wasi::sockets::TcpSocket;
 
+/// Link the TCP functions of `wasi:sockets/types@0.3.0` (see the module
+/// docs of `tcp`).
+pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    face::add_to_linker::<T, Faces>(linker, super::view::<T>)
+}
+
+type R<T> = wasmtime::Result<Result<T, P3Code>>;
+
+/// Warden's error code as 0.3's.
 fn p3(e: ErrorCode) -> P3Code {
-    P3Code::from(code(e))
+    match e {
+        ErrorCode::AccessDenied => P3Code::AccessDenied,
+        ErrorCode::NotSupported => P3Code::NotSupported,
+        ErrorCode::InvalidArgument => P3Code::InvalidArgument,
+        ErrorCode::OutOfMemory => P3Code::OutOfMemory,
+        ErrorCode::Timeout => P3Code::Timeout,
+        ErrorCode::InvalidState => P3Code::InvalidState,
+        ErrorCode::AddressNotBindable => P3Code::AddressNotBindable,
+        ErrorCode::AddressInUse => P3Code::AddressInUse,
+        ErrorCode::RemoteUnreachable => P3Code::RemoteUnreachable,
+        ErrorCode::ConnectionRefused => P3Code::ConnectionRefused,
+        ErrorCode::ConnectionBroken => P3Code::ConnectionBroken,
+        ErrorCode::ConnectionReset => P3Code::ConnectionReset,
+        ErrorCode::ConnectionAborted => P3Code::ConnectionAborted,
+        _ => P3Code::Other(None),
+    }
 }
 
-type R<T> = wasmtime::Result<(Result<T, P3Code>,)>;
-
-fn err<T>(e: ErrorCode) -> R<T> {
-    Ok((Err(p3(e)),))
+fn addr_in(a: IpSocketAddress) -> SocketAddr {
+    match a {
+        IpSocketAddress::Ipv4(a) => {
+            let (x, y, z, w) = a.address;
+            SocketAddrV4::new(Ipv4Addr::new(x, y, z, w), a.port).into()
+        }
+        IpSocketAddress::Ipv6(a) => {
+            let (s0, s1, s2, s3, s4, s5, s6, s7) = a.address;
+            let ip = Ipv6Addr::new(s0, s1, s2, s3, s4, s5, s6, s7);
+            SocketAddrV6::new(ip, a.port, a.flow_info, a.scope_id).into()
+        }
+    }
 }
 
-fn ok<T>(v: T) -> R<T> {
-    Ok((Ok(v),))
-}
-
-fn view<'a, T: HasComponentCtx>(store: &'a mut StoreContextMut<'_, T>) -> TcpView<'a> {
-    store.data_mut().component_ctx().tcp_view()
+fn addr_out(a: SocketAddr) -> IpSocketAddress {
+    match a {
+        SocketAddr::V4(a) => {
+            let [x, y, z, w] = a.ip().octets();
+            IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: a.port(),
+                address: (x, y, z, w),
+            })
+        }
+        SocketAddr::V6(a) => {
+            let [s0, s1, s2, s3, s4, s5, s6, s7] = a.ip().segments();
+            IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                port: a.port(),
+                flow_info: a.flowinfo(),
+                address: (s0, s1, s2, s3, s4, s5, s6, s7),
+                scope_id: a.scope_id(),
+            })
+        }
+    }
 }
 
 fn socket<'a>(
@@ -53,18 +125,19 @@ fn socket<'a>(
 }
 
 /// A listening socket's accepted connections, as a 0.3 stream of sockets.
-struct Accepted {
+struct Accepted<T: 'static> {
     listener: Incoming,
+    view: fn(&mut T) -> TcpView<'_>,
 }
 
-impl<D: HasComponentCtx> StreamProducer<D> for Accepted {
+impl<T: 'static> StreamProducer<T> for Accepted<T> {
     type Item = Resource<Handle>;
     type Buffer = Option<Self::Item>;
 
     fn poll_produce<'a>(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        mut store: StoreContextMut<'a, D>,
+        mut store: StoreContextMut<'a, T>,
         mut dst: Destination<'a, Self::Item, Self::Buffer>,
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
@@ -81,8 +154,7 @@ impl<D: HasComponentCtx> StreamProducer<D> for Accepted {
             Poll::Pending if finish => return Poll::Ready(Ok(StreamResult::Cancelled)),
             Poll::Pending => return Poll::Pending,
         };
-        let v = view(&mut store);
-        let pushed = v.table.push(accepted)?;
+        let pushed = (self.view)(store.data_mut()).table.push(accepted)?;
         dst.set_buffer(Some(retype(&pushed)));
         Poll::Ready(Ok(StreamResult::Completed))
     }
@@ -98,259 +170,204 @@ async fn ended(
     })
 }
 
-/// What `receive` returns: the bytes, and how they ended.
-type Received = (StreamReader<u8>, FutureReader<Result<(), P3Code>>);
+/// A future that is already over, with `e`.
+fn failed<T: 'static>(
+    store: &mut Access<'_, T, Faces>,
+    e: ErrorCode,
+) -> wasmtime::Result<FutureReader<Result<(), P3Code>>> {
+    let e = p3(e);
+    FutureReader::new(store, async move { wasmtime::error::Ok(Err(e)) })
+}
 
-/// Link the TCP functions of `wasi:sockets/types@0.3.0` (see the module
-/// docs of `tcp`).
-pub(crate) fn link<T: HasComponentCtx>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    let mut i = linker.instance("wasi:sockets/types@0.3.0")?;
-    i.resource(
-        "tcp-socket",
-        ResourceType::host::<Handle>(),
-        |mut store: StoreContextMut<'_, T>, rep| {
-            let v = view(&mut store);
-            v.table.delete::<tcp::TcpSocket>(Resource::new_own(rep))?;
-            Ok(())
-        },
-    )?;
-    i.func_wrap(
-        "[static]tcp-socket.create",
-        |mut store: StoreContextMut<'_, T>, (family,): (IpAddressFamily,)| -> R<Resource<Handle>> {
-            let v = view(&mut store);
-            let family = family_v6(matches!(family, IpAddressFamily::Ipv6));
-            match tcp::TcpSocket::new(v.sockets, family) {
-                Ok(s) => {
-                    let r = v.table.push(s)?;
-                    ok(retype(&r))
-                }
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.bind",
-        |mut store: StoreContextMut<'_, T>,
-         (this, addr): (Resource<Handle>, IpSocketAddress)|
-         -> R<()> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.bind(SocketAddr::from(addr)) {
-                Ok(()) => ok(()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap_concurrent(
-        "[method]tcp-socket.connect",
-        |store: &Accessor<T>, (this, addr): (Resource<Handle>, IpSocketAddress)| {
-            Box::pin(async move {
-                // The denied names' addresses, if stale, before deciding.
-                let gate = store.with(|mut access| {
-                    access.get().component_ctx().tcp_view().sockets.gate.clone()
-                });
-                gate.prepare(Action::Connect).await;
-                let started =
-                    store.with(|mut access| -> wasmtime::Result<Result<(), ErrorCode>> {
-                        let mut v = access.get().component_ctx().tcp_view();
-                        Ok(socket(&mut v, &this)?.start_connect(SocketAddr::from(addr)))
-                    })?;
-                if let Err(e) = started {
-                    return Ok((Err(p3(e)),));
-                }
-                let done = std::future::poll_fn(|cx| {
-                    store.with(
-                        |mut access| -> Poll<wasmtime::Result<Result<(), ErrorCode>>> {
-                            let mut v = access.get().component_ctx().tcp_view();
-                            match socket(&mut v, &this) {
-                                Ok(s) => s.poll_finish_connect(cx).map(Ok),
-                                Err(e) => Poll::Ready(Err(e)),
-                            }
-                        },
-                    )
-                })
-                .await?;
-                Ok((done.map_err(p3),))
-            })
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.listen",
-        |mut store: StoreContextMut<'_, T>,
-         (this,): (Resource<Handle>,)|
-         -> R<StreamReader<Resource<Handle>>> {
-            let mut v = view(&mut store);
-            let listener = match socket(&mut v, &this)?.listen() {
-                Ok(l) => l,
-                Err(e) => return err(e),
-            };
-            ok(StreamReader::new(&mut store, Accepted { listener })?)
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.send",
-        |mut store: StoreContextMut<'_, T>,
-         (this, mut data): (Resource<Handle>, StreamReader<u8>)|
-         -> wasmtime::Result<(FutureReader<Result<(), P3Code>>,)> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.take_writer() {
-                Ok(writer) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    data.pipe(&mut store, SendConsumer::new(writer, tx))?;
-                    Ok((FutureReader::new(&mut store, ended(rx))?,))
-                }
-                Err(e) => {
-                    data.close(&mut store)?;
-                    let e = p3(e);
-                    Ok((FutureReader::new(&mut store, async move {
-                        wasmtime::error::Ok(Err(e))
-                    })?,))
-                }
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.receive",
-        |mut store: StoreContextMut<'_, T>,
-         (this,): (Resource<Handle>,)|
-         -> wasmtime::Result<(Received,)> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.take_reader() {
-                Ok(reader) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    let stream = StreamReader::new(&mut store, ReceiveProducer::new(reader, tx))?;
-                    Ok(((stream, FutureReader::new(&mut store, ended(rx))?),))
-                }
-                Err(e) => {
-                    let e = p3(e);
-                    let stream = StreamReader::new(&mut store, std::iter::empty())?;
-                    let done =
-                        FutureReader::new(&mut store, async move { wasmtime::error::Ok(Err(e)) })?;
-                    Ok(((stream, done),))
-                }
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.get-local-address",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<IpSocketAddress> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.local_address() {
-                Ok(a) => ok(a.into()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.get-remote-address",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<IpSocketAddress> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.remote_address() {
-                Ok(a) => ok(a.into()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.get-is-listening",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| {
-            let mut v = view(&mut store);
-            Ok((socket(&mut v, &this)?.is_listening(),))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.get-address-family",
-        |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| {
-            let mut v = view(&mut store);
-            Ok((match socket(&mut v, &this)?.family() {
-                warden_net::socket::Family::V4 => IpAddressFamily::Ipv4,
-                warden_net::socket::Family::V6 => IpAddressFamily::Ipv6,
-            },))
-        },
-    )?;
-    i.func_wrap(
-        "[method]tcp-socket.set-listen-backlog-size",
-        |mut store: StoreContextMut<'_, T>, (this, value): (Resource<Handle>, u64)| -> R<()> {
-            let mut v = view(&mut store);
-            match socket(&mut v, &this)?.set_listen_backlog_size(value) {
-                Ok(()) => ok(()),
-                Err(e) => err(e),
-            }
-        },
-    )?;
-    macro_rules! option {
-        ($get:literal, $set:literal, $ty:ty, $getter:ident, $setter:ident) => {
-            i.func_wrap(
-                $get,
-                |mut store: StoreContextMut<'_, T>, (this,): (Resource<Handle>,)| -> R<$ty> {
-                    let mut v = view(&mut store);
-                    match socket(&mut v, &this)?.$getter() {
-                        Ok(x) => ok(x),
-                        Err(e) => err(e),
+impl face::Host for TcpView<'_> {}
+
+impl<T: Send + 'static> face::HostTcpSocketWithStore<T> for Faces {
+    async fn connect(
+        store: &Accessor<T, Self>,
+        this: Resource<Handle>,
+        remote: IpSocketAddress,
+    ) -> R<()> {
+        // The denied names' addresses, if stale, before deciding.
+        let gate = store.with(|mut access| access.get().sockets.gate.clone());
+        gate.prepare(Action::Connect).await;
+        let started = store.with(|mut access| -> wasmtime::Result<_> {
+            Ok(socket(&mut access.get(), &this)?.start_connect(addr_in(remote)))
+        })?;
+        if let Err(e) = started {
+            return Ok(Err(p3(e)));
+        }
+        let done = std::future::poll_fn(|cx| {
+            store.with(
+                |mut access| -> Poll<wasmtime::Result<Result<(), ErrorCode>>> {
+                    match socket(&mut access.get(), &this) {
+                        Ok(s) => s.poll_finish_connect(cx).map(Ok),
+                        Err(e) => Poll::Ready(Err(e)),
                     }
                 },
-            )?;
-            i.func_wrap(
-                $set,
-                |mut store: StoreContextMut<'_, T>,
-                 (this, value): (Resource<Handle>, $ty)|
-                 -> R<()> {
-                    let mut v = view(&mut store);
-                    match socket(&mut v, &this)?.$setter(value) {
-                        Ok(()) => ok(()),
-                        Err(e) => err(e),
-                    }
-                },
-            )?;
-        };
+            )
+        })
+        .await?;
+        Ok(done.map_err(p3))
     }
+
+    fn listen(
+        mut store: Access<'_, T, Self>,
+        this: Resource<Handle>,
+    ) -> R<StreamReader<Resource<Handle>>> {
+        let view = store.getter();
+        let listener = match socket(&mut store.get(), &this)?.listen() {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(p3(e))),
+        };
+        Ok(Ok(StreamReader::new(
+            &mut store,
+            Accepted { listener, view },
+        )?))
+    }
+
+    fn send(
+        mut store: Access<'_, T, Self>,
+        this: Resource<Handle>,
+        mut data: StreamReader<u8>,
+    ) -> wasmtime::Result<FutureReader<Result<(), P3Code>>> {
+        match socket(&mut store.get(), &this)?.take_writer() {
+            Ok(writer) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                data.pipe(&mut store, SendConsumer::new(writer, tx))?;
+                FutureReader::new(&mut store, ended(rx))
+            }
+            Err(e) => {
+                data.close(&mut store)?;
+                failed(&mut store, e)
+            }
+        }
+    }
+
+    fn receive(
+        mut store: Access<'_, T, Self>,
+        this: Resource<Handle>,
+    ) -> wasmtime::Result<(StreamReader<u8>, FutureReader<Result<(), P3Code>>)> {
+        match socket(&mut store.get(), &this)?.take_reader() {
+            Ok(reader) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let bytes = StreamReader::new(&mut store, ReceiveProducer::new(reader, tx))?;
+                Ok((bytes, FutureReader::new(&mut store, ended(rx))?))
+            }
+            Err(e) => {
+                let bytes = StreamReader::new(&mut store, std::iter::empty())?;
+                Ok((bytes, failed(&mut store, e)?))
+            }
+        }
+    }
+}
+
+/// A socket option: its getter and setter, each Warden's socket's own
+/// method of the same name with the error made 0.3's.
+macro_rules! option {
+    ($get:ident, $set:ident, $ty:ty, $getter:ident, $setter:ident) => {
+        fn $get(&mut self, this: Resource<Handle>) -> R<$ty> {
+            Ok(socket(self, &this)?.$getter().map_err(p3))
+        }
+
+        fn $set(&mut self, this: Resource<Handle>, value: $ty) -> R<()> {
+            Ok(socket(self, &this)?.$setter(value).map_err(p3))
+        }
+    };
+}
+
+impl face::HostTcpSocket for TcpView<'_> {
+    fn create(&mut self, family: IpAddressFamily) -> R<Resource<Handle>> {
+        let family = match family {
+            IpAddressFamily::Ipv4 => Family::V4,
+            IpAddressFamily::Ipv6 => Family::V6,
+        };
+        match tcp::TcpSocket::new(self.sockets, family) {
+            Ok(s) => Ok(Ok(retype(&self.table.push(s)?))),
+            Err(e) => Ok(Err(p3(e))),
+        }
+    }
+
+    fn bind(&mut self, this: Resource<Handle>, local: IpSocketAddress) -> R<()> {
+        Ok(socket(self, &this)?.bind(addr_in(local)).map_err(p3))
+    }
+
+    fn get_local_address(&mut self, this: Resource<Handle>) -> R<IpSocketAddress> {
+        Ok(socket(self, &this)?
+            .local_address()
+            .map(addr_out)
+            .map_err(p3))
+    }
+
+    fn get_remote_address(&mut self, this: Resource<Handle>) -> R<IpSocketAddress> {
+        Ok(socket(self, &this)?
+            .remote_address()
+            .map(addr_out)
+            .map_err(p3))
+    }
+
+    fn get_is_listening(&mut self, this: Resource<Handle>) -> wasmtime::Result<bool> {
+        Ok(socket(self, &this)?.is_listening())
+    }
+
+    fn get_address_family(&mut self, this: Resource<Handle>) -> wasmtime::Result<IpAddressFamily> {
+        Ok(match socket(self, &this)?.family() {
+            Family::V4 => IpAddressFamily::Ipv4,
+            Family::V6 => IpAddressFamily::Ipv6,
+        })
+    }
+
+    fn set_listen_backlog_size(&mut self, this: Resource<Handle>, value: u64) -> R<()> {
+        Ok(socket(self, &this)?
+            .set_listen_backlog_size(value)
+            .map_err(p3))
+    }
+
     option!(
-        "[method]tcp-socket.get-keep-alive-enabled",
-        "[method]tcp-socket.set-keep-alive-enabled",
+        get_keep_alive_enabled,
+        set_keep_alive_enabled,
         bool,
         keep_alive_enabled,
         set_keep_alive_enabled
     );
     option!(
-        "[method]tcp-socket.get-keep-alive-idle-time",
-        "[method]tcp-socket.set-keep-alive-idle-time",
+        get_keep_alive_idle_time,
+        set_keep_alive_idle_time,
         u64,
         keep_alive_idle_time,
         set_keep_alive_idle_time
     );
     option!(
-        "[method]tcp-socket.get-keep-alive-interval",
-        "[method]tcp-socket.set-keep-alive-interval",
+        get_keep_alive_interval,
+        set_keep_alive_interval,
         u64,
         keep_alive_interval,
         set_keep_alive_interval
     );
     option!(
-        "[method]tcp-socket.get-keep-alive-count",
-        "[method]tcp-socket.set-keep-alive-count",
+        get_keep_alive_count,
+        set_keep_alive_count,
         u32,
         keep_alive_count,
         set_keep_alive_count
     );
+    option!(get_hop_limit, set_hop_limit, u8, hop_limit, set_hop_limit);
     option!(
-        "[method]tcp-socket.get-hop-limit",
-        "[method]tcp-socket.set-hop-limit",
-        u8,
-        hop_limit,
-        set_hop_limit
-    );
-    option!(
-        "[method]tcp-socket.get-receive-buffer-size",
-        "[method]tcp-socket.set-receive-buffer-size",
+        get_receive_buffer_size,
+        set_receive_buffer_size,
         u64,
         receive_buffer_size,
         set_receive_buffer_size
     );
     option!(
-        "[method]tcp-socket.get-send-buffer-size",
-        "[method]tcp-socket.set-send-buffer-size",
+        get_send_buffer_size,
+        set_send_buffer_size,
         u64,
         send_buffer_size,
         set_send_buffer_size
     );
-    Ok(())
+
+    fn drop(&mut self, this: Resource<Handle>) -> wasmtime::Result<()> {
+        self.table.delete::<tcp::TcpSocket>(retype(&this))?;
+        Ok(())
+    }
 }
