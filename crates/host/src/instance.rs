@@ -121,7 +121,7 @@ pub(crate) fn component_store(
     engine: &Engine,
     grants: &Grants,
     gate: &Arc<Gate>,
-    activation: Arc<warden_net::socket::component::Activation>,
+    activation: Arc<warden_net::socket::Activation>,
     limits: &Limits,
 ) -> Result<Store<State<ComponentCtx>>, HostError> {
     store(engine, ComponentCtx::new(grants, gate, activation)?, limits)

@@ -327,7 +327,7 @@ async fn execute(
             let linker = instance::component_linker(engine, *abi)?;
             // Pre-opened listeners wait for the guest's bind of their
             // address.
-            let activation = Arc::new(warden_net::socket::component::Activation::default());
+            let activation = Arc::new(warden_net::socket::Activation::default());
             for (spec, b) in cfg.listeners.iter().zip(listeners) {
                 activation
                     .add(b.listener)

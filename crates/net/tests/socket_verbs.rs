@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_net::socket::Activation;
 use warden_net::socket::Family;
-use warden_net::socket::component::{self as tcp, Activation, ErrorCode, Sockets, TcpSocket};
+use warden_net::socket::component::{self as tcp, ErrorCode, Sockets, TcpSocket};
 use warden_net::socket::posix::{self as opened, Datagram, Opened};
 use warden_net::{Action, Gate, Observer, Policy, Pool};
 use warden_policy::{Kind, Rights, Rule, parse_target_ports};
@@ -247,6 +248,25 @@ async fn a_bind_of_a_pre_opened_address_takes_the_operators_listener() {
             (Action::Accept, true)
         ]
     );
+}
+
+#[tokio::test]
+async fn a_denied_bind_of_a_pre_opened_address_leaves_the_listener_waiting() {
+    // Listen and accept granted, bind not: the bind is what decides.
+    let (gate, seen) = observed_gate(&[("127.0.0.1:*", Rights::LISTEN | Rights::ACCEPT)]);
+    let activation = Arc::new(Activation::default());
+    let addr = activation
+        .add(TcpListener::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+    let ctx = Sockets {
+        gate,
+        activation: activation.clone(),
+    };
+    let mut socket = TcpSocket::new(&ctx, Family::V4).unwrap();
+    assert_eq!(socket.bind(addr), Err(ErrorCode::AccessDenied));
+    assert_eq!(activation.waiting(), [addr], "still the operator's");
+    assert!(!socket.is_bound());
+    assert_eq!(seen.take(), [(Action::Bind, false)]);
 }
 
 /// Wait for a preview1 connect to end; its outcome.

@@ -226,7 +226,7 @@ impl ComponentCtx {
     pub fn new(
         grants: &Grants,
         gate: &Arc<Gate>,
-        activation: Arc<warden_net::socket::component::Activation>,
+        activation: Arc<warden_net::socket::Activation>,
     ) -> Result<Self, WasiError> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);

@@ -135,7 +135,7 @@ impl Core {
             .as_ref()
             .map(|a| a.child(id, &self.sha256, extra));
         let gate = self.gate.instance(audit);
-        let activation = Arc::new(warden_net::socket::component::Activation::default());
+        let activation = Arc::new(warden_net::socket::Activation::default());
         let ctx = ComponentCtx::new(&self.spec.grants, &gate, activation)?;
         self.metrics.instance_created(&self.spec.name);
         instance::request_store(&self.engine, ctx, &self.spec.limits, deadline)

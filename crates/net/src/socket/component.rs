@@ -24,23 +24,23 @@
 //! the port in between. Both are decided by the gate like any bind and
 //! listen (a pre-opened listener's grant allows them).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::bind::Binding;
 use super::connect::{self, Decided};
+use super::operator::Activation;
 use super::{Family, Interest, Listener};
 use crate::conn::Connection;
-use crate::sync::lock;
 use crate::{Action, Gate};
 
 /// The bytes a connected socket receives.
@@ -159,32 +159,6 @@ impl From<&io::Error> for ErrorCode {
                 _ => ErrorCode::Other,
             },
         }
-    }
-}
-
-/// Listeners the operator pre-opened for a component, by address, until a
-/// guest socket binds that address and takes one.
-#[derive(Default)]
-pub struct Activation {
-    by_addr: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
-}
-
-impl Activation {
-    /// Hand over `listener` (bound and listening) at its local address.
-    pub fn add(&self, listener: std::net::TcpListener) -> io::Result<SocketAddr> {
-        let addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
-        lock(&self.by_addr).insert(addr, listener);
-        Ok(addr)
-    }
-
-    fn take(&self, addr: SocketAddr) -> Option<std::net::TcpListener> {
-        lock(&self.by_addr).remove(&addr)
-    }
-
-    /// The addresses still waiting for a guest to bind them.
-    pub fn waiting(&self) -> Vec<SocketAddr> {
-        lock(&self.by_addr).keys().copied().collect()
     }
 }
 
@@ -416,14 +390,6 @@ impl TcpSocket {
         self.bound
     }
 
-    fn decide(&self, action: Action, addr: SocketAddr) -> Result<(), ErrorCode> {
-        if self.ctx.gate.allows_addr(action, addr) {
-            Ok(())
-        } else {
-            Err(ErrorCode::AccessDenied)
-        }
-    }
-
     /// Bind to `addr` (decided: `bind`). An address the operator pre-opened
     /// takes the pre-opened listener.
     pub fn bind(&mut self, addr: SocketAddr) -> Result<(), ErrorCode> {
@@ -436,13 +402,11 @@ impl TcpSocket {
         if !is_unicast(addr.ip()) || !holds(self.family, addr.ip()) {
             return Err(ErrorCode::InvalidArgument);
         }
-        self.decide(Action::Bind, addr)?;
-        if let Some(listener) = self.ctx.activation.take(addr) {
+        if let Binding::Operator(listener) = bind(&self.ctx, socket, addr)? {
             self.state = State::Activated(listener);
             self.bound = true;
-            return Ok(());
         }
-        bind(socket, addr)
+        Ok(())
     }
 
     /// Start connecting to `addr`: the connect is decided now (its grant
@@ -536,9 +500,10 @@ impl TcpSocket {
                 let listening = if bound {
                     Ok(())
                 } else {
+                    // No activation: the operator's listeners have
+                    // addresses of their own, never the unspecified one.
                     let implicit = self.family.unspecified();
-                    self.decide(Action::Bind, implicit)
-                        .and_then(|()| bind(&socket, implicit))
+                    bind(&self.ctx, &socket, implicit).map(drop)
                 }
                 .and_then(|()| {
                     Ok(super::listener::listen_bound(
@@ -809,10 +774,25 @@ fn is_unicast(ip: IpAddr) -> bool {
     }
 }
 
-fn bind(socket: &tokio::net::TcpSocket, addr: SocketAddr) -> Result<(), ErrorCode> {
-    // WASI: a bind is not held up by TIME_WAIT, so SO_REUSEADDR is set.
+/// The one bind (see `bind`) as WASI has it: not held up by `TIME_WAIT`
+/// (`SO_REUSEADDR`), a family the socket cannot hold an invalid argument,
+/// and the operator's listener at `addr` handed over.
+fn bind(
+    ctx: &Sockets,
+    socket: &tokio::net::TcpSocket,
+    addr: SocketAddr,
+) -> Result<Binding, ErrorCode> {
     let _ = socket.set_reuseaddr(true);
-    socket.bind(addr).map_err(|e| match e.raw_os_error() {
+    let sock = SockRef::from(socket);
+    super::bind::bind(
+        &ctx.gate,
+        None,
+        Action::Bind,
+        sock,
+        addr,
+        Some(&ctx.activation),
+    )
+    .map_err(|e| match e.raw_os_error() {
         Some(libc::EAFNOSUPPORT) => ErrorCode::InvalidArgument,
         _ => ErrorCode::from(&e),
     })

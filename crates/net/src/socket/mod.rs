@@ -7,7 +7,11 @@
 //! the byte streams, so it can hand over listeners the operator opened and
 //! wrap streams in TLS when a connection kind says so.
 //!
-//! - [`operator`]: listeners the operator opens before the guest starts.
+//! - [`operator`]: listeners the operator opens before the guest starts,
+//!   and those waiting for a component's socket to bind their address
+//!   ([`Activation`]).
+//! - `bind`: the one bind (decide, then hand over the operator's listener
+//!   or bind on the kernel), explicit or implicit, TCP or UDP.
 //! - [`listener`]: the one listening socket (plain or TLS) every ABI
 //!   accepts from, deciding each peer once.
 //! - [`stream`]: a connection read and written through host calls.
@@ -27,6 +31,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socket2::Domain;
 
+mod bind;
 pub mod component;
 mod connect;
 pub mod listener;
@@ -35,8 +40,9 @@ pub mod posix;
 pub mod ready;
 pub mod stream;
 
+pub use bind::errno;
 pub use listener::Listener;
-pub use operator::{BACKLOG, Bound, ListenOn, bind_listener, open_listener};
+pub use operator::{Activation, BACKLOG, Bound, ListenOn, bind_listener, open_listener};
 pub use ready::{Interest, Probe, Readiness, readiness_many};
 pub use stream::Stream;
 

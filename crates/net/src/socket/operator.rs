@@ -3,11 +3,16 @@
 //! over by a service manager (`LISTEN_FDS`). This is where a privileged port
 //! or an address in use fails, with the operator still there to read the
 //! error; what a guest does with the listener afterwards is
-//! [`super::Listener`]'s.
+//! [`super::Listener`]'s. A component's listeners wait in an
+//! [`Activation`] until a guest socket binds their address.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+use crate::sync::lock;
 
 /// The listen backlog for host-bound listeners.
 pub const BACKLOG: i32 = 1024;
@@ -159,6 +164,32 @@ fn check_listening_tcp(fd: RawFd) -> io::Result<()> {
         return Err(not("an IPv4 or IPv6 socket"));
     }
     Ok(())
+}
+
+/// Listeners the operator pre-opened for a component, by address, until a
+/// guest socket binds that address and takes one.
+#[derive(Default)]
+pub struct Activation {
+    by_addr: Mutex<HashMap<SocketAddr, TcpListener>>,
+}
+
+impl Activation {
+    /// Hand over `listener` (bound and listening) at its local address.
+    pub fn add(&self, listener: TcpListener) -> io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        lock(&self.by_addr).insert(addr, listener);
+        Ok(addr)
+    }
+
+    pub(crate) fn take(&self, addr: SocketAddr) -> Option<TcpListener> {
+        lock(&self.by_addr).remove(&addr)
+    }
+
+    /// The addresses still waiting for a guest to bind them.
+    pub fn waiting(&self) -> Vec<SocketAddr> {
+        lock(&self.by_addr).keys().copied().collect()
+    }
 }
 
 #[cfg(test)]

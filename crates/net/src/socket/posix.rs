@@ -26,10 +26,11 @@ use std::task::{Context, Poll, Waker};
 use socket2::{Protocol, SockRef, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use super::bind::{self, denied, errno};
 use super::connect::{self, Decided};
 use super::{Family, Interest, Listener, Readiness, Stream};
 use crate::sync::lock;
-use crate::{Action, Gate, Pool, Target};
+use crate::{Action, Gate, Pool};
 
 /// Whether a socket of `family` can use `addr` (an IPv4 socket cannot
 /// reach an IPv6 address; an IPv6 one, dual-stack, reaches both).
@@ -40,27 +41,23 @@ fn check_family(family: Family, addr: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// An `io::Error` with an OS error number.
-pub fn errno(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
-
-fn denied() -> io::Error {
-    errno(libc::EACCES)
-}
-
 /// The pool a socket was opened from, if any.
 pub type PoolRef = Option<Arc<Pool>>;
 
+/// The one address decision (see `bind`), within the socket's pool.
 fn decide(gate: &Gate, pool: &PoolRef, action: Action, addr: SocketAddr) -> io::Result<()> {
-    if gate
-        .decide_in(pool.as_deref(), action, Target::Addr(addr))
-        .is_allowed()
-    {
-        Ok(())
-    } else {
-        Err(denied())
-    }
+    bind::decide(gate, pool.as_deref(), action, addr)
+}
+
+/// The one bind (see `bind`); preview1 has no socket activation.
+fn bind(
+    gate: &Gate,
+    pool: &PoolRef,
+    action: Action,
+    socket: SockRef<'_>,
+    addr: SocketAddr,
+) -> io::Result<()> {
+    bind::bind(gate, pool.as_deref(), action, socket, addr, None).map(drop)
 }
 
 fn new_socket(family: Family, ty: Type, protocol: Protocol) -> io::Result<Socket> {
@@ -114,8 +111,13 @@ impl Opened {
         if self.is_bound() {
             return Err(errno(libc::EINVAL));
         }
-        decide(gate, &self.pool, Action::Bind, addr)?;
-        self.socket.bind(&addr.into())?;
+        bind(
+            gate,
+            &self.pool,
+            Action::Bind,
+            SockRef::from(&self.socket),
+            addr,
+        )?;
         self.bound.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -123,7 +125,9 @@ impl Opened {
     /// Listen with `backlog` (decided: `listen` on the local address, after
     /// the implicit bind of an unbound socket, decided as `bind`). When the
     /// allowing grant's kind has a certificate, the host terminates TLS.
-    /// On an error the socket is handed back unchanged.
+    /// On an error the socket is handed back, still bound if the implicit
+    /// bind was made and the listen then failed (as after a failed
+    /// `listen(2)`).
     pub fn listen(self, gate: &Arc<Gate>, backlog: i32) -> Result<Listener, (Opened, io::Error)> {
         match self.try_listen(gate, backlog) {
             Ok(l) => Ok(l),
@@ -134,8 +138,13 @@ impl Opened {
     fn try_listen(&self, gate: &Arc<Gate>, backlog: i32) -> io::Result<Listener> {
         if !self.is_bound() {
             let implicit = self.family.unspecified();
-            decide(gate, &self.pool, Action::Bind, implicit)?;
-            self.socket.bind(&implicit.into())?;
+            bind(
+                gate,
+                &self.pool,
+                Action::Bind,
+                SockRef::from(&self.socket),
+                implicit,
+            )?;
             self.bound.store(true, Ordering::Relaxed);
         }
         super::listener::listen_bound(
@@ -416,8 +425,8 @@ impl Datagram {
     fn bind_implicitly(&self, gate: &Gate) -> io::Result<()> {
         if !self.bound() {
             let implicit = self.family.unspecified();
-            decide(gate, &self.pool, Action::UdpBind, implicit)?;
-            socket2::SockRef::from(self.io.get_ref()).bind(&implicit.into())?;
+            let socket = SockRef::from(self.io.get_ref());
+            bind(gate, &self.pool, Action::UdpBind, socket, implicit)?;
         }
         Ok(())
     }
@@ -428,8 +437,8 @@ impl Datagram {
         if self.bound() {
             return Err(errno(libc::EINVAL));
         }
-        decide(gate, &self.pool, Action::UdpBind, addr)?;
-        socket2::SockRef::from(self.io.get_ref()).bind(&addr.into())
+        let socket = SockRef::from(self.io.get_ref());
+        bind(gate, &self.pool, Action::UdpBind, socket, addr)
     }
 
     /// Set the default peer (decided: `udp-send` to it; call
