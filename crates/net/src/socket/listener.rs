@@ -17,7 +17,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -49,6 +49,28 @@ pub(crate) fn admit<S: AsFd>(
     }
     let _ = SockRef::from(&socket).set_linger(Some(Duration::ZERO));
     None
+}
+
+/// `accept4(2)` with the connection non-blocking (and close-on-exec) from
+/// the start: std's `accept` and a `set_nonblocking` would be two system
+/// calls for every connection a guest serves.
+fn accept_nonblocking(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    let fd = listener.as_raw_fd();
+    // SAFETY: `try_init` hands accept4 storage and its length to fill; a
+    // descriptor accept4 returns is new and owned by nobody else.
+    let (stream, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+            match libc::accept4(fd, storage.cast(), len, flags) {
+                -1 => Err(io::Error::last_os_error()),
+                new => Ok(TcpStream::from_raw_fd(new)),
+            }
+        })?
+    };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a peer that is not IP"))?;
+    Ok((stream, peer))
 }
 
 /// Decide `listen` on `local`, within `pool` if the socket came from one:
@@ -186,9 +208,8 @@ impl Listener {
     fn next(&self, gate: &Gate) -> io::Result<(Accepted, SocketAddr)> {
         match &self.accepting {
             Accepting::Plain(io) => loop {
-                let (stream, peer) = io.get_ref().accept()?;
+                let (stream, peer) = accept_nonblocking(io.get_ref())?;
                 if let Some(stream) = admit(gate, self.pool.as_deref(), peer, stream) {
-                    stream.set_nonblocking(true)?;
                     return Ok((Accepted::Plain(stream), peer));
                 }
             },
