@@ -29,11 +29,24 @@ const HEADER: usize = MAGIC.len() + 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// A verified entry was found.
-    Hit(Vec<u8>),
+    Hit(Entry),
     /// No entry exists.
     Miss,
     /// An entry existed but failed verification; the reason says why.
     Rejected(String),
+}
+
+/// A verified entry as read: its header and the artifact, in the one
+/// buffer the file was read into (a warm start copies the artifact once,
+/// into wasmtime's code memory, and no more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry(Vec<u8>);
+
+impl Entry {
+    /// The compiled artifact.
+    pub fn artifact(&self) -> &[u8] {
+        &self.0[HEADER..]
+    }
 }
 
 /// A compilation cache directory that passed the ownership checks.
@@ -94,7 +107,7 @@ impl Cache {
         if data[MAGIC.len()..HEADER] != digest(key, artifact) {
             return Lookup::Rejected("checksum mismatch (corrupt or foreign entry)".into());
         }
-        Lookup::Hit(artifact.to_vec())
+        Lookup::Hit(Entry(data))
     }
 
     /// Store `artifact` under `key`, atomically replacing any old entry.
@@ -177,13 +190,21 @@ fn check_private(_path: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The artifact of a hit (and a failure for anything else).
+    fn hit(lookup: Lookup) -> Vec<u8> {
+        match lookup {
+            Lookup::Hit(entry) => entry.artifact().to_vec(),
+            other => panic!("expected a hit, got {other:?}"),
+        }
+    }
+
     #[test]
     fn round_trip_and_rejections() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = Cache::open(&tmp.path().join("c")).unwrap();
         assert_eq!(cache.get("k1"), Lookup::Miss);
         cache.put("k1", b"artifact bytes").unwrap();
-        assert_eq!(cache.get("k1"), Lookup::Hit(b"artifact bytes".to_vec()));
+        assert_eq!(hit(cache.get("k1")), b"artifact bytes");
 
         // An entry copied under another key does not verify.
         fs::copy(cache.path("k1"), cache.path("k2")).unwrap();
@@ -201,7 +222,7 @@ mod tests {
 
         // Replacing works and restores a hit.
         cache.put("k1", b"fresh").unwrap();
-        assert_eq!(cache.get("k1"), Lookup::Hit(b"fresh".to_vec()));
+        assert_eq!(hit(cache.get("k1")), b"fresh");
     }
 
     #[cfg(unix)]

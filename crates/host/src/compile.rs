@@ -250,7 +250,7 @@ fn compile(
             })
         };
         match cache.get(key) {
-            cache::Lookup::Hit(artifact) => match deserialize(engine, guest.kind, &artifact) {
+            cache::Lookup::Hit(entry) => match deserialize(engine, guest.kind, entry.artifact()) {
                 Ok(compiled) => {
                     log.progress(&format!("cache hit: {}", cache.path(key).display()));
                     return Ok(compiled);
