@@ -126,7 +126,8 @@ pub struct Network {
     /// The largest the audit file grows before it is rotated (`None`:
     /// [`warden_net::linelog::DEFAULT_MAX_SIZE`]).
     pub audit_max_size: Option<u64>,
-    /// Where denials are told (`None`: plain words on stderr).
+    /// Where denials are told (`None`: nowhere; the audit log, if any,
+    /// still records every decision).
     pub reporter: Option<Reporter>,
     /// How long a TLS handshake the host does may take (`None`:
     /// [`warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT`]).

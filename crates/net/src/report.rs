@@ -3,8 +3,9 @@
 //! The gate reports each kind of denial once, through a [`Reporter`] the
 //! embedder provides; the `warden` binary words a [`Notice`] (and the
 //! [`Remedy`] it carries) as the flag that would allow the action, while
-//! this library knows no flag names. [`plain_reporter`] words notices
-//! without flags.
+//! this library knows no flag names and writes no line itself (the gate's
+//! default reporter is [`silent`]). [`plain`] words a notice without flags,
+//! for an embedder that has none to name.
 //!
 //! Reports are bounded twice over: [`MAX_REPORTED`] different denials of
 //! what the guest itself tried (keyed by action and target), and
@@ -84,10 +85,11 @@ pub enum Notice<'a> {
 /// Where the gate's notices go.
 pub type Reporter = Arc<dyn Fn(&Notice<'_>) + Send + Sync>;
 
-/// A reporter that writes each notice as one line on stderr, without
-/// naming flags.
-pub fn plain_reporter() -> Reporter {
-    Arc::new(|n| crate::out::line(&plain(n)))
+/// A reporter that tells nobody: the gate's default, since a library
+/// writes no line of its own (the audit log, when there is one, still
+/// records every decision). The embedder says where notices go.
+pub fn silent() -> Reporter {
+    Arc::new(|_| {})
 }
 
 /// A notice in words, without flags.

@@ -141,7 +141,11 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             // workload's decisions are always recorded.
             audit: Some(audit.unwrap_or(AuditDest::Stderr)),
             audit_max_size: None,
-            reporter: None,
+            // Denials told on the container's stderr, in plain words (a
+            // container has no flags to name).
+            reporter: Some(std::sync::Arc::new(|n| {
+                warden_net::out::line(&warden_net::report::plain(n))
+            })),
             handshake_timeout: None,
             pools,
             strict_pools: false,

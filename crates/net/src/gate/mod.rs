@@ -64,7 +64,7 @@ pub trait Observer: Send + Sync {
     fn tls(&self, action: Action, ok: bool);
 }
 
-/// Builds a [`Gate`]. Defaults: denials reported on stderr in plain words,
+/// Builds a [`Gate`]. Defaults: denials told to nobody ([`report::silent`]),
 /// no audit log, the system's DNS configuration.
 pub struct GateBuilder {
     policy: Policy,
@@ -76,7 +76,7 @@ pub struct GateBuilder {
 }
 
 impl GateBuilder {
-    /// Report denials through `reporter` instead of stderr.
+    /// Report denials through `reporter` (by default nobody is told).
     pub fn reporter(mut self, reporter: Reporter) -> Self {
         self.reporter = reporter;
         self
@@ -161,7 +161,7 @@ impl Gate {
     pub fn builder(policy: Policy) -> GateBuilder {
         GateBuilder {
             policy,
-            reporter: report::plain_reporter(),
+            reporter: report::silent(),
             audit: None,
             dns: DnsConfig::System,
             tls: None,
