@@ -500,8 +500,8 @@ impl TcpSocket {
                 let listening = if bound {
                     Ok(())
                 } else {
-                    // No activation: the operator's listeners have
-                    // addresses of their own, never the unspecified one.
+                    // Never the operator's listener: those have
+                    // addresses of their own, not the unspecified one.
                     let implicit = self.family.unspecified();
                     bind(&self.ctx, &socket, implicit).map(drop)
                 }

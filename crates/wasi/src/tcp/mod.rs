@@ -63,7 +63,8 @@ fn retype<A: 'static, B: 'static>(r: &Resource<A>) -> Resource<B> {
     }
 }
 
-/// Warden's error code as wasmtime-wasi's, which converts to both ABIs'.
+/// Warden's error code as wasmtime-wasi's, which converts to 0.2's (the
+/// 0.3 face converts to its generated one itself).
 fn code(e: ErrorCode) -> wasmtime_wasi::sockets::ErrorCode {
     use wasmtime_wasi::sockets::ErrorCode as W;
     match e {
