@@ -498,6 +498,11 @@ fn no_manifest_denies_and_the_image_manifest_allows(ctd: &Containerd) {
         "{}",
         r.stderr
     );
+    // And told once in plain words by the shim's reporter (no flag named:
+    // a container has none).
+    let told = format!("warden: denied connect {addr} (rule default-deny)");
+    assert_eq!(r.stderr.matches(&told).count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("--allow"), "{}", r.stderr);
     // The image's manifest allows exactly this peer.
     let allowed = ctd.image(
         "wallowed",

@@ -61,9 +61,13 @@ fn accept_nonblocking(listener: &TcpListener) -> io::Result<(TcpStream, SocketAd
     let (stream, addr) = unsafe {
         socket2::SockAddr::try_init(|storage, len| {
             let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-            match libc::accept4(fd, storage.cast(), len, flags) {
-                -1 => Err(io::Error::last_os_error()),
-                new => Ok(TcpStream::from_raw_fd(new)),
+            loop {
+                match libc::accept4(fd, storage.cast(), len, flags) {
+                    // A signal, as std's accept retries it.
+                    -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                    -1 => return Err(io::Error::last_os_error()),
+                    new => return Ok(TcpStream::from_raw_fd(new)),
+                }
             }
         })?
     };
