@@ -206,7 +206,7 @@ impl Opened {
         let std_stream: std::net::TcpStream = self.socket.into();
         // Registering fails only without a reactor; the connect then ends
         // with that error, as a failed connect does.
-        let state = match super::ready::register(std_stream) {
+        let state = match super::ready::Plain::registered(std_stream) {
             Ok(io) => Direct::Connecting(io),
             Err(e) => Direct::Done(Some(Err(e))),
         };
@@ -255,7 +255,7 @@ enum Progress {
 }
 
 enum Direct {
-    Connecting(AsyncFd<std::net::TcpStream>),
+    Connecting(super::ready::Plain),
     /// The outcome, until taken.
     Done(Option<io::Result<Stream>>),
 }
@@ -266,8 +266,9 @@ impl Direct {
     fn poll(&mut self, peer: SocketAddr, cx: &mut Context<'_>) -> Poll<()> {
         if let Direct::Connecting(io) = self {
             // The readiness stays: the new stream is writable.
-            if io.poll_write_ready(cx).is_pending() {
-                return Poll::Pending;
+            match io.reactor() {
+                Ok(reactor) if reactor.poll_write_ready(cx).is_pending() => return Poll::Pending,
+                _ => {}
             }
             let failed = match io.get_ref().take_error() {
                 Ok(None) => None,

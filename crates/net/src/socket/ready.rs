@@ -4,7 +4,9 @@
 //! answers from its buffers.
 
 use std::io;
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
@@ -92,6 +94,55 @@ pub fn readiness_many(probes: &[Probe<'_>]) -> io::Result<Vec<Readiness>> {
         }
     }
     Ok(out)
+}
+
+/// A TCP connection the guest reads and writes through the kernel,
+/// registered with the reactor only when something first waits on it. A
+/// short exchange whose bytes are there when the guest looks (the common
+/// case for an accepted connection) then costs no `epoll_ctl` to add it
+/// and none to remove it: two system calls of the ten or so a connection
+/// costs.
+pub(crate) struct Plain {
+    // Declared first, so dropped first: deregistered while the descriptor
+    // still names this socket, never a later one given the same number.
+    reactor: OnceLock<Result<AsyncFd<RawFd>, io::Error>>,
+    socket: TcpStream,
+}
+
+impl Plain {
+    /// `socket` must be non-blocking already.
+    pub(crate) fn new(socket: TcpStream) -> Self {
+        Self {
+            reactor: OnceLock::new(),
+            socket,
+        }
+    }
+
+    /// One registered at once (a connect in progress waits at once).
+    pub(crate) fn registered(socket: TcpStream) -> io::Result<Self> {
+        let plain = Self::new(socket);
+        plain.reactor()?;
+        Ok(plain)
+    }
+
+    pub(crate) fn get_ref(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// Its registration, made on first use. Registering fails only without
+    /// a reactor, and then every wait fails the same way.
+    pub(crate) fn reactor(&self) -> io::Result<&AsyncFd<RawFd>> {
+        self.reactor
+            .get_or_init(|| register(self.socket.as_raw_fd()))
+            .as_ref()
+            .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+    }
+}
+
+impl AsRawFd for Plain {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
 }
 
 /// Register a non-blocking socket with the reactor.

@@ -9,9 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::task::{Context, Poll};
 
-use tokio::io::unix::AsyncFd;
-
-use super::ready::{Interest, Probe, Readiness, poll_ready, readiness_many, register, wait_op};
+use super::ready::{Interest, Plain, Probe, Readiness, poll_ready, readiness_many, wait_op};
 
 /// An accepted connection.
 pub struct Stream {
@@ -24,7 +22,7 @@ pub struct Stream {
 
 pub(super) enum StreamIo {
     /// A TCP socket the guest reads and writes through.
-    Plain(AsyncFd<TcpStream>),
+    Plain(Plain),
     /// A connection a host task moves (TLS): the guest reads and writes
     /// buffers.
     Pumped(crate::pumped::Pumped),
@@ -54,7 +52,7 @@ impl Stream {
         // Nagle's algorithm.
         stream.set_nodelay(true)?;
         Ok(Self {
-            io: StreamIo::Plain(register(stream)?),
+            io: StreamIo::Plain(Plain::new(stream)),
             peer,
             raw: None,
         })
@@ -63,7 +61,7 @@ impl Stream {
     /// A stream the guest connected itself, registered with the reactor
     /// for its connect already. Its options stay the guest's own (it sets
     /// TCP_NODELAY itself, if it wants it).
-    pub(crate) fn connected(io: AsyncFd<TcpStream>, peer: SocketAddr) -> Self {
+    pub(crate) fn connected(io: Plain, peer: SocketAddr) -> Self {
         Self {
             io: StreamIo::Plain(io),
             peer,
@@ -134,7 +132,7 @@ impl Stream {
     /// Wait until an operation of `interest` may not block (see [`wait_op`]).
     pub async fn wait(&self, interest: Interest) -> io::Result<()> {
         match &self.io {
-            StreamIo::Plain(io) => wait_op(io, interest).await,
+            StreamIo::Plain(io) => wait_op(io.reactor()?, interest).await,
             StreamIo::Pumped(_) => std::future::poll_fn(|cx| self.poll_ready(interest, cx)).await,
         }
     }
@@ -142,7 +140,10 @@ impl Stream {
     /// Poll for readiness (see [`Stream::wait`]).
     pub fn poll_ready(&self, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.io {
-            StreamIo::Plain(io) => poll_ready(io, interest, cx),
+            StreamIo::Plain(io) => match io.reactor() {
+                Ok(reactor) => poll_ready(reactor, interest, cx),
+                Err(e) => Poll::Ready(Err(e)),
+            },
             StreamIo::Pumped(p) => p.poll_ready(interest == Interest::Read, cx).map(Ok),
         }
     }
