@@ -720,36 +720,40 @@ fn manifest_listeners_come_first() {
 
 #[test]
 fn sigterm_stops_a_server_with_its_audit_log_flushed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("audit.jsonl");
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--audit",
-        p(&log),
-        p(&guest(Target::P1, "echo_std")),
-        "5",
-    ]);
-    assert_eq!(echo_round(&server, b"one\n"), b"one\n");
-    // SAFETY: signalling our own child process.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
-        0
-    );
-    let r = server.finish();
-    assert_eq!(r.code, 143, "{}", r.stderr);
-    assert!(
-        r.stderr.ends_with("warden: stopped by SIGTERM\n"),
-        "{}",
-        r.stderr
-    );
-    let audit = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(audit.lines().count(), 1, "{audit}");
-    let rec: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
-    assert_eq!(
-        (rec["event"].as_str(), rec["decision"].as_str()),
-        (Some("accept"), Some("allow"))
-    );
+    // The second run prints a warning before the guest starts (an
+    // allow-all grant the echo server never uses), which starts Warden's
+    // output thread before the stop signals are taken over: a SIGTERM
+    // must still stop it the same way.
+    for extra in [&[][..], &["--allow-connect", "0.0.0.0/0:*"][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("audit.jsonl");
+        let mut args = vec!["--listen", "127.0.0.1:0", "--audit", p(&log)];
+        args.extend_from_slice(extra);
+        let prog = guest(Target::P1, "echo_std");
+        args.extend([p(&prog), "5"]);
+        let server = Server::start(&args);
+        assert_eq!(echo_round(&server, b"one\n"), b"one\n");
+        // SAFETY: signalling our own child process.
+        assert_eq!(
+            unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let r = server.finish();
+        assert_eq!(r.code, 143, "{extra:?}: {}", r.stderr);
+        assert!(
+            r.stderr.ends_with("warden: stopped by SIGTERM\n"),
+            "{extra:?}: {}",
+            r.stderr
+        );
+        let audit = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(audit.lines().count(), 1, "{audit}");
+        let rec: serde_json::Value =
+            serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (rec["event"].as_str(), rec["decision"].as_str()),
+            (Some("accept"), Some("allow"))
+        );
+    }
 }
 
 #[test]

@@ -145,6 +145,7 @@ impl LineLog {
         let writer = std::thread::Builder::new()
             .name("warden-log".into())
             .spawn(move || {
+                crate::out::no_signals_here();
                 let w = write_all(rx, out, rotating, &q);
                 let _ = done_tx.send(());
                 w

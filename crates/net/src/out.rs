@@ -179,6 +179,7 @@ pub fn drain(deadline: Option<Instant>) -> bool {
 /// The writer thread: write what is queued, in order, waking guests as room
 /// opens. A failed write closes its stream and drops what it had queued.
 fn write_out() {
+    no_signals_here();
     loop {
         let (stream, chunk) = {
             let mut state = lock();
@@ -215,5 +216,21 @@ fn write_out() {
         }
         drop(state);
         WRITER.drained.notify_all();
+    }
+}
+
+/// Block every signal in the calling thread, a writer thread of
+/// Warden's own. The process's stop signals are taken by one thread that
+/// waits for them (warden-host's `signals`), and each thread started
+/// later inherits their blocking; a writer started earlier (by a warning
+/// printed before the run began) would not, and a SIGTERM landing there
+/// would end the process without its audit log flushed.
+pub(crate) fn no_signals_here() {
+    // SAFETY: sigfillset initialises the set; pthread_sigmask with a valid
+    // set and no old mask wanted.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }

@@ -71,7 +71,8 @@ fn collect(first: String, mut stderr: BufReader<ChildStderr>) -> JoinHandle<Stri
 
 impl Server {
     /// Start `warden run ARGS` and take the port from its first stderr
-    /// line (`warden: fd 3 (NAME) listening on 127.0.0.1:PORT`).
+    /// line after any warnings (`warden: fd 3 (NAME) listening on
+    /// 127.0.0.1:PORT`).
     pub fn start(args: &[&str]) -> Server {
         Server::start_with(run_cmd(args))
     }
@@ -79,9 +80,15 @@ impl Server {
     /// [`Server::start`] for a command already made (`warden serve ...`).
     pub fn start_with(cmd: std::process::Command) -> Server {
         let (mut child, stdout, mut stderr) = spawn_cmd(cmd);
+        // Warnings (a random seed, an allow-all grant) come first.
         let mut first = String::new();
-        stderr.read_line(&mut first).unwrap();
-        let Some(port) = listening_port(&first) else {
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 && line.starts_with("warden: warning:") {
+            first.push_str(&line);
+            line.clear();
+        }
+        first.push_str(&line);
+        let Some(port) = listening_port(&line) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("no listening line: {first:?}");
