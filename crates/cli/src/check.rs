@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use warden_host::manifest::Loaded;
+use warden_host::manifest::{Loaded, ManifestTime};
+use warden_host::virt_text::{show_monotonic_clock, show_wall_clock};
 use warden_net::tls::material;
 use warden_net::{AuditDest, DnsConfig, Tls};
 use warden_policy::{Kind, Policy};
@@ -55,6 +56,9 @@ pub fn check(file: &Path) -> ExitCode {
     if let Some(fuel) = limits.fuel {
         say(&format!("limit fuel {fuel}"));
     }
+    for line in time_lines(&m.time) {
+        say(&line);
+    }
     let policy = match Policy::with_kinds(m.rules.clone(), m.kinds.clone(), m.require_tls) {
         Ok(p) => p,
         Err(e) => return crate::usage_error(&crate::network::kind_error(&e)),
@@ -100,6 +104,13 @@ pub fn check(file: &Path) -> ExitCode {
             line.push_str(&format!(" (policy {})", policy.display()));
         }
         say(&line);
+        let time = match ManifestTime::read(&a.time, file, &format!("app `{}`", a.name)) {
+            Ok(t) => t,
+            Err(e) => return crate::usage_error(&e.to_string()),
+        };
+        for line in time_lines(&time) {
+            say(&format!("  {line}"));
+        }
     }
     if m.require_tls {
         say("require-tls: every connect grant is TLS");
@@ -111,4 +122,21 @@ pub fn check(file: &Path) -> ExitCode {
         ));
     }
     ExitCode::SUCCESS
+}
+
+/// The clocks and seed a manifest (or an app) sets, one line each.
+fn time_lines(t: &ManifestTime) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(w) = t.wall {
+        lines.push(format!("wall-clock {}", show_wall_clock(w)));
+    }
+    if let Some(m) = t.monotonic {
+        lines.push(format!("monotonic-clock {}", show_monotonic_clock(m)));
+    }
+    if let Some(seed) = t.random_seed {
+        lines.push(format!(
+            "random-seed {seed} (every random source a fixed stream: tests and replay only)"
+        ));
+    }
+    lines
 }

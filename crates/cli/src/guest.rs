@@ -73,6 +73,29 @@ pub struct GuestArgs {
     #[arg(long, value_name = "N", value_parser = values::fuel)]
     fuel: Option<u64>,
 
+    /// What the program's wall clock reads: real (the host's; the
+    /// default), frozen (always 1970-01-01T00:00:00Z), frozen:TIME
+    /// (always TIME) or start:TIME (TIME when the program starts, then
+    /// moving on at the real rate), with TIME in RFC 3339. For every ABI:
+    /// preview1, WASI 0.2 and 0.3. Example: --wall-clock frozen:2024-05-01T12:00:00Z
+    #[arg(long, value_name = "real|frozen[:TIME]|start:TIME", value_parser = warden_host::virt_text::wall_clock)]
+    wall_clock: Option<warden_wasi::WallClock>,
+
+    /// What the program's monotonic clock reads: virtual (nanoseconds
+    /// since the program started, so it learns nothing of the host's
+    /// uptime; the default) or real (the host's own monotonic clock).
+    /// Both advance at the real rate, as sleeps need. Example: --monotonic-clock real
+    #[arg(long, value_name = "virtual|real", value_parser = warden_host::virt_text::monotonic_clock)]
+    monotonic_clock: Option<warden_wasi::MonotonicClock>,
+
+    /// Make every random source the program can read (secure and
+    /// insecure random bytes, the hash-map seed) a fixed stream derived
+    /// from N, so runs replay the same way. For tests and replay only:
+    /// keys, tokens and nonces made under it are predictable, and Warden
+    /// says so on stderr. Example: --random-seed 42
+    #[arg(long, value_name = "N")]
+    random_seed: Option<u64>,
+
     /// Keep compiled code in DIR instead of the user cache directory
     /// (~/.cache/warden on Linux). Example: --cache-dir /var/cache/warden
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -114,6 +137,21 @@ impl GuestArgs {
         &self.network
     }
 
+    /// The clocks and seed the flags give, over `manifest`'s (a flag
+    /// wins), with the warning a seed calls for.
+    fn virt_over(&self, manifest: warden_host::manifest::ManifestTime) -> warden_wasi::Virtual {
+        let flags = warden_host::manifest::ManifestTime {
+            wall: self.wall_clock,
+            monotonic: self.monotonic_clock,
+            random_seed: self.random_seed,
+        };
+        let virt = flags.over(manifest.over(warden_wasi::Virtual::default()));
+        if let Some(seed) = virt.random_seed {
+            warden_net::out::line(&seed_warning(seed));
+        }
+        virt
+    }
+
     /// The `--audit` flag.
     pub fn audit(&self) -> Option<&str> {
         self.audit.as_deref()
@@ -142,6 +180,8 @@ impl GuestArgs {
                 .map(|i| i.collect())
                 .unwrap_or_default()
         };
+        let mut resolved = self.network.resolve(self.audit.as_deref())?;
+        let virt = self.virt_over(resolved.time);
         let mut dirs: Vec<(usize, DirGrant)> =
             positions("dirs").into_iter().zip(self.dirs).collect();
         dirs.extend(positions("dirs_ro").into_iter().zip(self.dirs_ro));
@@ -153,7 +193,6 @@ impl GuestArgs {
             env.push((name, value));
         }
 
-        let mut resolved = self.network.resolve(self.audit.as_deref())?;
         for w in &resolved.warnings {
             warden_net::out::line(w);
         }
@@ -171,6 +210,7 @@ impl GuestArgs {
                 env,
                 dirs: dirs.into_iter().map(|(_, d)| d).collect(),
                 closed_stdin: false,
+                virt,
             },
             // A flag wins over the manifest's [limits].
             limits: Limits {
@@ -195,6 +235,14 @@ impl GuestArgs {
         };
         Ok((config, resolved.listen))
     }
+}
+
+/// What Warden says when a random seed is set: once per process, before
+/// the guest runs.
+pub fn seed_warning(seed: u64) -> String {
+    format!(
+        "warden: warning: random seed {seed}: every random source the program reads is a fixed stream (for tests and replay; anything it makes as a secret is predictable)"
+    )
 }
 
 /// The listeners `run` pre-opens for its guest.

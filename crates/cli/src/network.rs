@@ -197,6 +197,8 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// The manifest's `[limits]` (flags win over them).
     pub limits: warden_host::manifest::ManifestLimits,
+    /// The manifest's `[time]` and `[random]` (flags win over them).
+    pub time: warden_host::manifest::ManifestTime,
 }
 
 /// The kind `--connect-tls` grants carry (a kind name no manifest can
@@ -312,6 +314,7 @@ impl NetworkArgs {
             mut dns,
             audit: mut audit_to,
             limits,
+            time,
             apps: _,
             base: _,
         } = match manifest_path {
@@ -380,6 +383,7 @@ impl NetworkArgs {
             listen,
             warnings,
             limits,
+            time,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args};
-use warden_host::manifest::Loaded;
+use warden_host::manifest::{Loaded, ManifestTime};
 use warden_host::serve::{self, AppSpec, Reuse, Route, ServeConfig, ServeLimits, ServeTls};
 use warden_host::{Limits, ListenSpec};
 use warden_wasi::Grants;
@@ -182,6 +182,7 @@ impl ServeArgs {
                     .into()
             });
         }
+        let origin = self.guest.network().manifest.clone().unwrap_or_default();
         let reuse = Reuse {
             max_reuse: count(self.max_instance_reuse, 1),
             max_concurrency: count(self.max_instance_concurrency, 1),
@@ -198,7 +199,7 @@ impl ServeArgs {
                         .map_err(|e| format!("app `{}`: {e}", app.name))?;
                     let mut network = resolved.network;
                     network.audit_max_size = self.guest.audit_max_size();
-                    Some(network)
+                    Some((network, resolved.time))
                 }
                 None => None,
             };
@@ -242,7 +243,25 @@ impl ServeArgs {
             for d in &app.dirs_ro {
                 dirs.push(values::dir(&dir.join(d).to_string_lossy(), true).map_err(fail)?);
             }
+            let (network, own_time) = match network {
+                Some((network, time)) => (Some(network), time),
+                None => (None, ManifestTime::default()),
+            };
             let mut network = network.unwrap_or_else(|| base.network.clone());
+            // The app's keys, then its own manifest's [time] and [random],
+            // then the server's (flags over the manifest).
+            let virt = ManifestTime::read(&app.time, &origin, &format!("app `{}`", app.name))
+                .map_err(|e| e.to_string())?
+                .over(own_time.over(base.grants.virt));
+            if let Some(seed) = virt.random_seed
+                && base.grants.virt.random_seed != Some(seed)
+            {
+                warden_net::out::line(&format!(
+                    "{} (app `{}`)",
+                    crate::guest::seed_warning(seed),
+                    app.name
+                ));
+            }
             network.reporter = reporter.clone();
             let limits = Limits {
                 max_memory: match &app.max_memory {
@@ -270,6 +289,7 @@ impl ServeArgs {
                     env: app.env.clone(),
                     dirs,
                     closed_stdin: true,
+                    virt,
                 },
                 file: component,
                 network,

@@ -747,8 +747,7 @@ fn sigterm_stops_a_server_with_its_audit_log_flushed() {
         );
         let audit = std::fs::read_to_string(&log).unwrap();
         assert_eq!(audit.lines().count(), 1, "{audit}");
-        let rec: serde_json::Value =
-            serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
         assert_eq!(
             (rec["event"].as_str(), rec["decision"].as_str()),
             (Some("accept"), Some("allow"))

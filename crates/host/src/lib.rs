@@ -38,6 +38,7 @@ mod run;
 pub mod serve;
 mod signals;
 pub mod units;
+pub mod virt_text;
 
 use std::fmt;
 use std::time::Duration;

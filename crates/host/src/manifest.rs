@@ -35,6 +35,16 @@ pub enum ManifestLoadError {
         /// What is wrong.
         message: String,
     },
+    /// A `[time]` or `[random]` value does not read.
+    #[error("{}: {key}: {message}", path.display())]
+    Time {
+        /// The manifest.
+        path: PathBuf,
+        /// The key, with its table (`time.wall_clock`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Read and parse the manifest at `path`.
@@ -66,6 +76,8 @@ pub struct Loaded {
     pub audit: Option<AuditDest>,
     /// The `[limits]` table, read.
     pub limits: ManifestLimits,
+    /// The `[time]` and `[random]` tables, read.
+    pub time: ManifestTime,
     /// The `[[app]]` entries, as written (`warden serve`); their files are
     /// relative to [`Loaded::base`].
     pub apps: Vec<App>,
@@ -112,20 +124,76 @@ impl ManifestLimits {
     }
 }
 
+/// The guest's clocks and random seed as a manifest (`[time]`,
+/// `[random]`) or an `[[app]]` gives them, read (each `None` when not
+/// given, so that a flag or the server's setting can fill it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ManifestTime {
+    /// The wall clock.
+    pub wall: Option<warden_wasi::WallClock>,
+    /// The monotonic clock.
+    pub monotonic: Option<warden_wasi::MonotonicClock>,
+    /// The random seed.
+    pub random_seed: Option<u64>,
+}
+
+impl ManifestTime {
+    /// Read `t`, from the manifest at `origin`; `table` names where it
+    /// was written (`time` for `[time]` and `[random]`, `app NAME` for an
+    /// app), for errors.
+    pub fn read(
+        t: &manifest::TimeTable,
+        origin: &Path,
+        table: &str,
+    ) -> Result<Self, ManifestLoadError> {
+        let bad = |key: &str, message: String| ManifestLoadError::Time {
+            path: origin.to_path_buf(),
+            key: format!("{table}.{key}"),
+            message,
+        };
+        Ok(ManifestTime {
+            wall: t
+                .wall_clock
+                .as_deref()
+                .map(crate::virt_text::wall_clock)
+                .transpose()
+                .map_err(|e| bad("wall_clock", e))?,
+            monotonic: t
+                .monotonic_clock
+                .as_deref()
+                .map(crate::virt_text::monotonic_clock)
+                .transpose()
+                .map_err(|e| bad("monotonic_clock", e))?,
+            random_seed: t.random_seed,
+        })
+    }
+
+    /// `self` where given, `base` where not.
+    pub fn over(self, base: warden_wasi::Virtual) -> warden_wasi::Virtual {
+        warden_wasi::Virtual {
+            wall: self.wall.unwrap_or(base.wall),
+            monotonic: self.monotonic.unwrap_or(base.monotonic),
+            random_seed: self.random_seed.or(base.random_seed),
+        }
+    }
+}
+
 impl Loaded {
     /// The manifest at `path`, read, with its relative paths taken
     /// relative to its directory.
     pub fn read(path: &Path) -> Result<Loaded, ManifestLoadError> {
         let m = read(path)?;
         let limits = ManifestLimits::read(&m.limits, path)?;
+        let time = ManifestTime::read(&m.time, path, "time")?;
         Ok(Loaded {
             limits,
+            time,
             ..Loaded::new(m, path.parent().unwrap_or(Path::new("")))
         })
     }
 
     /// `m`, with relative paths taken relative to `base` (the manifest's
-    /// directory); its `[limits]` are not read.
+    /// directory); its `[limits]`, `[time]` and `[random]` are not read.
     fn new(m: Manifest, base: &Path) -> Loaded {
         let mut listen = m.listen;
         for l in &mut listen {
@@ -144,6 +212,7 @@ impl Loaded {
             dns: m.dns_server.map_or(DnsConfig::System, DnsConfig::Server),
             audit: m.audit.map(|a| audit_dest(&a, base)),
             limits: ManifestLimits::default(),
+            time: ManifestTime::default(),
             apps: m.apps,
             base: base.to_path_buf(),
         }

@@ -50,6 +50,13 @@
 //! max_memory = "128MiB"
 //! fuel = 1000000000
 //!
+//! [time]                          # the guest's clocks (flags win)
+//! wall_clock = "frozen:2024-05-01T12:00:00Z"  # real, frozen[:TIME] or start:TIME
+//! monotonic_clock = "virtual"     # virtual (from the instance's start) or real
+//!
+//! [random]
+//! seed = 42                       # every random source a fixed stream: tests, replay
+//!
 //! [[app]]                         # an application `warden serve` hosts
 //! name = "api"
 //! component = "api.wasm"
@@ -61,6 +68,8 @@
 //! max_memory = "64MiB"            # per request, as the flags
 //! timeout = "5s"
 //! fuel = 100000000
+//! wall_clock = "start:2030-01-01T00:00:00Z"   # wall_clock, monotonic_clock,
+//! random_seed = 7                 # random_seed: as [time] and [random], per app
 //! ```
 //!
 //! A grant names a kind with `kind = "db"`. Unknown keys, a wrong type, an
@@ -105,6 +114,21 @@ pub struct Manifest {
     /// Limits for a run, as written (the binary reads them as it reads
     /// its flags).
     pub limits: LimitsTable,
+    /// The guest's clocks and random seed (`[time]`, `[random]`), as
+    /// written.
+    pub time: TimeTable,
+}
+
+/// The `[time]` and `[random]` tables: the guest's clocks as the flags
+/// take them, and its random seed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeTable {
+    /// As `--wall-clock` takes it.
+    pub wall_clock: Option<String>,
+    /// As `--monotonic-clock` takes it.
+    pub monotonic_clock: Option<String>,
+    /// As `--random-seed` takes it.
+    pub random_seed: Option<u64>,
 }
 
 /// The `[limits]` table: a run's bounds, as text the flags take.
@@ -145,6 +169,8 @@ pub struct App {
     pub timeout: Option<String>,
     /// Fuel per request.
     pub fuel: Option<u64>,
+    /// Its clocks and random seed, as written.
+    pub time: TimeTable,
 }
 
 impl Manifest {
@@ -316,6 +342,21 @@ struct Raw {
     #[serde(default)]
     pool: Vec<RawPool>,
     limits: Option<RawLimits>,
+    time: Option<RawTime>,
+    random: Option<RawRandom>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTime {
+    wall_clock: Option<String>,
+    monotonic_clock: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRandom {
+    seed: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +392,9 @@ struct RawApp {
     max_memory: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     fuel: Option<Spanned<u64>>,
+    wall_clock: Option<Spanned<String>>,
+    monotonic_clock: Option<Spanned<String>>,
+    random_seed: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -692,6 +736,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             max_memory: text(&a.max_memory),
             timeout: text(&a.timeout),
             fuel: a.fuel.as_ref().map(|f| *f.get_ref()),
+            time: TimeTable {
+                wall_clock: text(&a.wall_clock),
+                monotonic_clock: text(&a.monotonic_clock),
+                random_seed: a.random_seed.as_ref().map(|f| *f.get_ref()),
+            },
         });
     }
     let mut pools: Vec<Pool> = Vec::new();
@@ -723,8 +772,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             max_memory: l.max_memory.clone(),
             fuel: l.fuel,
         });
+    let time = TimeTable {
+        wall_clock: raw.time.as_ref().and_then(|t| t.wall_clock.clone()),
+        monotonic_clock: raw.time.as_ref().and_then(|t| t.monotonic_clock.clone()),
+        random_seed: raw.random.as_ref().and_then(|r| r.seed),
+    };
     let manifest = Manifest {
         limits,
+        time,
         pools,
         rules,
         dns_server,
@@ -852,7 +907,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`, `time`, `random`"
         );
         assert_eq!(
             err(
@@ -1029,6 +1084,43 @@ key = "s.key"
         );
         let twice = "version = 1\n[[pool]]\nname = \"db\"\nrights = [\"connect\"]\ntargets = [\"1.2.3.4:1\"]\n";
         assert!(err(&format!("{twice}{}", &twice[12..])).contains("pool `db` is defined twice"));
+    }
+
+    #[test]
+    fn time_and_random_are_kept_as_written_for_the_run_and_each_app() {
+        let m = parse(
+            "version = 1\n[time]\nwall_clock = \"frozen\"\nmonotonic_clock = \"real\"\n[random]\nseed = 9\n\
+             [[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\nwall_clock = \"start:2030-01-01T00:00:00Z\"\nrandom_seed = 1\n",
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            m.time,
+            TimeTable {
+                wall_clock: Some("frozen".into()),
+                monotonic_clock: Some("real".into()),
+                random_seed: Some(9),
+            }
+        );
+        assert_eq!(
+            m.apps[0].time,
+            TimeTable {
+                wall_clock: Some("start:2030-01-01T00:00:00Z".into()),
+                monotonic_clock: None,
+                random_seed: Some(1),
+            }
+        );
+        assert_eq!(
+            parse("version = 1\n", "w.toml").unwrap().time,
+            TimeTable::default()
+        );
+        for bad in [
+            "version = 1\n[time]\ntimezone = \"UTC\"\n",
+            "version = 1\n[random]\nseed = -1\n",
+            "version = 1\n[random]\nseed = \"7\"\n",
+        ] {
+            assert!(parse(bad, "w.toml").is_err(), "{bad}");
+        }
     }
 
     #[test]

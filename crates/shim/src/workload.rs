@@ -80,9 +80,16 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         dns,
         audit,
         limits,
+        time,
         apps: _,
         base: _,
     } = loaded;
+    let virt = time.over(warden_wasi::Virtual::default());
+    if let Some(seed) = virt.random_seed {
+        warden_net::out::line(&format!(
+            "warden: warning: the manifest's random seed {seed}: every random source the guest reads is a fixed stream (for tests and replay; anything it makes as a secret is predictable)"
+        ));
+    }
     let policy = Policy::with_kinds(rules, kinds, require_tls)
         .map_err(|e| anyhow::anyhow!("{}: {e}", shown(&manifest)))?;
     let listeners = listen
@@ -132,6 +139,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             env,
             dirs,
             closed_stdin: false,
+            virt,
         },
         listeners,
         network: Network {

@@ -19,8 +19,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub mod http_fields;
 pub mod p1;
 pub mod stdio;
+pub mod virt;
 
 pub use p1::{P1Ctx, link_p1};
+pub use virt::{MonotonicClock, Virtual, WallClock};
 
 /// Errors from building a guest's WASI context.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,8 @@ pub struct DirGrant {
 /// Everything a guest is given apart from the network, which the gate holds.
 /// `Grants::default()` gives nothing: no arguments, no environment, no
 /// directories; stdin, stdout and stderr are the host's (output through
-/// Warden's writer, see [`stdio`]).
+/// Warden's writer, see [`stdio`]); the host's clocks and random sources
+/// (the monotonic clock counting from the instance's start).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// The guest's arguments, `args[0]` being the program name.
@@ -66,6 +69,8 @@ pub struct Grants {
     /// Give the guest an empty stdin instead of the host's (`serve`'s
     /// handlers read requests, not the terminal).
     pub closed_stdin: bool,
+    /// The clocks and random streams it reads (see [`virt`]).
+    pub virt: Virtual,
 }
 
 /// Build a WASI context builder for `grants`, with every network path routed
@@ -79,6 +84,7 @@ pub fn wasi_builder(grants: &Grants, gate: &Arc<Gate>) -> Result<WasiCtxBuilder,
         .stderr(stdio::HostOutput::STDERR)
         .args(&grants.args)
         .envs(&grants.env);
+    grants.virt.apply(&mut b);
     for dir in &grants.dirs {
         let perms = if dir.read_only {
             FsPerms::ReadOnly

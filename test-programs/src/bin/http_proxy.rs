@@ -18,6 +18,7 @@
 //!   /fetch?url=URL    an outgoing request to URL: its status and body
 //!   /env?name=NAME    the environment variable NAME
 //!   /count            how many requests this instance has handled
+//!   /time             the wall clock (SECS.NANOS) and 8 random bytes in hex
 //!   anything else     404
 //!
 //! Built as a binary, it also exports wasi:cli/run, as Rust programs do.
@@ -198,6 +199,19 @@ impl wasi::exports::http::incoming_handler::Guest for Proxy {
                 let name = query(&path, "name").unwrap_or_default();
                 let value = std::env::var(name).unwrap_or_default();
                 respond(out, 200, format!("{value}\n").as_bytes());
+            }
+            "/time" => {
+                // The wall clock and 8 random bytes: what an app's
+                // wall_clock and random_seed set.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let random: String = wasi::random::random::get_random_bytes(8)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let body = format!("{}.{:09} {random}\n", now.as_secs(), now.subsec_nanos());
+                respond(out, 200, body.as_bytes());
             }
             "/count" => {
                 static HANDLED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

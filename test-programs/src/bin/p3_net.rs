@@ -10,6 +10,11 @@
 //!   http:URL           wasi:http@0.3.0 GET, print the status and body
 //!   udp:IP:PORT        send `ping` in a datagram, print the reply and
 //!                      who sent it
+//!   time:MS            print the system clock (SECS.NANOS), the monotonic
+//!                      clock, the clock again after waiting MS ms, and the
+//!                      monotonic time that wait took (ms)
+//!   random:N           print N secure random bytes, N insecure ones and
+//!                      the insecure seed, in hex
 wit_bindgen::generate!({
     world: "p3-net",
     features: ["clocks-timezone"],
@@ -195,6 +200,31 @@ async fn http(url: &str) -> Result<String, String> {
     Ok(format!("ok status {status} {}", String::from_utf8_lossy(&body)))
 }
 
+async fn time(ms: &str) -> Result<String, String> {
+    use crate::wasi::clocks::{monotonic_clock, system_clock};
+    let ms: u64 = ms.parse().map_err(|_| "time:MS takes a number")?;
+    let wall = || {
+        let t = system_clock::now();
+        format!("{}.{:09}", t.seconds, t.nanoseconds)
+    };
+    let (before, mono) = (wall(), monotonic_clock::now());
+    monotonic_clock::wait_for(ms * 1_000_000).await;
+    let waited = (monotonic_clock::now() - mono) / 1_000_000;
+    Ok(format!("ok wall {before} mono {mono} wall-after {} waited-ms {waited}", wall()))
+}
+
+fn random(n: &str) -> Result<String, String> {
+    use crate::wasi::random::{insecure, insecure_seed, random};
+    let n: u64 = n.parse().map_err(|_| "random:N takes a number")?;
+    let hex = |b: Vec<u8>| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (a, b) = insecure_seed::get_insecure_seed();
+    Ok(format!(
+        "ok random {} insecure {} seed {a:016x}{b:016x}",
+        hex(random::get_random_bytes(n)),
+        hex(insecure::get_insecure_random_bytes(n))
+    ))
+}
+
 struct Component;
 export!(Component);
 
@@ -208,6 +238,8 @@ impl exports::wasi::cli::run::Guest for Component {
                 "listen" => listen(arg).await,
                 "http" => http(arg).await,
                 "udp" => udp(arg).await,
+                "time" => time(arg).await,
+                "random" => random(arg),
                 _ => Err(format!("unknown step {verb}")),
             };
             match result {
