@@ -59,6 +59,10 @@ pub fn check(file: &Path) -> ExitCode {
     for line in time_lines(&m.time) {
         say(&line);
     }
+    match import_lines(&m.imports) {
+        Ok(lines) => lines.iter().for_each(|l| say(l)),
+        Err(e) => return crate::usage_error(&e),
+    }
     let policy = match Policy::with_kinds(m.rules.clone(), m.kinds.clone(), m.require_tls) {
         Ok(p) => p,
         Err(e) => return crate::usage_error(&crate::network::kind_error(&e)),
@@ -111,6 +115,11 @@ pub fn check(file: &Path) -> ExitCode {
         for line in time_lines(&time) {
             say(&format!("  {line}"));
         }
+        let imports = warden_host::manifest::imports_relative_to(&a.imports, &m.base);
+        match import_lines(&imports) {
+            Ok(lines) => lines.iter().for_each(|l| say(&format!("  {l}"))),
+            Err(e) => return crate::usage_error(&e),
+        }
     }
     if m.require_tls {
         say("require-tls: every connect grant is TLS");
@@ -139,4 +148,37 @@ fn time_lines(t: &ManifestTime) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// Each plug (its file, digest and what it exports, which is what it can
+/// satisfy) and the world, one line each; a plug that cannot be read or
+/// does not match its pin is an error.
+fn import_lines(imports: &warden_host::Imports) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    for spec in &imports.plugs {
+        let plug =
+            warden_host::compose::Plug::read(spec, warden_host::Limits::default().max_module_size)
+                .map_err(|e| e.to_string())?;
+        let exports = plug.exports().map_err(|e| e.to_string())?;
+        lines.push(format!(
+            "plug {}: sha256 {}{}, exports {}",
+            plug.file.display(),
+            hex_digest(&plug.sha256),
+            if spec.sha256.is_some() {
+                " (pinned)"
+            } else {
+                ""
+            },
+            exports.join(", ")
+        ));
+    }
+    if let Some(world) = &imports.world {
+        let patterns: Vec<String> = world.imports.iter().map(ToString::to_string).collect();
+        lines.push(format!("world imports {}", patterns.join(", ")));
+    }
+    Ok(lines)
+}
+
+fn hex_digest(d: &[u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }

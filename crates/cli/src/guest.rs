@@ -96,6 +96,26 @@ pub struct GuestArgs {
     #[arg(long, value_name = "N")]
     random_seed: Option<u64>,
 
+    /// Compose the component with the component in FILE before it runs:
+    /// each of the program's imports that FILE exports (same interface,
+    /// a compatible version) is satisfied by it: a mock with canned
+    /// answers, or a bridge over another interface. A plug's own imports
+    /// are satisfied the same way (by later plugs too, so plugs chain) or
+    /// by Warden under the same policy; its calls are the program's. A
+    /// plug that satisfies nothing is an error. Repeatable; the first
+    /// plug that fits wins. Components only. Example: --plug kv-mock.wasm
+    #[arg(long = "plug", value_name = "FILE")]
+    plugs: Vec<PathBuf>,
+
+    /// Allow the component to import only interfaces matching PATTERN
+    /// (after its plugs): NAMESPACE:PACKAGE/INTERFACE[@VERSION], where the
+    /// package or interface may be * and the version may end in *. With
+    /// any given, a component importing anything else is refused before
+    /// it starts, each import named. Repeatable.
+    /// Example: --world-import 'wasi:cli/*' --world-import 'wasi:http/outgoing-handler@0.2.*'
+    #[arg(long = "world-import", value_name = "PATTERN", value_parser = world_pattern)]
+    world_imports: Vec<warden_policy::world::ImportPattern>,
+
     /// Keep compiled code in DIR instead of the user cache directory
     /// (~/.cache/warden on Linux). Example: --cache-dir /var/cache/warden
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -152,6 +172,28 @@ impl GuestArgs {
         virt
     }
 
+    /// The plugs and world the flags give, after `manifest`'s: its plugs
+    /// first, then the flags'; the world is every pattern of both.
+    pub fn imports_over(&self, manifest: warden_host::Imports) -> warden_host::Imports {
+        let mut imports = manifest;
+        imports.plugs.extend(
+            self.plugs
+                .iter()
+                .map(|file| warden_host::compose::PlugSpec {
+                    file: file.clone(),
+                    sha256: None,
+                }),
+        );
+        if !self.world_imports.is_empty() {
+            imports
+                .world
+                .get_or_insert_with(Default::default)
+                .imports
+                .extend(self.world_imports.iter().cloned());
+        }
+        imports
+    }
+
     /// The `--audit` flag.
     pub fn audit(&self) -> Option<&str> {
         self.audit.as_deref()
@@ -182,6 +224,7 @@ impl GuestArgs {
         };
         let mut resolved = self.network.resolve(self.audit.as_deref())?;
         let virt = self.virt_over(resolved.time);
+        let imports = self.imports_over(std::mem::take(&mut resolved.imports));
         let mut dirs: Vec<(usize, DirGrant)> =
             positions("dirs").into_iter().zip(self.dirs).collect();
         dirs.extend(positions("dirs_ro").into_iter().zip(self.dirs_ro));
@@ -223,6 +266,7 @@ impl GuestArgs {
                 max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
                 compile_timeout: self.compile_timeout.unwrap_or(defaults.compile_timeout),
             },
+            imports,
             cache: match (self.no_cache, self.cache_dir) {
                 (true, _) => CacheSetting::Disabled,
                 (false, Some(dir)) => CacheSetting::Dir(dir),
@@ -235,6 +279,10 @@ impl GuestArgs {
         };
         Ok((config, resolved.listen))
     }
+}
+
+fn world_pattern(s: &str) -> Result<warden_policy::world::ImportPattern, String> {
+    warden_policy::world::ImportPattern::parse(s).map_err(|e| e.to_string())
 }
 
 /// What Warden says when a random seed is set: once per process, before

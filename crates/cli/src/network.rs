@@ -199,6 +199,8 @@ pub struct Resolved {
     pub limits: warden_host::manifest::ManifestLimits,
     /// The manifest's `[time]` and `[random]` (flags win over them).
     pub time: warden_host::manifest::ManifestTime,
+    /// The manifest's `[[plug]]` and `[world]` (flags add to them).
+    pub imports: warden_host::Imports,
 }
 
 /// The kind `--connect-tls` grants carry (a kind name no manifest can
@@ -315,6 +317,7 @@ impl NetworkArgs {
             audit: mut audit_to,
             limits,
             time,
+            imports,
             apps: _,
             base: _,
         } = match manifest_path {
@@ -384,6 +387,7 @@ impl NetworkArgs {
             warnings,
             limits,
             time,
+            imports,
         })
     }
 }

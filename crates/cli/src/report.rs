@@ -165,6 +165,51 @@ pub fn ending(finished: &Finished, verbose: bool) -> u8 {
     }
 }
 
+/// Warden's words for a host error: imports nothing provides and imports
+/// outside the operator's world get one line each and what would change
+/// it, as flags; anything else says itself.
+pub fn host_error(e: &warden_host::HostError, verbose: bool) -> String {
+    use warden_host::{HostError, ImportRemedy};
+    match e {
+        HostError::MissingImports { path, missing } => {
+            let mut text = format!(
+                "{}: nothing provides what it imports, so it cannot start:",
+                path.display()
+            );
+            for m in missing {
+                let how = match m.remedy {
+                    ImportRemedy::Plug => "a component that exports it: --plug FILE",
+                    ImportRemedy::Config => {
+                        "Warden's config store: --config KEY=VALUE, or a component that exports it: --plug FILE"
+                    }
+                    ImportRemedy::KeyValue => {
+                        "Warden's in-memory store: --keyvalue memory, or a component that exports it: --plug FILE"
+                    }
+                };
+                text.push_str(&format!("\n  {} (satisfy it with {how})", m.name));
+                if verbose {
+                    text.push_str(&format!("\n    wasmtime: {}", m.detail));
+                }
+            }
+            text
+        }
+        HostError::OutsideWorld { path, refused } => {
+            let mut text = format!(
+                "{}: it imports what the operator's world does not allow, so it cannot start:",
+                path.display()
+            );
+            for name in refused {
+                text.push_str(&format!("\n  {name}"));
+            }
+            text.push_str(
+                "\n(allow one with --world-import PATTERN, or in the manifest's [world] imports; or satisfy it with a plug)",
+            );
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,6 @@ pub fn run(mut cfg: RunConfig) -> ExitCode {
     cfg.last_words = Some(Arc::new(move |f| report::ending(f, verbose)));
     match warden_host::run(&cfg) {
         Ok(finished) => ExitCode::from(report::ending(&finished, verbose)),
-        Err(e) => crate::usage_error(&e.to_string()),
+        Err(e) => crate::usage_error(&report::host_error(&e, verbose)),
     }
 }

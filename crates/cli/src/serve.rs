@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args};
-use warden_host::manifest::{Loaded, ManifestTime};
+use warden_host::manifest::{Loaded, ManifestTime, imports_relative_to};
 use warden_host::serve::{self, AppSpec, Reuse, Route, ServeConfig, ServeLimits, ServeTls};
-use warden_host::{Limits, ListenSpec};
+use warden_host::{Imports, Limits, ListenSpec};
 use warden_wasi::Grants;
 
 use crate::guest::GuestArgs;
@@ -199,7 +199,7 @@ impl ServeArgs {
                         .map_err(|e| format!("app `{}`: {e}", app.name))?;
                     let mut network = resolved.network;
                     network.audit_max_size = self.guest.audit_max_size();
-                    Some((network, resolved.time))
+                    Some((network, resolved.time, resolved.imports))
                 }
                 None => None,
             };
@@ -232,6 +232,7 @@ impl ServeArgs {
                 network: base.network.clone(),
                 limits: base.limits,
                 reuse,
+                imports: base.imports.clone(),
             });
         }
         for ((app, dir), network) in manifest_apps.into_iter().zip(app_networks) {
@@ -243,10 +244,23 @@ impl ServeArgs {
             for d in &app.dirs_ro {
                 dirs.push(values::dir(&dir.join(d).to_string_lossy(), true).map_err(fail)?);
             }
-            let (network, own_time) = match network {
-                Some((network, time)) => (Some(network), time),
-                None => (None, ManifestTime::default()),
+            let (network, own_time, own_imports) = match network {
+                Some((network, time, imports)) => (Some(network), time, imports),
+                None => (None, ManifestTime::default(), Imports::default()),
             };
+            // The app's plugs and world, else its own manifest's, else the
+            // server's: a plug that satisfies nothing is an error, so a
+            // server's plugs are not forced on an app that names its own.
+            let app_imports = imports_relative_to(&app.imports, &dir);
+            let pick = |mine: &Imports, fallback: &Imports| Imports {
+                plugs: if mine.plugs.is_empty() {
+                    fallback.plugs.clone()
+                } else {
+                    mine.plugs.clone()
+                },
+                world: mine.world.clone().or_else(|| fallback.world.clone()),
+            };
+            let imports = pick(&app_imports, &pick(&own_imports, &base.imports));
             let mut network = network.unwrap_or_else(|| base.network.clone());
             // The app's keys, then its own manifest's [time] and [random],
             // then the server's (flags over the manifest).
@@ -295,6 +309,7 @@ impl ServeArgs {
                 network,
                 limits,
                 reuse,
+                imports,
             });
         }
         let defaults = ServeLimits::default();
@@ -394,6 +409,6 @@ pub fn serve(cfg: ServeConfig) -> ExitCode {
             ));
             ExitCode::SUCCESS
         }
-        Err(e) => crate::usage_error(&e.to_string()),
+        Err(e) => crate::usage_error(&crate::report::host_error(&e, cfg.verbose)),
     }
 }

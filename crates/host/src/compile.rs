@@ -7,6 +7,7 @@
 //! and ends with the process). Memory used while compiling grows with the
 //! program's size, which [`Limits::max_module_size`] bounds.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use wasmtime::{Engine, Module};
 
 use warden_wasi::ComponentAbi;
 
+use crate::compose::PlugSpec;
 use crate::load::{Guest, GuestKind};
 use crate::{CacheSetting, HostError, Limits, cache, read_guest};
 
@@ -132,22 +134,25 @@ impl Log {
 }
 
 /// Read, classify and compile `file` (or load it from the cache), within
-/// `limits.compile_timeout`.
+/// `limits.compile_timeout`; a component with `plugs` is composed with
+/// them first (see [`crate::compose`]), unless the composition is cached.
 pub(crate) fn prepare(
     engine: &Engine,
     file: &Path,
     limits: &Limits,
     cache: &CacheSetting,
     prebuilt: Option<&crate::Prebuilt>,
+    plugs: &[PlugSpec],
     log: &Log,
 ) -> Result<Program, HostError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let (engine2, file2, limits2, cache2, log2) = (
+    let (engine2, file2, limits2, cache2, log2, plugs2) = (
         engine.clone(),
         file.to_path_buf(),
         *limits,
         cache.clone(),
         log.clone(),
+        plugs.to_vec(),
     );
     let prebuilt2 = prebuilt.cloned();
     std::thread::Builder::new()
@@ -159,6 +164,7 @@ pub(crate) fn prepare(
                 &limits2,
                 &cache2,
                 prebuilt2.as_ref(),
+                &plugs2,
                 &log2,
             ));
         })
@@ -178,6 +184,7 @@ fn prepare_now(
     limits: &Limits,
     cache: &CacheSetting,
     prebuilt: Option<&crate::Prebuilt>,
+    plugs: &[PlugSpec],
     log: &Log,
 ) -> Result<Program, HostError> {
     let guest = read_guest(file, limits.max_module_size)?;
@@ -187,6 +194,43 @@ fn prepare_now(
         guest.kind.describe(),
         hex::encode(guest.sha256)
     ));
+    if !plugs.is_empty() {
+        if guest.kind == GuestKind::Preview1 {
+            return Err(HostError::Plug {
+                path: file.to_path_buf(),
+                reason: "plugs satisfy a component's imports, and this is a preview1 module".into(),
+            });
+        }
+        let plugs = plugs
+            .iter()
+            .map(|spec| crate::compose::Plug::read(spec, limits.max_module_size))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in &plugs {
+            log.progress(&format!(
+                "plug {} (sha256 {})",
+                p.file.display(),
+                hex::encode(p.sha256)
+            ));
+        }
+        let cache = open_cache(cache, log);
+        let digest = crate::compose::digest(&guest.sha256, &plugs);
+        let compose = || {
+            let t = Instant::now();
+            let bytes = crate::compose::compose(file, &guest.bytes, &plugs)?;
+            log.progress(&format!("composed with its plugs in {:?}", t.elapsed()));
+            Ok(Cow::Owned(bytes))
+        };
+        let compiled = compile(
+            engine,
+            file,
+            guest.kind,
+            &digest,
+            compose,
+            cache.as_ref(),
+            log,
+        )?;
+        return Ok(Program { guest, compiled });
+    }
     if let Some(p) = prebuilt {
         if p.source_sha256 != guest.sha256 {
             log.progress("the prebuilt code is for another program; compiling");
@@ -202,7 +246,16 @@ fn prepare_now(
         }
     }
     let cache = open_cache(cache, log);
-    let compiled = compile(engine, file, &guest, cache.as_ref(), log)?;
+    let source = || Ok(Cow::Borrowed(guest.bytes.as_slice()));
+    let compiled = compile(
+        engine,
+        file,
+        guest.kind,
+        &guest.sha256,
+        source,
+        cache.as_ref(),
+        log,
+    )?;
     Ok(Program { guest, compiled })
 }
 
@@ -230,18 +283,22 @@ fn open_cache(setting: &CacheSetting, log: &Log) -> Option<cache::Cache> {
     }
 }
 
-fn compile(
+/// Compile the code `source` gives (only called on a cache miss), of
+/// `kind`, cached under `digest`: the file's, or its composition's.
+fn compile<'a>(
     engine: &Engine,
     path: &Path,
-    guest: &Guest,
+    kind: GuestKind,
+    digest: &[u8; 32],
+    source: impl FnOnce() -> Result<Cow<'a, [u8]>, HostError>,
     cache: Option<&cache::Cache>,
     log: &Log,
 ) -> Result<Compiled, HostError> {
-    let kind_tag = match guest.kind {
+    let kind_tag = match kind {
         GuestKind::Preview1 => "module",
         GuestKind::Component(_) | GuestKind::Http(_) => "component",
     };
-    let key = cache.map(|_| cache::Cache::key(engine, &guest.sha256, kind_tag));
+    let key = cache.map(|_| cache::Cache::key(engine, digest, kind_tag));
     if let (Some(cache), Some(key)) = (cache, &key) {
         let ignoring = |why: &dyn std::fmt::Display| {
             log.tell(&crate::Event::CacheEntryIgnored {
@@ -250,7 +307,7 @@ fn compile(
             })
         };
         match cache.get(key) {
-            cache::Lookup::Hit(entry) => match deserialize(engine, guest.kind, entry.artifact()) {
+            cache::Lookup::Hit(entry) => match deserialize(engine, kind, entry.artifact()) {
                 Ok(compiled) => {
                     log.progress(&format!("cache hit: {}", cache.path(key).display()));
                     return Ok(compiled);
@@ -263,19 +320,20 @@ fn compile(
             cache::Lookup::Rejected(why) => ignoring(&why),
         }
     }
+    let bytes = source()?;
     let t = Instant::now();
     let compile_error = |e: wasmtime::Error| HostError::Compile {
         path: path.to_path_buf(),
         reason: format!("{e:#}"),
     };
-    let (compiled, artifact) = match guest.kind {
+    let (compiled, artifact) = match kind {
         GuestKind::Preview1 => {
-            let m = Module::new(engine, &guest.bytes).map_err(compile_error)?;
+            let m = Module::new(engine, &bytes).map_err(compile_error)?;
             let a = cache.map(|_| m.serialize()).transpose();
             (Compiled::Module(m), a)
         }
         GuestKind::Component(abi) | GuestKind::Http(abi) => {
-            let c = Component::new(engine, &guest.bytes).map_err(compile_error)?;
+            let c = Component::new(engine, &bytes).map_err(compile_error)?;
             let a = cache.map(|_| c.serialize()).transpose();
             (Compiled::Component(c, abi), a)
         }

@@ -83,6 +83,31 @@ pub enum HostError {
     /// The operator's policy and Warden's own grants disagree.
     #[error("{0}")]
     Policy(String),
+    /// A plug could not be read or used, or composing failed.
+    #[error("plug {}: {reason}", path.display())]
+    Plug {
+        /// The plug's file (or the guest's, when composing failed).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The component imports what the operator's world does not allow.
+    #[error("{}: the operator's world does not allow its imports {}", path.display(), refused.join(", "))]
+    OutsideWorld {
+        /// The component.
+        path: PathBuf,
+        /// The imports refused, in the component's order.
+        refused: Vec<String>,
+    },
+    /// The component imports what nothing provides (neither Warden nor
+    /// a plug).
+    #[error("{}: nothing provides its imports {}", path.display(), missing.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "))]
+    MissingImports {
+        /// The component.
+        path: PathBuf,
+        /// Each import nothing provides, in the component's order.
+        missing: Vec<MissingImport>,
+    },
     /// A listener could not be bound (or an inherited one adopted).
     #[error("cannot listen on {on}: {source}")]
     Listen {
@@ -92,6 +117,41 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// An import of a component that nothing provides, and what could.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingImport {
+    /// The import's name (`example:kv/store@0.1.0`).
+    pub name: String,
+    /// wasmtime's reason, for verbose output.
+    pub detail: String,
+    /// What the operator could give to satisfy it.
+    pub remedy: ImportRemedy,
+}
+
+/// What satisfies an import nothing provides yet, as data (the binary
+/// words it as a flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportRemedy {
+    /// A component that exports it (a plug).
+    Plug,
+    /// Warden's built-in `wasi:config/store`, given values.
+    Config,
+    /// Warden's built-in in-memory `wasi:keyvalue`.
+    KeyValue,
+}
+
+/// What a component may import and what satisfies its imports beyond
+/// what Warden provides: plugs, composed with it before it is compiled,
+/// and the operator's world. The default: no plugs, no world (every
+/// import Warden can satisfy is allowed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imports {
+    /// Plugs, in order (see [`crate::compose`]).
+    pub plugs: Vec<crate::compose::PlugSpec>,
+    /// The interfaces it may import, if the operator said.
+    pub world: Option<warden_policy::world::World>,
 }
 
 /// A listener the operator asks the host to bind (or adopt) for the
@@ -177,6 +237,8 @@ pub struct RunConfig {
     pub network: Network,
     /// Resource limits.
     pub limits: Limits,
+    /// Plugs and the operator's world (components only).
+    pub imports: Imports,
     /// The compilation cache.
     pub cache: CacheSetting,
     /// Code compiled ahead of time for `file` (see [`crate::Prebuilt`]),

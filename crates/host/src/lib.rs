@@ -8,7 +8,9 @@
 //! ended into an [`Outcome`].
 //!
 //! Files, one job each: `config` (what the host is asked, and its errors),
-//! `load` (file to classified bytes), `compile` (engine, cache, compiled
+//! `load` (file to classified bytes), `compose` (a component and its
+//! plugs made one), `imports` (what a component imports, checked against
+//! the operator's world and what is provided), `compile` (engine, cache, compiled
 //! code within its bounds), `instance` (linkers and stores: the one path to
 //! a running instance), `gate` (an instance's or an app's gate from its
 //! network, for `run` and `serve` alike), `run` (one guest to completion),
@@ -26,9 +28,11 @@
 
 pub mod cache;
 mod compile;
+pub mod compose;
 mod config;
 mod events;
 mod gate;
+mod imports;
 mod instance;
 mod limits;
 mod load;
@@ -43,7 +47,10 @@ pub mod virt_text;
 use std::fmt;
 use std::time::Duration;
 
-pub use config::{CacheSetting, HostError, LastWords, ListenSpec, Network, RunConfig};
+pub use config::{
+    CacheSetting, HostError, ImportRemedy, Imports, LastWords, ListenSpec, MissingImport, Network,
+    RunConfig,
+};
 pub use events::{Event, Events};
 pub use limits::{
     DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_SIZE, DEFAULT_MAX_TABLE_ELEMENTS, Limits,

@@ -78,6 +78,8 @@ pub struct Loaded {
     pub limits: ManifestLimits,
     /// The `[time]` and `[random]` tables, read.
     pub time: ManifestTime,
+    /// `[[plug]]` (files resolved) and `[world]`.
+    pub imports: crate::Imports,
     /// The `[[app]]` entries, as written (`warden serve`); their files are
     /// relative to [`Loaded::base`].
     pub apps: Vec<App>,
@@ -213,6 +215,7 @@ impl Loaded {
             audit: m.audit.map(|a| audit_dest(&a, base)),
             limits: ManifestLimits::default(),
             time: ManifestTime::default(),
+            imports: imports_relative_to(&m.imports, base),
             apps: m.apps,
             base: base.to_path_buf(),
         }
@@ -236,6 +239,22 @@ impl Loaded {
                 Some(tls.kind(&name))
             })
             .collect()
+    }
+}
+
+/// Plugs and a world as a manifest (or an app) writes them, their files
+/// relative to `base`.
+pub fn imports_relative_to(t: &manifest::ImportsTable, base: &Path) -> crate::Imports {
+    crate::Imports {
+        plugs: t
+            .plugs
+            .iter()
+            .map(|p| crate::compose::PlugSpec {
+                file: base.join(&p.file),
+                sha256: p.sha256,
+            })
+            .collect(),
+        world: t.world.clone(),
     }
 }
 

@@ -25,9 +25,9 @@ use warden_policy::{Ports, Rule, RuleTarget};
 use warden_wasi::{ComponentAbi, NamedListener};
 
 use crate::compile::{self, Compiled, Program};
-use crate::instance;
 use crate::load::{Guest, GuestKind};
 use crate::{Event, HostError, LimitHit, Limits, Outcome, RefusedGrowth, RunConfig, signals};
+use crate::{imports, instance};
 
 /// How long after `--timeout` the watchdog ends the process when the
 /// guest could not be stopped by the epoch or the timer.
@@ -108,6 +108,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
         &cfg.limits,
         &cfg.cache,
         cfg.prebuilt.as_ref(),
+        &cfg.imports.plugs,
         &log,
     )?;
     if let GuestKind::Http(_) = guest.kind {
@@ -324,7 +325,14 @@ async fn execute(
             Ok(finish(result?, &cfg.limits))
         }
         Compiled::Component(component, abi) => {
+            imports::check_world(&cfg.file, cfg.imports.world.as_ref(), engine, component)?;
             let linker = instance::component_linker(engine, *abi)?;
+            // Every import nothing provides is named, not only the first.
+            let pre_instance = || {
+                linker
+                    .instantiate_pre(component)
+                    .map_err(|e| imports::explain(&cfg.file, engine, &linker, component, e))
+            };
             // Pre-opened listeners wait for the guest's bind of their
             // address.
             let activation = Arc::new(warden_net::socket::Activation::default());
@@ -340,9 +348,7 @@ async fn execute(
                 instance::component_store(engine, &cfg.grants, gate, activation, &cfg.limits)?;
             let result = match abi {
                 ComponentAbi::P2 => {
-                    let pre = linker
-                        .instantiate_pre(component)
-                        .and_then(wasmtime_wasi::p2::bindings::CommandPre::new)
+                    let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre_instance()?)
                         .map_err(start_error)?;
                     match pre.instantiate_async(&mut store).await {
                         Ok(cmd) => cmd.wasi_cli_run().call_run(&mut store).await,
@@ -351,9 +357,7 @@ async fn execute(
                     }
                 }
                 ComponentAbi::P3 => {
-                    let pre = linker
-                        .instantiate_pre(component)
-                        .and_then(wasmtime_wasi::p3::bindings::CommandPre::new)
+                    let pre = wasmtime_wasi::p3::bindings::CommandPre::new(pre_instance()?)
                         .map_err(start_error)?;
                     match pre.instantiate_async(&mut store).await {
                         Ok(cmd) => store

@@ -25,6 +25,7 @@ pub mod manifest;
 mod pool;
 mod prefixes;
 mod rule;
+pub mod world;
 
 use std::collections::HashMap;
 use std::fmt;

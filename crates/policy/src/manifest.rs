@@ -57,6 +57,13 @@
 //! [random]
 //! seed = 42                       # every random source a fixed stream: tests, replay
 //!
+//! [[plug]]                        # a component satisfying the guest's imports
+//! file = "kv-mock.wasm"
+//! sha256 = "9f2c..."              # optional pin: a plug with another digest is refused
+//!
+//! [world]                         # what a component may import (after its plugs)
+//! imports = ["wasi:cli/*", "wasi:io/*", "example:kv/store"]
+//!
 //! [[app]]                         # an application `warden serve` hosts
 //! name = "api"
 //! component = "api.wasm"
@@ -70,6 +77,8 @@
 //! fuel = 100000000
 //! wall_clock = "start:2030-01-01T00:00:00Z"   # wall_clock, monotonic_clock,
 //! random_seed = 7                 # random_seed: as [time] and [random], per app
+//! plugs = [{ file = "kv-mock.wasm" }]         # its own plugs and world (instead
+//! world_imports = ["wasi:cli/*"]              #   of the server's)
 //! ```
 //!
 //! A grant names a kind with `kind = "db"`. Unknown keys, a wrong type, an
@@ -86,6 +95,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::world::{ImportPattern, World};
 use crate::{Kind, KindError, Policy, Pool, Ports, Protocol, Rights, Rule, RuleTarget, TlsVersion};
 
 /// The manifest version this Warden reads.
@@ -117,6 +127,46 @@ pub struct Manifest {
     /// The guest's clocks and random seed (`[time]`, `[random]`), as
     /// written.
     pub time: TimeTable,
+    /// Plugs (`[[plug]]`) and the world (`[world]`).
+    pub imports: ImportsTable,
+}
+
+/// What a component may import and what satisfies its imports: plugs and
+/// the operator's world (see [`crate::world`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportsTable {
+    /// Plugs, in order; files as written.
+    pub plugs: Vec<PlugEntry>,
+    /// The world's patterns, if given.
+    pub world: Option<World>,
+}
+
+/// A `[[plug]]` entry: a component whose exports satisfy the guest's
+/// imports of the same interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlugEntry {
+    /// The component file, as written.
+    pub file: PathBuf,
+    /// The SHA-256 it must have, if pinned.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// A SHA-256 digest written as 64 hexadecimal digits.
+pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "`{s}` is not a SHA-256 digest: expected 64 hexadecimal digits (as sha256sum prints)"
+        )
+    };
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 /// The `[time]` and `[random]` tables: the guest's clocks as the flags
@@ -171,6 +221,8 @@ pub struct App {
     pub fuel: Option<u64>,
     /// Its clocks and random seed, as written.
     pub time: TimeTable,
+    /// Its own plugs and world (empty and `None`: the server's).
+    pub imports: ImportsTable,
 }
 
 impl Manifest {
@@ -344,6 +396,22 @@ struct Raw {
     limits: Option<RawLimits>,
     time: Option<RawTime>,
     random: Option<RawRandom>,
+    #[serde(default)]
+    plug: Vec<RawPlug>,
+    world: Option<RawWorld>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlug {
+    file: Spanned<String>,
+    sha256: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorld {
+    imports: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +463,9 @@ struct RawApp {
     wall_clock: Option<Spanned<String>>,
     monotonic_clock: Option<Spanned<String>>,
     random_seed: Option<Spanned<u64>>,
+    #[serde(default)]
+    plugs: Vec<RawPlug>,
+    world_imports: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -470,6 +541,37 @@ impl Ctx<'_> {
         f: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ManifestError> {
         f(v.get_ref()).map_err(|e| self.error(v.span(), format!("{what}: {e}")))
+    }
+
+    /// Plugs and a world as written.
+    fn imports(
+        &self,
+        plugs: &[RawPlug],
+        world: Option<&[Spanned<String>]>,
+    ) -> Result<ImportsTable, ManifestError> {
+        let mut out = Vec::new();
+        for p in plugs {
+            out.push(PlugEntry {
+                file: PathBuf::from(p.file.get_ref()),
+                sha256: match &p.sha256 {
+                    Some(d) => Some(self.parse(d, "sha256", parse_sha256)?),
+                    None => None,
+                },
+            });
+        }
+        let world = match world {
+            Some(patterns) => {
+                let mut imports = Vec::new();
+                for p in patterns {
+                    imports.push(self.parse(p, "imports", |v| {
+                        ImportPattern::parse(v).map_err(|e| e.to_string())
+                    })?);
+                }
+                Some(World { imports })
+            }
+            None => None,
+        };
+        Ok(ImportsTable { plugs: out, world })
     }
 
     /// The rights a list names.
@@ -741,6 +843,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
                 monotonic_clock: text(&a.monotonic_clock),
                 random_seed: a.random_seed.as_ref().map(|f| *f.get_ref()),
             },
+            imports: cx.imports(&a.plugs, a.world_imports.as_deref())?,
         });
     }
     let mut pools: Vec<Pool> = Vec::new();
@@ -777,9 +880,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         monotonic_clock: raw.time.as_ref().and_then(|t| t.monotonic_clock.clone()),
         random_seed: raw.random.as_ref().and_then(|r| r.seed),
     };
+    let imports = cx.imports(&raw.plug, raw.world.as_ref().map(|w| w.imports.as_slice()))?;
     let manifest = Manifest {
         limits,
         time,
+        imports,
         pools,
         rules,
         dns_server,
@@ -907,7 +1012,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`, `time`, `random`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`"
         );
         assert_eq!(
             err(
@@ -1120,6 +1225,65 @@ key = "s.key"
             "version = 1\n[random]\nseed = \"7\"\n",
         ] {
             assert!(parse(bad, "w.toml").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plugs_and_worlds_are_read_for_the_run_and_each_app() {
+        let digest = "ab".repeat(32);
+        let m = parse(
+            &format!(
+                "version = 1\n[[plug]]\nfile = \"kv.wasm\"\nsha256 = \"{digest}\"\n[[plug]]\nfile = \"b.wasm\"\n\
+                 [world]\nimports = [\"wasi:cli/*\", \"example:kv/store@0.1.*\"]\n\
+                 [[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\nplugs = [{{ file = \"m.wasm\" }}]\nworld_imports = [\"wasi:*/*\"]\n"
+            ),
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            m.imports.plugs,
+            vec![
+                PlugEntry {
+                    file: "kv.wasm".into(),
+                    sha256: Some([0xab; 32])
+                },
+                PlugEntry {
+                    file: "b.wasm".into(),
+                    sha256: None
+                },
+            ]
+        );
+        let world = m.imports.world.as_ref().unwrap();
+        assert!(world.allows("example:kv/store@0.1.2") && !world.allows("example:kv/store@0.2.0"));
+        assert_eq!(m.apps[0].imports.plugs[0].file, PathBuf::from("m.wasm"));
+        assert!(
+            m.apps[0]
+                .imports
+                .world
+                .as_ref()
+                .unwrap()
+                .allows("wasi:sockets/tcp@0.2.0")
+        );
+        assert_eq!(
+            parse("version = 1\n", "w.toml").unwrap().imports,
+            ImportsTable::default()
+        );
+        for (bad, said) in [
+            (
+                "version = 1\n[[plug]]\nfile = \"a\"\nsha256 = \"xyz\"\n",
+                "4:10: sha256: `xyz` is not a SHA-256 digest",
+            ),
+            (
+                "version = 1\n[world]\nimports = [\"wasi:cli\"]\n",
+                "3:12: imports: `wasi:cli` is not an import pattern",
+            ),
+            (
+                "version = 1\n[[plug]]\npath = \"a\"\n",
+                "unknown field `path`",
+            ),
+        ] {
+            let e = parse(bad, "w.toml").unwrap_err().to_string();
+            assert!(e.contains(said), "{bad}: {e}");
         }
     }
 

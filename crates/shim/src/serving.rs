@@ -47,6 +47,7 @@ pub fn config(run: RunConfig) -> anyhow::Result<ServeConfig> {
             network: run.network,
             limits: run.limits,
             reuse: Reuse::default(),
+            imports: run.imports,
         }],
         addrs: Vec::new(),
         listeners,

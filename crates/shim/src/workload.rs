@@ -81,6 +81,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         audit,
         limits,
         time,
+        imports,
         apps: _,
         base: _,
     } = loaded;
@@ -142,6 +143,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             virt,
         },
         listeners,
+        imports,
         network: Network {
             policy,
             dns,

@@ -176,8 +176,16 @@ impl App {
             path: path.clone(),
             reason: format!("{e:#}"),
         };
+        crate::imports::check_world(
+            &path,
+            core.spec.imports.world.as_ref(),
+            &core.engine,
+            component,
+        )?;
         let linker = instance::component_linker(&core.engine, abi)?;
-        let pre = linker.instantiate_pre(component).map_err(start_error)?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| crate::imports::explain(&path, &core.engine, &linker, component, e))?;
         let core = Arc::new(core);
         let entry = match abi {
             ComponentAbi::P2 => Entry::P2(

@@ -105,6 +105,8 @@ pub struct AppSpec {
     pub limits: Limits,
     /// WASI 0.3 instance reuse.
     pub reuse: Reuse,
+    /// Its plugs and the operator's world.
+    pub imports: crate::Imports,
 }
 
 impl std::fmt::Debug for AppSpec {
@@ -427,6 +429,7 @@ fn build_app(
         &spec.limits,
         &cfg.cache,
         None,
+        &spec.imports.plugs,
         &progress,
     )?;
     let (component, abi) = match (&program.guest.kind, program.compiled) {
