@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use warden_host::manifest::{Loaded, ManifestTime};
+use warden_host::manifest::{Loaded, ManifestProviders, ManifestTime};
 use warden_host::virt_text::{show_monotonic_clock, show_wall_clock};
 use warden_net::tls::material;
 use warden_net::{AuditDest, DnsConfig, Tls};
@@ -63,6 +63,9 @@ pub fn check(file: &Path) -> ExitCode {
         Ok(lines) => lines.iter().for_each(|l| say(l)),
         Err(e) => return crate::usage_error(&e),
     }
+    for line in provider_lines(&m.providers) {
+        say(&line);
+    }
     let policy = match Policy::with_kinds(m.rules.clone(), m.kinds.clone(), m.require_tls) {
         Ok(p) => p,
         Err(e) => return crate::usage_error(&crate::network::kind_error(&e)),
@@ -119,6 +122,17 @@ pub fn check(file: &Path) -> ExitCode {
         match import_lines(&imports) {
             Ok(lines) => lines.iter().for_each(|l| say(&format!("  {l}"))),
             Err(e) => return crate::usage_error(&e),
+        }
+        let providers = match ManifestProviders::read(
+            &a.providers,
+            file,
+            &format!("app `{}`.keyvalue", a.name),
+        ) {
+            Ok(p) => p,
+            Err(e) => return crate::usage_error(&e.to_string()),
+        };
+        for line in provider_lines(&providers) {
+            say(&format!("  {line}"));
         }
     }
     if m.require_tls {
@@ -181,4 +195,23 @@ fn import_lines(imports: &warden_host::Imports) -> Result<Vec<String>, String> {
 
 fn hex_digest(d: &[u8; 32]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The built-in providers turned on, one line each (config keys, not
+/// their values, which may be secrets).
+fn provider_lines(p: &ManifestProviders) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(config) = &p.config {
+        let keys: Vec<&str> = config.iter().map(|(k, _)| k.as_str()).collect();
+        lines.push(format!(
+            "config wasi:config/store with keys {}",
+            keys.join(", ")
+        ));
+    }
+    if let Some(size) = p.keyvalue {
+        lines.push(format!(
+            "keyvalue wasi:keyvalue in memory, at most {size} bytes"
+        ));
+    }
+    lines
 }

@@ -116,6 +116,21 @@ pub struct GuestArgs {
     #[arg(long = "world-import", value_name = "PATTERN", value_parser = world_pattern)]
     world_imports: Vec<warden_policy::world::ImportPattern>,
 
+    /// Provide wasi:config/store to the component, with KEY set to VALUE
+    /// (repeatable; a later KEY wins, and the flags win over the
+    /// manifest's [config]). Without any, a component importing
+    /// wasi:config is refused by name. Example: --config greeting=hello
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = config_pair)]
+    config: Vec<(String, String)>,
+
+    /// Provide wasi:keyvalue (store, atomics, batch @0.2.0-draft) to the
+    /// component: an in-memory store of at most SIZE bytes (default
+    /// 4MiB), its own under `warden run`, shared by an app's instances
+    /// under `warden serve`; a write past SIZE fails in the component.
+    /// Example: --keyvalue memory:16MiB
+    #[arg(long, value_name = "memory[:SIZE]", value_parser = warden_host::units::keyvalue_store)]
+    keyvalue: Option<u64>,
+
     /// Keep compiled code in DIR instead of the user cache directory
     /// (~/.cache/warden on Linux). Example: --cache-dir /var/cache/warden
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -194,6 +209,27 @@ impl GuestArgs {
         imports
     }
 
+    /// The built-in providers the flags give, over `manifest`'s: config
+    /// values merged (a flag wins for its key), a store bound from the
+    /// flag if given.
+    pub fn providers_over(
+        &self,
+        manifest: warden_host::manifest::ManifestProviders,
+    ) -> warden_host::manifest::ManifestProviders {
+        let mut config = manifest.config;
+        if !self.config.is_empty() {
+            let values = config.get_or_insert_with(Vec::new);
+            for (k, v) in &self.config {
+                values.retain(|(key, _)| key != k);
+                values.push((k.clone(), v.clone()));
+            }
+        }
+        warden_host::manifest::ManifestProviders {
+            config,
+            keyvalue: self.keyvalue.or(manifest.keyvalue),
+        }
+    }
+
     /// The `--audit` flag.
     pub fn audit(&self) -> Option<&str> {
         self.audit.as_deref()
@@ -225,6 +261,7 @@ impl GuestArgs {
         let mut resolved = self.network.resolve(self.audit.as_deref())?;
         let virt = self.virt_over(resolved.time);
         let imports = self.imports_over(std::mem::take(&mut resolved.imports));
+        let providers = self.providers_over(std::mem::take(&mut resolved.providers));
         let mut dirs: Vec<(usize, DirGrant)> =
             positions("dirs").into_iter().zip(self.dirs).collect();
         dirs.extend(positions("dirs_ro").into_iter().zip(self.dirs_ro));
@@ -254,6 +291,8 @@ impl GuestArgs {
                 dirs: dirs.into_iter().map(|(_, d)| d).collect(),
                 closed_stdin: false,
                 virt,
+                config: providers.config,
+                keyvalue: providers.keyvalue.map(warden_wasi::KeyValue::new),
             },
             // A flag wins over the manifest's [limits].
             limits: Limits {
@@ -278,6 +317,13 @@ impl GuestArgs {
             prebuilt: None,
         };
         Ok((config, resolved.listen))
+    }
+}
+
+fn config_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
     }
 }
 

@@ -201,6 +201,8 @@ pub struct Resolved {
     pub time: warden_host::manifest::ManifestTime,
     /// The manifest's `[[plug]]` and `[world]` (flags add to them).
     pub imports: warden_host::Imports,
+    /// The manifest's `[config]` and `[keyvalue]` (flags win).
+    pub providers: warden_host::manifest::ManifestProviders,
 }
 
 /// The kind `--connect-tls` grants carry (a kind name no manifest can
@@ -318,6 +320,7 @@ impl NetworkArgs {
             limits,
             time,
             imports,
+            providers,
             apps: _,
             base: _,
         } = match manifest_path {
@@ -388,6 +391,7 @@ impl NetworkArgs {
             limits,
             time,
             imports,
+            providers,
         })
     }
 }

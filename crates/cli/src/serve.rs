@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args};
-use warden_host::manifest::{Loaded, ManifestTime, imports_relative_to};
+use warden_host::manifest::{Loaded, ManifestProviders, ManifestTime, imports_relative_to};
 use warden_host::serve::{self, AppSpec, Reuse, Route, ServeConfig, ServeLimits, ServeTls};
 use warden_host::{Imports, Limits, ListenSpec};
 use warden_wasi::Grants;
@@ -199,7 +199,12 @@ impl ServeArgs {
                         .map_err(|e| format!("app `{}`: {e}", app.name))?;
                     let mut network = resolved.network;
                     network.audit_max_size = self.guest.audit_max_size();
-                    Some((network, resolved.time, resolved.imports))
+                    Some(OwnManifest {
+                        network,
+                        time: resolved.time,
+                        imports: resolved.imports,
+                        providers: resolved.providers,
+                    })
                 }
                 None => None,
             };
@@ -244,9 +249,14 @@ impl ServeArgs {
             for d in &app.dirs_ro {
                 dirs.push(values::dir(&dir.join(d).to_string_lossy(), true).map_err(fail)?);
             }
-            let (network, own_time, own_imports) = match network {
-                Some((network, time, imports)) => (Some(network), time, imports),
-                None => (None, ManifestTime::default(), Imports::default()),
+            let (network, own_time, own_imports, own_providers) = match network {
+                Some(own) => (
+                    Some(own.network),
+                    own.time,
+                    own.imports,
+                    Some(own.providers),
+                ),
+                None => (None, ManifestTime::default(), Imports::default(), None),
             };
             // The app's plugs and world, else its own manifest's, else the
             // server's: a plug that satisfies nothing is an error, so a
@@ -261,6 +271,25 @@ impl ServeArgs {
                 world: mine.world.clone().or_else(|| fallback.world.clone()),
             };
             let imports = pick(&app_imports, &pick(&own_imports, &base.imports));
+            // Config values and a store of its own: the app's, else its
+            // own manifest's, else the server's; each app's store is its
+            // own, shared by its instances.
+            let mine = ManifestProviders::read(
+                &app.providers,
+                &origin,
+                &format!("app `{}`.keyvalue", app.name),
+            )
+            .map_err(|e| e.to_string())?;
+            let own = own_providers.unwrap_or_default();
+            let config = mine
+                .config
+                .or(own.config)
+                .or_else(|| base.grants.config.clone());
+            let keyvalue = mine
+                .keyvalue
+                .or(own.keyvalue)
+                .or_else(|| base.grants.keyvalue.as_ref().map(|k| k.max_size()))
+                .map(warden_wasi::KeyValue::new);
             let mut network = network.unwrap_or_else(|| base.network.clone());
             // The app's keys, then its own manifest's [time] and [random],
             // then the server's (flags over the manifest).
@@ -304,6 +333,8 @@ impl ServeArgs {
                     dirs,
                     closed_stdin: true,
                     virt,
+                    config,
+                    keyvalue,
                 },
                 file: component,
                 network,
@@ -397,6 +428,14 @@ fn app_name(file: &Path) -> String {
         .take(64)
         .collect();
     if name.is_empty() { "app".into() } else { name }
+}
+
+/// What an app's own manifest (`[[app]] manifest = ...`) gives it.
+struct OwnManifest {
+    network: warden_host::Network,
+    time: ManifestTime,
+    imports: Imports,
+    providers: ManifestProviders,
 }
 
 /// Serve; exit 0 after a graceful stop, 2 when Warden could not serve.

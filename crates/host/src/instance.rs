@@ -105,13 +105,14 @@ pub(crate) fn module_linker(engine: &Engine) -> Result<wasmtime::Linker<State<P1
     Ok(linker)
 }
 
-/// A linker for components of `abi`.
+/// A linker for components of `abi`, with the built-ins `grants` provide.
 pub(crate) fn component_linker(
     engine: &Engine,
     abi: ComponentAbi,
+    grants: &Grants,
 ) -> Result<wasmtime::component::Linker<State<ComponentCtx>>, HostError> {
     let mut linker = wasmtime::component::Linker::new(engine);
-    warden_wasi::link_component(&mut linker, abi)?;
+    warden_wasi::link_component(&mut linker, abi, grants)?;
     Ok(linker)
 }
 

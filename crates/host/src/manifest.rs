@@ -35,7 +35,8 @@ pub enum ManifestLoadError {
         /// What is wrong.
         message: String,
     },
-    /// A `[time]` or `[random]` value does not read.
+    /// A `[time]`, `[random]` or `[keyvalue]` value (or an app's) does
+    /// not read.
     #[error("{}: {key}: {message}", path.display())]
     Time {
         /// The manifest.
@@ -80,6 +81,8 @@ pub struct Loaded {
     pub time: ManifestTime,
     /// `[[plug]]` (files resolved) and `[world]`.
     pub imports: crate::Imports,
+    /// `[config]` and `[keyvalue]`, read.
+    pub providers: ManifestProviders,
     /// The `[[app]]` entries, as written (`warden serve`); their files are
     /// relative to [`Loaded::base`].
     pub apps: Vec<App>,
@@ -180,6 +183,41 @@ impl ManifestTime {
     }
 }
 
+/// The built-in providers a manifest (`[config]`, `[keyvalue]`) or an app
+/// turns on, read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestProviders {
+    /// `wasi:config/store`'s values (`None`: not provided).
+    pub config: Option<Vec<(String, String)>>,
+    /// The bound of the in-memory `wasi:keyvalue` store (`None`: not
+    /// provided).
+    pub keyvalue: Option<u64>,
+}
+
+impl ManifestProviders {
+    /// Read `t`, from the manifest at `origin`; `key` names the store
+    /// setting in errors (`keyvalue` for `[keyvalue] store`, ``app `a`.keyvalue``).
+    pub fn read(
+        t: &manifest::ProvidersTable,
+        origin: &Path,
+        key: &str,
+    ) -> Result<Self, ManifestLoadError> {
+        Ok(ManifestProviders {
+            config: t.config.clone(),
+            keyvalue: t
+                .keyvalue
+                .as_deref()
+                .map(crate::units::keyvalue_store)
+                .transpose()
+                .map_err(|message| ManifestLoadError::Time {
+                    path: origin.to_path_buf(),
+                    key: key.to_string(),
+                    message,
+                })?,
+        })
+    }
+}
+
 impl Loaded {
     /// The manifest at `path`, read, with its relative paths taken
     /// relative to its directory.
@@ -187,9 +225,11 @@ impl Loaded {
         let m = read(path)?;
         let limits = ManifestLimits::read(&m.limits, path)?;
         let time = ManifestTime::read(&m.time, path, "time")?;
+        let providers = ManifestProviders::read(&m.providers, path, "keyvalue")?;
         Ok(Loaded {
             limits,
             time,
+            providers,
             ..Loaded::new(m, path.parent().unwrap_or(Path::new("")))
         })
     }
@@ -216,6 +256,7 @@ impl Loaded {
             limits: ManifestLimits::default(),
             time: ManifestTime::default(),
             imports: imports_relative_to(&m.imports, base),
+            providers: ManifestProviders::default(),
             apps: m.apps,
             base: base.to_path_buf(),
         }

@@ -326,7 +326,7 @@ async fn execute(
         }
         Compiled::Component(component, abi) => {
             imports::check_world(&cfg.file, cfg.imports.world.as_ref(), engine, component)?;
-            let linker = instance::component_linker(engine, *abi)?;
+            let linker = instance::component_linker(engine, *abi, &cfg.grants)?;
             // Every import nothing provides is named, not only the first.
             let pre_instance = || {
                 linker

@@ -93,6 +93,19 @@ pub fn fuel(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Parse a key-value store setting, `memory` or `memory:SIZE` (see
+/// [`size`]): an in-memory store of at most SIZE bytes (default
+/// [`warden_wasi::keyvalue::DEFAULT_KEYVALUE_SIZE`]). Its bound.
+pub fn keyvalue_store(s: &str) -> Result<u64, String> {
+    match s.trim().split_once(':') {
+        None if s.trim() == "memory" => Ok(warden_wasi::keyvalue::DEFAULT_KEYVALUE_SIZE),
+        Some(("memory", bound)) => size(bound),
+        _ => Err(format!(
+            "`{s}` is not a key-value store: expected memory or memory:SIZE (like memory:16MiB), an in-memory store (the only kind Warden has)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +207,17 @@ mod tests {
             fuel("1e6"),
             Err("`1e6` is not a whole number of fuel units, like 1000000".into())
         );
+    }
+
+    #[test]
+    fn keyvalue_stores_read() {
+        assert_eq!(keyvalue_store("memory"), Ok(4 << 20));
+        assert_eq!(keyvalue_store("memory:1MiB"), Ok(1 << 20));
+        assert!(
+            keyvalue_store("redis://x")
+                .unwrap_err()
+                .contains("memory:SIZE")
+        );
+        assert!(keyvalue_store("memory:0").is_err());
     }
 }

@@ -64,6 +64,12 @@
 //! [world]                         # what a component may import (after its plugs)
 //! imports = ["wasi:cli/*", "wasi:io/*", "example:kv/store"]
 //!
+//! [config]                        # the built-in wasi:config/store's values
+//! greeting = "hello"
+//!
+//! [keyvalue]                      # the built-in in-memory wasi:keyvalue
+//! store = "memory:4MiB"           # memory or memory:SIZE
+//!
 //! [[app]]                         # an application `warden serve` hosts
 //! name = "api"
 //! component = "api.wasm"
@@ -79,6 +85,8 @@
 //! random_seed = 7                 # random_seed: as [time] and [random], per app
 //! plugs = [{ file = "kv-mock.wasm" }]         # its own plugs and world (instead
 //! world_imports = ["wasi:cli/*"]              #   of the server's)
+//! config = { greeting = "hi" }    # its own config values and store (shared by
+//! keyvalue = "memory:1MiB"        #   its instances), instead of the server's
 //! ```
 //!
 //! A grant names a kind with `kind = "db"`. Unknown keys, a wrong type, an
@@ -129,6 +137,18 @@ pub struct Manifest {
     pub time: TimeTable,
     /// Plugs (`[[plug]]`) and the world (`[world]`).
     pub imports: ImportsTable,
+    /// The built-in providers (`[config]`, `[keyvalue]`).
+    pub providers: ProvidersTable,
+}
+
+/// The built-in providers a manifest (or an app) turns on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvidersTable {
+    /// `wasi:config/store`'s values, in key order (`None`: not provided).
+    pub config: Option<Vec<(String, String)>>,
+    /// The in-memory `wasi:keyvalue` store, as `--keyvalue` takes it
+    /// (`memory` or `memory:SIZE`; `None`: not provided).
+    pub keyvalue: Option<String>,
 }
 
 /// What a component may import and what satisfies its imports: plugs and
@@ -223,6 +243,8 @@ pub struct App {
     pub time: TimeTable,
     /// Its own plugs and world (empty and `None`: the server's).
     pub imports: ImportsTable,
+    /// Its own built-in providers (`None`: the server's).
+    pub providers: ProvidersTable,
 }
 
 impl Manifest {
@@ -399,6 +421,14 @@ struct Raw {
     #[serde(default)]
     plug: Vec<RawPlug>,
     world: Option<RawWorld>,
+    config: Option<std::collections::BTreeMap<String, String>>,
+    keyvalue: Option<RawKeyValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyValue {
+    store: String,
 }
 
 #[derive(Deserialize)]
@@ -466,6 +496,8 @@ struct RawApp {
     #[serde(default)]
     plugs: Vec<RawPlug>,
     world_imports: Option<Vec<Spanned<String>>>,
+    config: Option<std::collections::BTreeMap<String, String>>,
+    keyvalue: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -844,6 +876,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
                 random_seed: a.random_seed.as_ref().map(|f| *f.get_ref()),
             },
             imports: cx.imports(&a.plugs, a.world_imports.as_deref())?,
+            providers: ProvidersTable {
+                config: a.config.as_ref().map(|c| c.clone().into_iter().collect()),
+                keyvalue: a.keyvalue.clone(),
+            },
         });
     }
     let mut pools: Vec<Pool> = Vec::new();
@@ -881,10 +917,15 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         random_seed: raw.random.as_ref().and_then(|r| r.seed),
     };
     let imports = cx.imports(&raw.plug, raw.world.as_ref().map(|w| w.imports.as_slice()))?;
+    let providers = ProvidersTable {
+        config: raw.config.as_ref().map(|c| c.clone().into_iter().collect()),
+        keyvalue: raw.keyvalue.as_ref().map(|k| k.store.clone()),
+    };
     let manifest = Manifest {
         limits,
         time,
         imports,
+        providers,
         pools,
         rules,
         dns_server,
@@ -1012,7 +1053,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`"
         );
         assert_eq!(
             err(

@@ -82,6 +82,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         limits,
         time,
         imports,
+        providers,
         apps: _,
         base: _,
     } = loaded;
@@ -141,6 +142,8 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             dirs,
             closed_stdin: false,
             virt,
+            config: providers.config,
+            keyvalue: providers.keyvalue.map(warden_wasi::KeyValue::new),
         },
         listeners,
         imports,

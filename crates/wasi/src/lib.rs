@@ -17,10 +17,12 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub mod http_fields;
+pub mod keyvalue;
 pub mod p1;
 pub mod stdio;
 pub mod virt;
 
+pub use keyvalue::KeyValue;
 pub use p1::{P1Ctx, link_p1};
 pub use virt::{MonotonicClock, Virtual, WallClock};
 
@@ -71,6 +73,12 @@ pub struct Grants {
     pub closed_stdin: bool,
     /// The clocks and random streams it reads (see [`virt`]).
     pub virt: Virtual,
+    /// The values of the built-in `wasi:config/store` (`None`: not
+    /// provided, so a component importing it is refused by name).
+    pub config: Option<Vec<(String, String)>>,
+    /// The built-in in-memory `wasi:keyvalue` store (`None`: not
+    /// provided). Clones share it: an app's instances see one store.
+    pub keyvalue: Option<std::sync::Arc<KeyValue>>,
 }
 
 /// Build a WASI context builder for `grants`, with every network path routed
@@ -220,6 +228,8 @@ pub struct ComponentCtx {
     http: WasiHttpCtx,
     hooks: GatedHttp,
     tcp: warden_net::socket::component::Sockets,
+    config: wasmtime_wasi_config::WasiConfigVariables,
+    keyvalue: std::sync::Arc<KeyValue>,
 }
 
 impl ComponentCtx {
@@ -247,6 +257,9 @@ impl ComponentCtx {
                 gate: gate.clone(),
                 activation,
             },
+            config: grants.config.iter().flatten().cloned().collect(),
+            // Linked only when granted; an empty stand-in otherwise.
+            keyvalue: grants.keyvalue.clone().unwrap_or_else(|| KeyValue::new(0)),
         })
     }
 }
@@ -258,6 +271,11 @@ impl ComponentCtx {
             table: &mut self.table,
             sockets: &self.tcp,
         }
+    }
+
+    /// The table and the key-value store, for the built-in keyvalue.
+    fn keyvalue_view(&mut self) -> keyvalue::KvView<'_> {
+        keyvalue::KvView::new(&mut self.table, &self.keyvalue)
     }
 
     /// The socket context and table beside the gate, for the gated lookup.
@@ -309,11 +327,22 @@ pub trait HasComponentCtx: WasiView + WasiHttpView + 'static {
 /// Link the WASI interfaces of a command component into `linker`, with
 /// name lookups and `wasi:http` outgoing requests going through the gate. A
 /// 0.3 component also gets the 0.2 interfaces, since components adapted from
-/// older code import both.
+/// older code import both. The built-in `wasi:config` and `wasi:keyvalue`
+/// are linked only when `grants` provide them.
 pub fn link_component<T: HasComponentCtx>(
     linker: &mut Linker<T>,
     abi: ComponentAbi,
+    grants: &Grants,
 ) -> Result<(), WasiError> {
+    if grants.config.is_some() {
+        wasmtime_wasi_config::add_to_linker(linker, |t: &mut T| {
+            wasmtime_wasi_config::WasiConfig::new(&t.component_ctx().config)
+        })
+        .map_err(WasiError::Link)?;
+    }
+    if grants.keyvalue.is_some() {
+        keyvalue::link(linker).map_err(WasiError::Link)?;
+    }
     // `wasi:cli/exit#exit-with-code` is stable since WASI 0.2.12 and linked
     // by default.
     wasmtime_wasi::p2::add_to_linker_async(linker).map_err(WasiError::Link)?;

@@ -182,7 +182,7 @@ impl App {
             &core.engine,
             component,
         )?;
-        let linker = instance::component_linker(&core.engine, abi)?;
+        let linker = instance::component_linker(&core.engine, abi, &core.spec.grants)?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| crate::imports::explain(&path, &core.engine, &linker, component, e))?;
