@@ -400,3 +400,15 @@ fn a_served_app_gets_its_plug_and_without_it_is_refused_by_name() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(MISSING_GREETER), "{}", r.stderr);
 }
+
+#[test]
+fn a_0_3_guest_takes_a_0_2_plug_and_is_refused_without_it() {
+    let prog = guest(Target::P3, "p3_greet");
+    let r = run(&[p(&prog), "Ada"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(MISSING_GREETER), "{}", r.stderr);
+    let (loud, shout) = (g("greeter_loud"), g("shout_mock"));
+    let r = run(&["--plug", p(&loud), "--plug", p(&shout), p(&prog), "Ada"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "HELLO, ADA!\n");
+}
