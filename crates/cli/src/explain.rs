@@ -85,6 +85,11 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
     {
         say(&note);
     }
+    if !d.is_allowed() && resolved.network.mode == warden_policy::Mode::Audit {
+        say(
+            "note: the policy mode is audit: in a run this is recorded as would-deny in the audit log, and allowed",
+        );
+    }
     if d.is_allowed() {
         ExitCode::SUCCESS
     } else {

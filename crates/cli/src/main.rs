@@ -15,6 +15,7 @@
 mod check;
 mod explain;
 mod guest;
+mod learn;
 mod network;
 mod report;
 mod run;
@@ -75,6 +76,22 @@ rights = [\"connect\", \"resolve\"]  # connect bind listen accept udp-bind udp-s
     },
     /// Say whether the policy allows an action, and which rule decides
     Explain(Box<explain::ExplainArgs>),
+    /// Print the smallest manifest that allows what an audit log shows
+    #[command(
+        long_about = "Read an audit log and print, on stdout, the smallest manifest that allows what it shows and nothing more: one grant per target and port seen, with exactly the rights used there; the name the program used where its traffic went through a name (marked internal = true when it reached a loopback or private address), the address otherwise; exact ports (an accepted peer's, which is ephemeral, excepted); pre-opened listeners as [[listen]]; a comment with each grant's count. Record the log with the policy in audit mode, which lets everything through:
+
+  warden run --policy-mode audit --audit learn.jsonl app.wasm
+  warden learn learn.jsonl > app.toml
+  warden run --manifest app.toml app.wasm
+
+Review what it prints before you use it: it grants whatever the program did.",
+        after_help = "Exit status: 0, or 2 when the log cannot be read or holds no decisions."
+    )]
+    Learn {
+        /// The audit log (JSON lines, from --audit)
+        #[arg(value_name = "AUDIT.jsonl")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +121,7 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => check::check(&file),
         Command::Explain(args) => explain::explain(&args),
+        Command::Learn { file } => learn::learn_from(&file),
     };
     // Warden's last lines go out if they can within a second; a stderr
     // nobody reads must not hold the exit.

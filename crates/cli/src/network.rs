@@ -181,6 +181,16 @@ pub struct NetworkArgs {
     /// Example: --strict-pools
     #[arg(long = "strict-pools")]
     pub strict_pools: bool,
+
+    /// enforce (the default): what the policy denies is denied. audit:
+    /// nothing is denied; every decision the policy would deny is
+    /// recorded in the audit log as `would-deny` (with its rule and
+    /// reason) and allowed, and Warden says how many at the end. For
+    /// learning a policy (`warden learn`) with a program you trust; never
+    /// for strangers' code. Overrides the manifest's `mode`.
+    /// Example: --policy-mode audit --audit learn.jsonl
+    #[arg(long = "policy-mode", value_name = "enforce|audit", value_parser = warden_policy::Mode::parse)]
+    pub policy_mode: Option<warden_policy::Mode>,
 }
 
 fn pool_flag(s: &str) -> Result<Arc<Pool>, String> {
@@ -315,6 +325,7 @@ impl NetworkArgs {
             listen,
             mut pools,
             require_tls,
+            mode,
             mut dns,
             audit: mut audit_to,
             limits,
@@ -358,8 +369,17 @@ impl NetworkArgs {
             audit_to = Some(audit_dest(a, Path::new("")));
         }
         let policy = Policy::with_kinds(rules, kinds, require_tls).map_err(|e| kind_error(&e))?;
+        let mode = self.policy_mode.unwrap_or(mode);
         // One warning per rule id (a flag makes several rules).
         let mut warnings: Vec<String> = Vec::new();
+        if mode == warden_policy::Mode::Audit {
+            warnings.push(
+                "warden: WARNING: policy mode is audit: NOTHING IS DENIED. Every network action the policy would deny is recorded as would-deny in the audit log and allowed. Use it only to learn a policy for a program you trust (warden learn AUDIT.jsonl); --policy-mode enforce is the default.".to_string(),
+            );
+            if audit_to.is_none() {
+                warnings.push("warden: warning: audit mode without --audit (or the manifest's audit): what would be denied is only counted, not recorded".to_string());
+            }
+        }
         let mut warned: Vec<&str> = Vec::new();
         for r in policy.allow_all_rules() {
             if warned.contains(&r.id.as_str()) {
@@ -385,6 +405,7 @@ impl NetworkArgs {
                 handshake_timeout: None,
                 pools,
                 strict_pools: self.strict_pools,
+                mode,
             },
             listen,
             warnings,

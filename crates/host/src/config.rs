@@ -196,6 +196,8 @@ pub struct Network {
     pub pools: Vec<std::sync::Arc<warden_net::Pool>>,
     /// Whether a preview1 `sock_open` needs a pool descriptor.
     pub strict_pools: bool,
+    /// Enforce the policy (the default) or only audit it.
+    pub mode: warden_policy::Mode,
 }
 
 impl std::fmt::Debug for Network {

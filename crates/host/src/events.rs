@@ -58,6 +58,14 @@ pub enum Event<'a> {
     /// The audit log did not write everything (only said when something
     /// was dropped, lost or rotated).
     Audit(&'a AuditSummary),
+    /// Audit mode let through this many decisions the policy denies
+    /// (said at the end of a run, and of each app when a server stops).
+    WouldDenied {
+        /// The app, under `serve`.
+        app: Option<&'a str>,
+        /// How many.
+        count: u64,
+    },
     /// `serve`'s access log did not write everything (as [`Event::Audit`]).
     AccessLog(&'a AuditSummary),
     /// Where a server serves (the first line a server says).
@@ -154,6 +162,18 @@ impl std::fmt::Display for Event<'_> {
             Event::GuestStopped(hit) => write!(f, "guest stopped: {hit}"),
             Event::StoppedBy(signal) => write!(f, "stopped by {signal}"),
             Event::Audit(s) => log_summary(f, "audit", "records", s),
+            Event::WouldDenied { app, count } => {
+                write!(f, "audit mode: ")?;
+                if let Some(app) = app {
+                    write!(f, "app {app}: ")?;
+                }
+                write!(
+                    f,
+                    "{count} decision{} the policy denies {} let through (recorded as would-deny)",
+                    if *count == 1 { "" } else { "s" },
+                    if *count == 1 { "was" } else { "were" }
+                )
+            }
             Event::AccessLog(s) => log_summary(f, "access log", "lines", s),
             Event::Serving { scheme, addr } => write!(f, "serving {scheme}://{addr}/"),
             Event::Metrics(addr) => write!(f, "metrics on http://{addr}/metrics"),
@@ -237,6 +257,18 @@ impl Event<'_> {
 }
 
 /// Tell what the audit log could not write, if anything.
+/// What a gate has to say at its end: what its audit log lost, and in
+/// audit mode how many denials it let through (`app`: under `serve`).
+pub(crate) fn report_gate(events: &crate::Events, gate: &warden_net::Gate, app: Option<&str>) {
+    report_audit(events, gate.finish());
+    if gate.mode() == warden_policy::Mode::Audit {
+        events(&Event::WouldDenied {
+            app,
+            count: gate.would_denied(),
+        });
+    }
+}
+
 pub(crate) fn report_audit(events: &crate::Events, summary: Option<warden_net::AuditSummary>) {
     if let Some(summary) = summary
         && Event::worth_saying(&summary)

@@ -24,7 +24,8 @@ impl Network {
     pub(crate) fn gate(&self, policy: Policy, tls: Arc<Tls>) -> GateBuilder {
         let builder = warden_net::Gate::builder(policy)
             .dns(self.dns.clone())
-            .tls(tls);
+            .tls(tls)
+            .mode(self.mode);
         match &self.reporter {
             Some(reporter) => builder.reporter(reporter.clone()),
             None => builder,

@@ -71,6 +71,8 @@ pub struct Loaded {
     pub pools: Vec<Arc<Pool>>,
     /// Whether every connect grant must be TLS.
     pub require_tls: bool,
+    /// Enforce the policy, or only audit it.
+    pub mode: warden_policy::Mode,
     /// The DNS servers to use.
     pub dns: DnsConfig,
     /// Where the audit log goes, if anywhere.
@@ -251,6 +253,7 @@ impl Loaded {
             listen,
             pools: m.pools.into_iter().map(Arc::new).collect(),
             require_tls: m.require_tls,
+            mode: m.mode,
             dns: m.dns_server.map_or(DnsConfig::System, DnsConfig::Server),
             audit: m.audit.map(|a| audit_dest(&a, base)),
             limits: ManifestLimits::default(),

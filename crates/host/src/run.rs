@@ -155,7 +155,7 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     if let Ok(Outcome::Limit(hit)) = &outcome {
         gate.record_limit(hit.name(), &hit.to_string());
     }
-    crate::events::report_audit(&cfg.events, gate.finish());
+    crate::events::report_gate(&cfg.events, &gate, None);
     let outcome = outcome?;
     let drain_until = match outcome {
         Outcome::Limit(_) => Some(Instant::now() + DRAIN_AFTER_LIMIT),
@@ -198,7 +198,7 @@ fn watchdog(
         };
         signals::exit(code, |_| {
             gate.record_limit(hit.name(), &hit.to_string());
-            crate::events::report_audit(&events, gate.finish());
+            crate::events::report_gate(&events, &gate, None);
         });
     });
 }

@@ -123,7 +123,7 @@ pub(crate) fn install(events: crate::Events) -> io::Result<()> {
                     .map_or("a signal", |(_, n)| n);
                 exit(128 + sig, |gate| {
                     if let Some(gate) = gate {
-                        crate::events::report_audit(&events, gate.finish());
+                        crate::events::report_gate(&events, &gate, None);
                     }
                     events(&crate::Event::StoppedBy(name));
                 });

@@ -138,8 +138,10 @@ impl AuditLog {
         )
     }
 
-    /// Record one decision about `action` on `target`.
-    pub fn record(&self, action: Action, target: &Target, decision: &Decision) {
+    /// Record one decision about `action` on `target`; `via`: the names
+    /// the target address was resolved from, if any (written as `via`,
+    /// so that `warden learn` can grant the name the guest used).
+    pub fn record(&self, action: Action, target: &Target, decision: &Decision, via: &[&str]) {
         let (addr, name, port) = match target {
             Target::Addr(a) => (
                 Some(a.to_string()),
@@ -162,6 +164,11 @@ impl AuditLog {
             rec.insert("reason".into(), decision.reason().to_string().into());
             if let Some(port) = port {
                 rec.insert("port".into(), port.into());
+            }
+            if !via.is_empty() {
+                let names: Vec<serde_json::Value> =
+                    via.iter().map(|n| shorten(n).into_owned().into()).collect();
+                rec.insert("via".into(), names.into());
             }
             rec
         });
@@ -365,7 +372,7 @@ mod tests {
         );
         let policy = match v {
             Verdict::Allow => warden_policy::Policy::new([rule]),
-            Verdict::Deny => warden_policy::Policy::deny_all(),
+            Verdict::Deny | Verdict::WouldDeny => warden_policy::Policy::deny_all(),
         };
         policy.decide(
             Action::Connect,
@@ -387,7 +394,7 @@ mod tests {
         // Each to another port: no two records alike.
         for port in 0..200 {
             let target = Target::Addr(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-            log.record(Action::Connect, &target, &decision(Verdict::Allow));
+            log.record(Action::Connect, &target, &decision(Verdict::Allow), &[]);
         }
         go_tx.send(()).unwrap();
         let s = log.finish();
@@ -412,6 +419,7 @@ mod tests {
             Action::HttpRequest,
             &target,
             &policy.decide(Action::HttpRequest, &target),
+            &[],
         );
         let pin_rule = warden_policy::Rule::allow(
             "api",
@@ -428,7 +436,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        log.record(Action::Connect, &addr, &pinned);
+        log.record(Action::Connect, &addr, &pinned, &["api.test"]);
         let long = Target::Name {
             host: "x".repeat(100_000),
             port: None,
@@ -437,6 +445,7 @@ mod tests {
             Action::Resolve,
             &long,
             &policy.decide(Action::Resolve, &long),
+            &[],
         );
         log.record_limit("timeout", "the guest ran past its time limit of 1s");
         assert_eq!(
@@ -468,6 +477,8 @@ mod tests {
         assert_eq!(recs[1]["name"], "api.test");
         assert_eq!(recs[1]["decision"], "allow");
         assert_eq!(recs[1]["rule"], "api");
+        assert_eq!(recs[1]["via"], serde_json::json!(["api.test"]));
+        assert_eq!(recs[0].get("via"), None, "no via without names");
         // A huge name is cut, in the name and in the reason.
         assert!(recs[2]["name"].as_str().unwrap().len() < 300);
         assert!(recs[2]["reason"].as_str().unwrap().len() < 400);
@@ -491,11 +502,11 @@ mod tests {
     fn a_failing_writer_writes_nothing_and_says_so() {
         let log = AuditLog::with_writer(Box::new(Full), 16, "i", "s");
         let target = Target::Addr("127.0.0.1:80".parse().unwrap());
-        log.record(Action::Connect, &target, &decision(Verdict::Deny));
+        log.record(Action::Connect, &target, &decision(Verdict::Deny), &[]);
         // Let the writer fail, then record more: lost, not "dropped".
         std::thread::sleep(Duration::from_millis(100));
         for _ in 0..5 {
-            log.record(Action::Connect, &target, &decision(Verdict::Deny));
+            log.record(Action::Connect, &target, &decision(Verdict::Deny), &[]);
         }
         let s = log.finish();
         assert_eq!(s.written, 0, "{s:?}");
@@ -541,10 +552,10 @@ mod tests {
         let mut n = 0u64;
         // About 2.5 intervals of a flood, with another target now and then.
         while started.elapsed() < SUMMARY_INTERVAL * 5 / 2 {
-            log.record(Action::UdpSend, &flood, &decision(Verdict::Deny));
+            log.record(Action::UdpSend, &flood, &decision(Verdict::Deny), &[]);
             n += 1;
             if n.is_multiple_of(1000) {
-                log.record(Action::Connect, &other, &decision(Verdict::Deny));
+                log.record(Action::Connect, &other, &decision(Verdict::Deny), &[]);
             }
         }
         let others = n / 1000;
@@ -587,7 +598,7 @@ mod tests {
             // A request's instance, dropped when the request ends.
             let child = root.child("req-1", "s", &[("request_id", "r1")]);
             for _ in 0..50 {
-                child.record(Action::Connect, &target, &decision(Verdict::Deny));
+                child.record(Action::Connect, &target, &decision(Verdict::Deny), &[]);
             }
         }
         root.finish();
@@ -607,7 +618,7 @@ mod tests {
         for i in 0..2000u32 {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
             let target = Target::Addr(std::net::SocketAddr::from((ip, 80)));
-            log.record(Action::Connect, &target, &decision(Verdict::Deny));
+            log.record(Action::Connect, &target, &decision(Verdict::Deny), &[]);
         }
         let s = log.finish();
         assert!(s.rotated >= 2, "{s:?}");
@@ -653,6 +664,7 @@ mod tests {
             Action::Connect,
             &Target::Addr("127.0.0.1:9".parse().unwrap()),
             &decision(Verdict::Deny),
+            &[],
         );
         assert_eq!(log.finish().written, 1);
         drop(log);

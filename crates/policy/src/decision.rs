@@ -29,14 +29,18 @@ pub enum Verdict {
     Allow,
     /// The action is refused.
     Deny,
+    /// The policy refuses it, and it proceeds anyway: the operator's
+    /// audit mode, which records what enforcing would deny.
+    WouldDeny,
 }
 
 impl Verdict {
-    /// `allow` or `deny`, as the audit log writes it.
+    /// `allow`, `deny` or `would-deny`, as the audit log writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Allow => "allow",
             Verdict::Deny => "deny",
+            Verdict::WouldDeny => "would-deny",
         }
     }
 }
@@ -208,8 +212,23 @@ impl Decision {
     pub fn kind(&self) -> Option<&str> {
         match self.verdict {
             Verdict::Allow => self.rule.kind.as_deref(),
-            Verdict::Deny => None,
+            Verdict::Deny | Verdict::WouldDeny => None,
         }
+    }
+
+    /// A denial let through: the same rule and reason, recorded as
+    /// [`Verdict::WouldDeny`] and allowed (audit mode). An allowed
+    /// decision stays as it is.
+    pub fn let_through(mut self) -> Decision {
+        if self.verdict == Verdict::Deny {
+            self.verdict = Verdict::WouldDeny;
+        }
+        self
+    }
+
+    /// Whether the policy refused it (enforced or not).
+    pub fn policy_denies(&self) -> bool {
+        self.verdict != Verdict::Allow
     }
 
     /// Allow or deny.
@@ -219,7 +238,7 @@ impl Decision {
 
     /// Whether the action may proceed.
     pub fn is_allowed(&self) -> bool {
-        self.verdict == Verdict::Allow
+        self.verdict != Verdict::Deny
     }
 
     /// The id of the rule that decided ([`DEFAULT_DENY`] when none matched).
@@ -237,7 +256,7 @@ impl Decision {
     /// that refuses an internal address it does not reach is no deny
     /// rule: a grant on the address would allow it.
     pub fn by_deny_rule(&self) -> bool {
-        !self.is_allowed()
+        self.policy_denies()
             && &*self.rule.id != DEFAULT_DENY
             && !matches!(self.why, Why::Internal { .. })
     }

@@ -21,11 +21,37 @@
 
 mod decision;
 mod kind;
+pub mod learn;
 pub mod manifest;
 mod pool;
 mod prefixes;
 mod rule;
 pub mod world;
+
+/// Whether a policy is enforced, or only audited (every decision it
+/// would deny recorded as `would-deny` and let through: for learning a
+/// policy, never for strangers' code in production).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Denials are denials (the default).
+    #[default]
+    Enforce,
+    /// Denials are recorded and let through.
+    Audit,
+}
+
+impl Mode {
+    /// `enforce` or `audit`, as flags and manifests write it.
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s.trim() {
+            "enforce" => Ok(Mode::Enforce),
+            "audit" => Ok(Mode::Audit),
+            other => Err(format!(
+                "`{other}` is not a policy mode: expected enforce (the default) or audit (record what would be denied, and allow it)"
+            )),
+        }
+    }
+}
 
 use std::collections::HashMap;
 use std::fmt;

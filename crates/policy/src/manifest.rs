@@ -32,6 +32,7 @@
 //! targets = ["127.0.0.1:5432", "db.internal:5432"]
 //!
 //! require_tls = false             # true: every connect grant needs a TLS kind
+//! mode = "enforce"                # or "audit": record what would be denied, allow it
 //!
 //! [[kind]]                        # a connection kind, which grants name
 //! name = "db"
@@ -125,6 +126,8 @@ pub struct Manifest {
     pub kinds: Vec<Kind>,
     /// Whether every connect grant must have a TLS kind.
     pub require_tls: bool,
+    /// Enforce the policy, or only audit it.
+    pub mode: crate::Mode,
     /// Applications `warden serve` hosts, each on its route.
     pub apps: Vec<App>,
     /// Address pools pre-opened for a preview1 guest, in order.
@@ -411,6 +414,7 @@ struct Raw {
     #[serde(default)]
     kind: Vec<RawKind>,
     require_tls: Option<Spanned<bool>>,
+    mode: Option<Spanned<String>>,
     #[serde(default)]
     app: Vec<RawApp>,
     #[serde(default)]
@@ -812,6 +816,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         kinds.push(kind);
     }
     let require_tls = raw.require_tls.as_ref().is_some_and(|r| *r.get_ref());
+    let mode = match &raw.mode {
+        Some(m) => cx.parse(m, "mode", crate::Mode::parse)?,
+        None => crate::Mode::Enforce,
+    };
     let mut apps = Vec::new();
     let mut app_names = HashSet::new();
     for a in &raw.app {
@@ -922,6 +930,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         keyvalue: raw.keyvalue.as_ref().map(|k| k.store.clone()),
     };
     let manifest = Manifest {
+        mode,
         limits,
         time,
         imports,
@@ -1053,7 +1062,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `mode`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`"
         );
         assert_eq!(
             err(

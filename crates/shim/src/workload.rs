@@ -77,6 +77,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         listen,
         pools,
         require_tls,
+        mode,
         dns,
         audit,
         limits,
@@ -86,6 +87,11 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         apps: _,
         base: _,
     } = loaded;
+    if mode == warden_policy::Mode::Audit {
+        warden_net::out::line(
+            "warden: WARNING: the manifest's policy mode is audit: nothing is denied; what the policy would deny is recorded as would-deny and allowed",
+        );
+    }
     let virt = time.over(warden_wasi::Virtual::default());
     if let Some(seed) = virt.random_seed {
         warden_net::out::line(&format!(
@@ -162,6 +168,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             handshake_timeout: None,
             pools,
             strict_pools: false,
+            mode,
         },
         limits: Limits {
             max_memory: limits.max_memory,

@@ -206,6 +206,16 @@ impl App {
         self.core.audit.as_ref().map(AuditLog::finish)
     }
 
+    /// In audit mode, how many denials its instances' gates let through.
+    pub(crate) fn would_denied(&self) -> Option<u64> {
+        (self.core.gate.mode() == warden_policy::Mode::Audit).then(|| self.core.gate.would_denied())
+    }
+
+    /// Its name.
+    pub(crate) fn name(&self) -> &str {
+        &self.core.spec.name
+    }
+
     /// The deadline of a request arriving now: the app's per-request time.
     pub(crate) fn deadline(&self) -> Instant {
         let limit = self

@@ -378,6 +378,12 @@ async fn serve_async(
     }
     for app in apps.iter() {
         crate::events::report_audit(&cfg.events, app.finish_audit());
+        if let Some(count) = app.would_denied() {
+            tell(&Event::WouldDenied {
+                app: Some(app.name()),
+                count,
+            });
+        }
     }
     server.finish_access_log();
     warden_net::conn::settle(Duration::from_secs(1)).await;

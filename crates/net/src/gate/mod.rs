@@ -73,9 +73,19 @@ pub struct GateBuilder {
     dns: DnsConfig,
     tls: Option<Arc<Tls>>,
     observer: Option<Arc<dyn Observer>>,
+    mode: warden_policy::Mode,
 }
 
 impl GateBuilder {
+    /// Enforce the policy (the default), or only audit it: in
+    /// [`warden_policy::Mode::Audit`] a decision the policy denies is
+    /// recorded as `would-deny`, counted ([`Gate::would_denied`]) and
+    /// let through.
+    pub fn mode(mut self, mode: warden_policy::Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// Report denials through `reporter` (by default nobody is told).
     pub fn reporter(mut self, reporter: Reporter) -> Self {
         self.reporter = reporter;
@@ -120,6 +130,8 @@ impl GateBuilder {
             reporter: self.reporter,
             resolver: Resolver::new(self.dns),
             observer: self.observer,
+            mode: self.mode,
+            would_denied: std::sync::atomic::AtomicU64::new(0),
         });
         Gate::with_shared(shared, self.audit)
     }
@@ -149,6 +161,9 @@ struct Shared {
     reporter: Reporter,
     resolver: Resolver,
     observer: Option<Arc<dyn Observer>>,
+    mode: warden_policy::Mode,
+    /// Decisions let through in audit mode.
+    would_denied: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
@@ -166,6 +181,7 @@ impl Gate {
             dns: DnsConfig::System,
             tls: None,
             observer: None,
+            mode: warden_policy::Mode::Enforce,
         }
     }
 
@@ -261,10 +277,11 @@ impl Gate {
         // Only traffic to a peer can go through a pin or hit a denied
         // name's address; binds, listens and accepts (a server's hot path)
         // skip both tables.
+        let looked_up;
+        let mut resolved_from: Vec<&str> = Vec::new();
         let decision = match &target {
             Target::Addr(addr) if action.follows_pins() => {
-                let looked_up;
-                let resolved_from: Vec<&str> = match pinned {
+                resolved_from = match pinned {
                     Some(names) => names.to_vec(),
                     None => {
                         looked_up = lock(&self.shared.pins).names_for(addr.ip(), Instant::now());
@@ -292,8 +309,18 @@ impl Gate {
                 }
             }
         };
+        // Audit mode: what the policy denies is recorded as such, and
+        // goes ahead.
+        let decision = if self.shared.mode == warden_policy::Mode::Audit && !decision.is_allowed() {
+            self.shared
+                .would_denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            decision.let_through()
+        } else {
+            decision
+        };
         if let Some(audit) = &self.audit {
-            audit.record(action, &target, &decision);
+            audit.record(action, &target, &decision, &resolved_from);
         }
         if let Some(observer) = &self.shared.observer {
             observer.decision(action, decision.is_allowed());
@@ -578,6 +605,19 @@ impl Gate {
         if let Some(audit) = &self.audit {
             audit.record_limit(limit, reason);
         }
+    }
+
+    /// How many decisions audit mode let through that enforcing would
+    /// have denied (by this gate and every instance of it).
+    pub fn would_denied(&self) -> u64 {
+        self.shared
+            .would_denied
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The policy mode.
+    pub fn mode(&self) -> warden_policy::Mode {
+        self.shared.mode
     }
 
     /// Flush and close the audit log, if there is one, and say what
