@@ -42,7 +42,7 @@ variables, no network. Grants are flags on each command, or a manifest file; eve
 decision can be written to an audit log.",
     after_help = "Examples:\n  warden run hello.wasm\n  warden run --dir-ro ./site::/site --env MODE=prod server.wasm --port 8080\n  \
 warden run --allow-connect api.example.com:80 --audit - client.wasm\n  warden serve --addr 127.0.0.1:8080 app.wasm\n  warden check warden.toml\n  \
-warden explain --manifest warden.toml connect db.example.com:5432\n  warden help run"
+warden explain --manifest warden.toml connect db.example.com:5432\n  warden learn audit.jsonl > learned.toml\n  warden help run"
 )]
 struct Cli {
     #[command(subcommand)]
