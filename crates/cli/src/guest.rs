@@ -116,6 +116,14 @@ pub struct GuestArgs {
     #[arg(long = "world-import", value_name = "PATTERN", value_parser = world_pattern)]
     world_imports: Vec<warden_policy::world::ImportPattern>,
 
+    /// Allow the component to import only what the WIT world WORLD (the
+    /// package's only world when not named) in the WIT package in DIR
+    /// (its deps/ beside it) imports, at versions the linker would take
+    /// for them (0.2.x for @0.2.0). Adds to --world-import. Repeatable.
+    /// Example: --world ./wit:tenant
+    #[arg(long = "world", value_name = "DIR[:WORLD]")]
+    worlds: Vec<String>,
+
     /// Provide wasi:config/store to the component, with KEY set to VALUE
     /// (repeatable; a later KEY wins, and the flags win over the
     /// manifest's [config]). Without any, a component importing
@@ -189,8 +197,25 @@ impl GuestArgs {
 
     /// The plugs and world the flags give, after `manifest`'s: its plugs
     /// first, then the flags'; the world is every pattern of both.
-    pub fn imports_over(&self, manifest: warden_host::Imports) -> warden_host::Imports {
+    pub fn imports_over(
+        &self,
+        manifest: warden_host::Imports,
+    ) -> Result<warden_host::Imports, String> {
         let mut imports = manifest;
+        for spec in &self.worlds {
+            let (dir, world) = match spec.split_once(':') {
+                _ if std::path::Path::new(spec).is_dir() => (spec.as_str(), None),
+                Some((dir, world)) => (dir, Some(world)),
+                None => (spec.as_str(), None),
+            };
+            let from_wit = warden_host::world_wit::from_wit(std::path::Path::new(dir), world)
+                .map_err(|e| format!("--world {spec}: {e}"))?;
+            imports
+                .world
+                .get_or_insert_with(Default::default)
+                .imports
+                .extend(from_wit.imports);
+        }
         imports.plugs.extend(
             self.plugs
                 .iter()
@@ -206,7 +231,7 @@ impl GuestArgs {
                 .imports
                 .extend(self.world_imports.iter().cloned());
         }
-        imports
+        Ok(imports)
     }
 
     /// The built-in providers the flags give, over `manifest`'s: config
@@ -260,7 +285,7 @@ impl GuestArgs {
         };
         let mut resolved = self.network.resolve(self.audit.as_deref())?;
         let virt = self.virt_over(resolved.time);
-        let imports = self.imports_over(std::mem::take(&mut resolved.imports));
+        let imports = self.imports_over(std::mem::take(&mut resolved.imports))?;
         let providers = self.providers_over(std::mem::take(&mut resolved.providers));
         let mut dirs: Vec<(usize, DirGrant)> =
             positions("dirs").into_iter().zip(self.dirs).collect();

@@ -412,3 +412,68 @@ fn a_0_3_guest_takes_a_0_2_plug_and_is_refused_without_it() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "HELLO, ADA!\n");
 }
+
+#[test]
+fn a_wit_world_admits_what_it_imports_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let wit = dir.path().join("wit");
+    std::fs::create_dir_all(wit.join("deps")).unwrap();
+    std::fs::write(
+        wit.join("tenant.wit"),
+        "package op:tenant;\nworld narrow { import warden:test-programs/greeter; }\nworld none {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        wit.join("deps/greeter.wit"),
+        "package warden:test-programs;\ninterface greeter { greet: func(name: string) -> string; }\n",
+    )
+    .unwrap();
+    let (greet, mock) = (g("greet"), g("greeter_mock"));
+    let narrow = format!("{}:narrow", p(&wit));
+    // The WIT world admits greeter: past the world, it is what nothing
+    // provides yet, and a plug runs it.
+    let r = run(&[
+        "--world",
+        &narrow,
+        "--world-import",
+        "wasi:*/*",
+        p(&greet),
+        "Ada",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(MISSING_GREETER), "{}", r.stderr);
+    let r = run(&[
+        "--world",
+        &narrow,
+        "--world-import",
+        "wasi:*/*",
+        "--plug",
+        p(&mock),
+        p(&greet),
+        "Ada",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "hello, Ada (mock)\n");
+    // A world that imports nothing admits nothing of it.
+    let none = format!("{}:none", p(&wit));
+    let r = run(&[
+        "--world",
+        &none,
+        "--world-import",
+        "wasi:*/*",
+        p(&greet),
+        "Ada",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("does not allow, so it cannot start:\n  warden:test-programs/greeter\n"),
+        "{}",
+        r.stderr
+    );
+    // A package with two worlds needs one named.
+    let r = run(&["--world", p(&wit), p(&greet), "Ada"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--world "), "{}", r.stderr);
+    assert!(r.stderr.contains("multiple worlds"), "{}", r.stderr);
+}

@@ -171,9 +171,15 @@ pub(crate) fn prepare(
         .map_err(|e| HostError::Engine(format!("cannot start the compiling thread: {e}")))?;
     match rx.recv_timeout(limits.compile_timeout) {
         Ok(result) => result,
-        Err(_) => Err(HostError::CompileTimeout {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(HostError::CompileTimeout {
             path: file.to_path_buf(),
             limit: limits.compile_timeout,
+        }),
+        // The compiling thread ended without an answer: it panicked (in
+        // wasmtime, or composing), which is no timeout.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(HostError::Compile {
+            path: file.to_path_buf(),
+            reason: "the compiler stopped without an answer (a bug in wasmtime or in composing it with its plugs)".into(),
         }),
     }
 }

@@ -43,6 +43,7 @@ pub mod serve;
 mod signals;
 pub mod units;
 pub mod virt_text;
+pub mod world_wit;
 
 use std::fmt;
 use std::time::Duration;
