@@ -696,6 +696,39 @@ mod tests {
     }
 
     #[test]
+    fn audit_mode_lets_denials_through_counted_and_unreported_and_enforce_does_not() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let gate = Gate::builder(Policy::deny_all())
+            .reporter(Arc::new(move |n| {
+                sink.lock().unwrap().push(report::plain(n))
+            }))
+            .mode(warden_policy::Mode::Audit)
+            .build();
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let d = gate.decide(Action::Connect, Target::Addr(addr));
+        assert_eq!(d.verdict(), Verdict::WouldDeny);
+        assert!(d.is_allowed() && d.policy_denies());
+        assert_eq!(
+            d.rule(),
+            warden_policy::DEFAULT_DENY,
+            "the rule a denial would quote"
+        );
+        assert!(gate.allows_addr(Action::Bind, addr));
+        // Instances share the count.
+        assert!(gate.instance(None).allows_addr(Action::UdpSend, addr));
+        assert_eq!(gate.would_denied(), 3);
+        assert!(
+            lines.lock().unwrap().is_empty(),
+            "nothing is reported as denied"
+        );
+        // The twin: enforced, the same is denied and nothing is counted.
+        let (enforced, _) = recording_gate(Policy::deny_all());
+        assert!(!enforced.allows_addr(Action::Connect, addr));
+        assert_eq!(enforced.would_denied(), 0);
+    }
+
+    #[test]
     fn denial_reports_are_bounded() {
         let (gate, lines) = recording_gate(Policy::deny_all());
         for port in 0..(MAX_REPORTED as u16 + 100) {
