@@ -179,6 +179,14 @@ fn clients_that_do_not_read_cannot_hold_the_request_slots() {
             served < Duration::from_secs(bound + 1) + Duration::from_millis(500),
             "{cut}: served after {served:?}"
         );
+        // The fifth client needed one slot; the other stalled responses
+        // are cut by their own bound a moment later (on a loaded machine,
+        // later still). Wait for all four before the clients go, or a
+        // client's own close would end one first.
+        let deadline = Instant::now() + Duration::from_secs(bound + 5);
+        while records_for(&log, "/stream").len() < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         drop(stalled);
         let r = stop(server);
         assert_eq!(r.code, 0, "{}", r.stderr);
