@@ -46,30 +46,34 @@ pub struct Plug {
 
 impl Plug {
     /// Read `spec`'s file (at most `max_size` bytes) and check its pin.
+    /// Any component will do: a plug need not be a program Warden could
+    /// run (a library exporting one interface is the usual plug).
     pub fn read(spec: &PlugSpec, max_size: u64) -> Result<Plug, HostError> {
-        let guest = crate::read_guest(&spec.file, max_size)?;
-        if guest.kind == crate::load::GuestKind::Preview1 {
+        let bytes = crate::load::read_binary(&spec.file, max_size)?;
+        if !wasmparser::Parser::is_component(&bytes) {
             return Err(HostError::Plug {
                 path: spec.file.clone(),
-                reason: "it is a preview1 module; a plug is a component".into(),
+                reason: "it is a core module (a preview1 program, say); a plug is a component"
+                    .into(),
             });
         }
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(pin) = spec.sha256
-            && pin != guest.sha256
+            && pin != sha256
         {
             return Err(HostError::Plug {
                 path: spec.file.clone(),
                 reason: format!(
                     "its sha256 is {}, not the {} it is pinned to",
-                    hex::encode(guest.sha256),
+                    hex::encode(sha256),
                     hex::encode(pin)
                 ),
             });
         }
         Ok(Plug {
             file: spec.file.clone(),
-            bytes: guest.bytes,
-            sha256: guest.sha256,
+            bytes,
+            sha256,
         })
     }
 
@@ -217,4 +221,53 @@ pub(crate) fn compose(path: &Path, guest: &[u8], plugs: &[Plug]) -> Result<Vec<u
             processor: None,
         })
         .map_err(|e| failed(format!("composing it with its plugs failed: {e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A library component: it exports `example:kv/answer` and runs
+    /// nothing, which no guest of Warden's is.
+    const LIBRARY: &str = r#"(component
+        (core module $m (func (export "f") (result i32) i32.const 42))
+        (core instance $i (instantiate $m))
+        (func $f (result u32) (canon lift (core func $i "f")))
+        (instance $answer (export "get" (func $f)))
+        (export "example:kv/answer" (instance $answer)))"#;
+
+    #[test]
+    fn a_library_component_is_a_plug_though_not_a_guest_and_a_module_is_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("answer.wat");
+        std::fs::write(&lib, LIBRARY).unwrap();
+        // Not something Warden runs...
+        assert!(matches!(
+            crate::read_guest(&lib, 1 << 20),
+            Err(HostError::Unsupported { .. })
+        ));
+        // ...and a plug all the same.
+        let spec = PlugSpec {
+            file: lib.clone(),
+            sha256: None,
+        };
+        let plug = Plug::read(&spec, 1 << 20).unwrap();
+        assert_eq!(
+            plug.exports().unwrap(),
+            vec!["example:kv/answer".to_string()]
+        );
+        let module = dir.path().join("m.wat");
+        std::fs::write(&module, "(module)").unwrap();
+        let Err(err) = Plug::read(
+            &PlugSpec {
+                file: module,
+                sha256: None,
+            },
+            1 << 20,
+        ) else {
+            panic!("a core module was taken as a plug");
+        };
+        let err = err.to_string();
+        assert!(err.contains("a plug is a component"), "{err}");
+    }
 }

@@ -52,6 +52,18 @@ const SUPPORTED: &str = "supported: WASI preview1 core modules (.wasm or .wat), 
 
 /// Read `path` (at most `max_size` bytes, else an error) and classify it.
 pub fn read_guest(path: &Path, max_size: u64) -> Result<Guest, HostError> {
+    let bytes = read_binary(path, max_size)?;
+    let kind = classify(path, &bytes)?;
+    Ok(Guest {
+        sha256: Sha256::digest(&bytes).into(),
+        bytes,
+        kind,
+    })
+}
+
+/// Read `path` (at most `max_size` bytes, else an error) as WebAssembly
+/// binary (text is converted), without asking what it is.
+pub(crate) fn read_binary(path: &Path, max_size: u64) -> Result<Vec<u8>, HostError> {
     use std::io::Read;
     let read_error = |source| HostError::Read {
         path: path.to_path_buf(),
@@ -76,13 +88,7 @@ pub fn read_guest(path: &Path, max_size: u64) -> Result<Guest, HostError> {
     if raw.len() as u64 > max_size {
         return Err(too_large(raw.len() as u64));
     }
-    let bytes = to_binary(path, raw)?;
-    let kind = classify(path, &bytes)?;
-    Ok(Guest {
-        sha256: Sha256::digest(&bytes).into(),
-        bytes,
-        kind,
-    })
+    to_binary(path, raw)
 }
 
 /// Binary input passes through; WebAssembly text is converted.
