@@ -56,6 +56,21 @@ pub fn check(file: &Path) -> ExitCode {
     if let Some(fuel) = limits.fuel {
         say(&format!("limit fuel {fuel}"));
     }
+    for q in warden_net::Quota::ALL {
+        if let Some(n) = limits.quotas.get(q) {
+            say(&format!(
+                "quota {} {n} ({} open at once)",
+                q.key(),
+                q.counts()
+            ));
+        }
+    }
+    if let Some(r) = limits.egress_rate {
+        say(&format!("rate max_egress_rate {r} bytes/s"));
+    }
+    if let Some(r) = limits.ingress_rate {
+        say(&format!("rate max_ingress_rate {r} bytes/s"));
+    }
     for line in time_lines(&m.time) {
         say(&line);
     }

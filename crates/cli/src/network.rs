@@ -191,6 +191,28 @@ pub struct NetworkArgs {
     /// Example: --policy-mode audit --audit learn.jsonl
     #[arg(long = "policy-mode", value_name = "enforce|audit", value_parser = warden_policy::Mode::parse)]
     pub policy_mode: Option<warden_policy::Mode>,
+
+    /// Hold at most N outgoing connections open at once (every ABI's
+    /// connect, and wasi:http requests). Past it the connect is refused
+    /// (ECONNREFUSED, connection-refused), said once and audited; closing
+    /// one frees its place. Default: no quota. Under `serve`: each app's
+    /// (all its instances together), and all apps' together.
+    /// Example: --max-conns-out 64
+    #[arg(long = "max-conns-out", value_name = "N", value_parser = warden_host::units::quota)]
+    pub max_conns_out: Option<u32>,
+
+    /// Hold at most N accepted connections open at once (listeners the
+    /// guest opened or was given). A peer past it is reset before the
+    /// guest sees it, said once and audited. Default: no quota.
+    /// Example: --max-conns-in 256
+    #[arg(long = "max-conns-in", value_name = "N", value_parser = warden_host::units::quota)]
+    pub max_conns_in: Option<u32>,
+
+    /// Hold at most N UDP sockets open at once. Past it, making one fails
+    /// (EMFILE, new-socket-limit), said once and audited. Default: no
+    /// quota. Example: --max-udp-sockets 8
+    #[arg(long = "max-udp-sockets", value_name = "N", value_parser = warden_host::units::quota)]
+    pub max_udp_sockets: Option<u32>,
 }
 
 fn pool_flag(s: &str) -> Result<Arc<Pool>, String> {
@@ -406,6 +428,13 @@ impl NetworkArgs {
                 pools,
                 strict_pools: self.strict_pools,
                 mode,
+                // A flag wins over the manifest's [limits].
+                quotas: warden_net::Quotas {
+                    conns_out: self.max_conns_out,
+                    conns_in: self.max_conns_in,
+                    udp_sockets: self.max_udp_sockets,
+                }
+                .or(limits.quotas),
             },
             listen,
             warnings,

@@ -67,6 +67,20 @@ pub fn notice(n: &Notice<'_>) -> String {
             line
         }
         Notice::Quiet { remote, budget } => quiet_line(*remote, *budget),
+        Notice::Quota {
+            quota,
+            max,
+            scope,
+            target,
+        } => {
+            let flag = match quota {
+                warden_net::Quota::ConnsOut => "--max-conns-out",
+                warden_net::Quota::ConnsIn => "--max-conns-in",
+                warden_net::Quota::UdpSockets => "--max-udp-sockets",
+            };
+            let raise = format!("raise it with {flag}, or {} in [limits]", quota.key());
+            warden_net::report::quota_line(*quota, *max, *scope, target, &raise)
+        }
         // TLS failures and caps name no flag.
         other => warden_net::report::plain(other),
     }

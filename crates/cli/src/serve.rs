@@ -306,6 +306,15 @@ impl ServeArgs {
                 ));
             }
             network.reporter = reporter.clone();
+            // The app's own quotas, else its network's (the flags, else
+            // its manifest's [limits]).
+            network.quotas = warden_host::manifest::quotas(
+                app.max_conns_out,
+                app.max_conns_in,
+                app.max_udp_sockets,
+            )
+            .map_err(|(key, e)| fail(format!("{key}: {e}")))?
+            .or(network.quotas);
             let limits = Limits {
                 max_memory: match &app.max_memory {
                     Some(m) => Some(values::size(m).map_err(|e| fail(format!("max_memory: {e}")))?),
@@ -394,6 +403,9 @@ impl ServeArgs {
                 .handshake_timeout
                 .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT),
             verbose: base.verbose,
+            // The server's quotas (flags, else its manifest's [limits])
+            // bound all apps together, as well as each app by default.
+            quota_ceiling: base.network.quotas,
             events: base.events,
         })
     }

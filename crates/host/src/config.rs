@@ -198,6 +198,9 @@ pub struct Network {
     pub strict_pools: bool,
     /// Enforce the policy (the default) or only audit it.
     pub mode: warden_policy::Mode,
+    /// How many sockets and connections the guest (under `serve`: all of
+    /// an app's instances together) holds open at once.
+    pub quotas: warden_net::Quotas,
 }
 
 impl std::fmt::Debug for Network {

@@ -25,7 +25,8 @@ impl Network {
         let builder = warden_net::Gate::builder(policy)
             .dns(self.dns.clone())
             .tls(tls)
-            .mode(self.mode);
+            .mode(self.mode)
+            .quotas(self.quotas);
         match &self.reporter {
             Some(reporter) => builder.reporter(reporter.clone()),
             None => builder,

@@ -101,6 +101,12 @@ pub struct ManifestLimits {
     pub max_memory: Option<u64>,
     /// Fuel units.
     pub fuel: Option<u64>,
+    /// How many sockets and connections the guest holds open at once.
+    pub quotas: warden_net::Quotas,
+    /// Bytes per second the guest may send.
+    pub egress_rate: Option<u64>,
+    /// Bytes per second the guest may receive.
+    pub ingress_rate: Option<u64>,
 }
 
 impl ManifestLimits {
@@ -127,8 +133,40 @@ impl ManifestLimits {
                 Some(0) => return Err(bad("fuel", "expected 1 or more".into())),
                 f => f,
             },
+            quotas: quotas(l.max_conns_out, l.max_conns_in, l.max_udp_sockets)
+                .map_err(|(key, e)| bad(key, e))?,
+            egress_rate: l
+                .max_egress_rate
+                .as_deref()
+                .map(crate::units::rate)
+                .transpose()
+                .map_err(|e| bad("max_egress_rate", e))?,
+            ingress_rate: l
+                .max_ingress_rate
+                .as_deref()
+                .map(crate::units::rate)
+                .transpose()
+                .map_err(|e| bad("max_ingress_rate", e))?,
         })
     }
+}
+
+/// Quotas as a manifest writes them (each checked: 1 or more), or the key
+/// that is wrong and why.
+pub fn quotas(
+    conns_out: Option<u32>,
+    conns_in: Option<u32>,
+    udp_sockets: Option<u32>,
+) -> Result<warden_net::Quotas, (&'static str, String)> {
+    let check = |key: &'static str, v: Option<u32>| match v {
+        Some(0) => Err((key, "expected 1 or more".to_string())),
+        v => Ok(v),
+    };
+    Ok(warden_net::Quotas {
+        conns_out: check("max_conns_out", conns_out)?,
+        conns_in: check("max_conns_in", conns_in)?,
+        udp_sockets: check("max_udp_sockets", udp_sockets)?,
+    })
 }
 
 /// The guest's clocks and random seed as a manifest (`[time]`,

@@ -93,6 +93,25 @@ pub fn fuel(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Parse a bandwidth, `SIZE/s` (see [`size`]; `/s` may be left out):
+/// bytes per second.
+pub fn rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let amount = t.strip_suffix("/s").unwrap_or(t);
+    size(amount).map_err(|e| format!("{e} (a rate is a size per second, like 2MiB/s or 500KiB/s)"))
+}
+
+/// Parse a quota: a whole number of sockets or connections, 1 or more.
+pub fn quota(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err(
+            "a quota of zero would allow nothing at all; deny it with the policy instead".into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number, like 64")),
+    }
+}
+
 /// Parse a key-value store setting, `memory` or `memory:SIZE` (see
 /// [`size`]): an in-memory store of at most SIZE bytes (default
 /// [`warden_wasi::keyvalue::DEFAULT_KEYVALUE_SIZE`]). Its bound.
@@ -109,6 +128,18 @@ pub fn keyvalue_store(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_and_quotas() {
+        assert_eq!(rate("2MiB/s"), Ok(2 << 20));
+        assert_eq!(rate("500KB/s"), Ok(500_000));
+        assert_eq!(rate("4096"), Ok(4096));
+        assert!(rate("fast").unwrap_err().contains("2MiB/s"));
+        assert!(rate("0/s").is_err());
+        assert_eq!(quota("64"), Ok(64));
+        assert!(quota("0").is_err());
+        assert!(quota("-1").is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -67,6 +67,8 @@ enum Wire {
 pub struct Connection {
     wire: Wire,
     _slot: Option<OwnedSemaphorePermit>,
+    /// Its place under a connection quota, if one is set.
+    quota: Option<crate::quota::Held>,
     /// The PostgreSQL server's SASL offer, rewritten on the way in (a
     /// `postgres-tls` kind; see [`crate::pgauth`]).
     sasl: Option<Box<crate::pgauth::SaslOffer>>,
@@ -78,6 +80,7 @@ impl Connection {
         Connection {
             wire: Wire::Plain(stream),
             _slot: slot,
+            quota: None,
             sasl: None,
         }
     }
@@ -89,8 +92,16 @@ impl Connection {
         Connection {
             wire: Wire::Tls(Box::new(stream)),
             _slot: slot,
+            quota: None,
             sasl: None,
         }
+    }
+
+    /// Hold `quota` (a place under a connection quota) for as long as the
+    /// connection lives.
+    pub fn with_quota(mut self, quota: Option<crate::quota::Held>) -> Self {
+        self.quota = quota;
+        self
     }
 
     /// Rewrite the PostgreSQL server's SASL offer on the way in (see
@@ -114,14 +125,16 @@ impl Connection {
     }
 
     /// The plain TCP stream, when it is one and holds no place under a cap
-    /// (so it can be split without a lock).
-    pub fn into_plain(self) -> Result<TcpStream, Self> {
+    /// (so it can be split without a lock), with its place under a
+    /// quota, for the caller to hold as long as it keeps the stream.
+    pub fn into_plain(self) -> Result<(TcpStream, Option<crate::quota::Held>), Self> {
         match self {
             Connection {
                 wire: Wire::Plain(s),
                 _slot: None,
+                quota,
                 sasl: None,
-            } => Ok(s),
+            } => Ok((s, quota)),
             other => Err(other),
         }
     }

@@ -65,6 +65,16 @@ pub enum Refusal {
         /// Its `max_connections`.
         max: u32,
     },
+    /// A quota on what the guest holds open is reached.
+    #[error("{} {max} {} open at once, and that many are open", scope_words(*.scope), .quota.counts())]
+    Quota {
+        /// Which.
+        quota: crate::quota::Quota,
+        /// Its bound.
+        max: u32,
+        /// Whose bound it is.
+        scope: crate::quota::Scope,
+    },
     /// No valid name to check the peer's certificate against.
     #[error("no server name to check the peer's TLS certificate against")]
     NoServerName,
@@ -79,4 +89,12 @@ pub enum Refusal {
         /// Whether it was the peer's certificate that was refused.
         certificate: bool,
     },
+}
+
+/// Whose quota: words for [`Refusal::Quota`].
+fn scope_words(scope: crate::quota::Scope) -> &'static str {
+    match scope {
+        crate::quota::Scope::Own => "the guest may hold",
+        crate::quota::Scope::Server => "all apps together may hold",
+    }
 }

@@ -65,6 +65,19 @@ pub enum Notice<'a> {
         /// Where the refused connection was going.
         target: &'a Target,
     },
+    /// A quota refused a socket or connection (an outgoing connection to
+    /// `target`, a peer accepted from `target`, a UDP socket). Said once
+    /// per quota.
+    Quota {
+        /// Which.
+        quota: crate::quota::Quota,
+        /// Its bound.
+        max: u32,
+        /// Whose bound it is.
+        scope: crate::quota::Scope,
+        /// What the refused one was to (or from).
+        target: &'a Target,
+    },
     /// An outgoing HTTP request whose authority carries userinfo
     /// (`user@host`) was refused: only `host[:port]` may name the
     /// destination. Said once per authority.
@@ -119,10 +132,42 @@ pub fn plain(n: &Notice<'_>) -> String {
         Notice::Userinfo { authority } => format!(
             "warden: refused an outgoing HTTP request whose authority carries userinfo ({authority}): only host[:port] may name the destination"
         ),
+        Notice::Quota {
+            quota,
+            max,
+            scope,
+            target,
+        } => quota_line(*quota, *max, *scope, target, quota.key()),
         Notice::Cap { kind, max, target } => format!(
             "warden: refused a connection to {target}: kind {kind} allows {max} connections open at once (max_connections), and that many are open"
         ),
     }
+}
+
+/// `warden: refused ...: N ... open at once (HOW_TO_RAISE)`: a quota's
+/// notice, with `raise` naming how the operator raises it (a manifest key
+/// here, a flag in the binary).
+pub fn quota_line(
+    quota: crate::quota::Quota,
+    max: u32,
+    scope: crate::quota::Scope,
+    target: &Target,
+    raise: &str,
+) -> String {
+    use crate::quota::{Quota, Scope};
+    let what = match quota {
+        Quota::ConnsOut => format!("a connection to {target}"),
+        Quota::ConnsIn => format!("a connection from {target}: the peer was reset"),
+        Quota::UdpSockets => "a UDP socket".to_string(),
+    };
+    let whose = match scope {
+        Scope::Own => "the guest",
+        Scope::Server => "all apps together",
+    };
+    format!(
+        "warden: refused {what}: {whose} may hold {max} {} open at once ({raise}), and that many are open",
+        quota.counts()
+    )
 }
 
 /// `warden: TLS with ... failed: WHY; ...`.

@@ -469,7 +469,7 @@ async fn each_preview1_datagram_is_decided_both_ways() {
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = peer.local_addr().unwrap();
     let (gate, seen) = observed_gate(&[(&to.to_string(), Rights::UDP_SEND | Rights::UDP_RECV)]);
-    let socket = Datagram::new(Family::V4, None).unwrap();
+    let socket = Datagram::new(&gate, Family::V4, None).unwrap();
 
     // Sending elsewhere is denied.
     let e = socket

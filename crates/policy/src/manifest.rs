@@ -50,6 +50,11 @@
 //! timeout = "30s"                 # as the flags take them
 //! max_memory = "128MiB"
 //! fuel = 1000000000
+//! max_conns_out = 64              # quotas: open at once (in serve: per app,
+//! max_conns_in = 256              #   and the server's ceiling over all apps)
+//! max_udp_sockets = 8
+//! max_egress_rate = "2MiB/s"      # bandwidth the guest sends / receives
+//! max_ingress_rate = "8MiB/s"
 //!
 //! [time]                          # the guest's clocks (flags win)
 //! wall_clock = "frozen:2024-05-01T12:00:00Z"  # real, frozen[:TIME] or start:TIME
@@ -82,6 +87,8 @@
 //! max_memory = "64MiB"            # per request, as the flags
 //! timeout = "5s"
 //! fuel = 100000000
+//! max_conns_out = 16              # its quotas and rates, all its instances together
+//! max_egress_rate = "1MiB/s"
 //! wall_clock = "start:2030-01-01T00:00:00Z"   # wall_clock, monotonic_clock,
 //! random_seed = 7                 # random_seed: as [time] and [random], per app
 //! plugs = [{ file = "kv-mock.wasm" }]         # its own plugs and world (instead
@@ -213,6 +220,16 @@ pub struct LimitsTable {
     pub max_memory: Option<String>,
     /// As `--fuel` takes it.
     pub fuel: Option<u64>,
+    /// As `--max-conns-out` takes it.
+    pub max_conns_out: Option<u32>,
+    /// As `--max-conns-in` takes it.
+    pub max_conns_in: Option<u32>,
+    /// As `--max-udp-sockets` takes it.
+    pub max_udp_sockets: Option<u32>,
+    /// As `--max-egress-rate` takes it.
+    pub max_egress_rate: Option<String>,
+    /// As `--max-ingress-rate` takes it.
+    pub max_ingress_rate: Option<String>,
 }
 
 /// An `[[app]]` entry: one application `warden serve` hosts. Paths are as
@@ -240,6 +257,17 @@ pub struct App {
     pub max_memory: Option<String>,
     /// Time per request, as `--timeout` takes it.
     pub timeout: Option<String>,
+    /// Its quotas and rates, all its instances together, as the flags
+    /// take them.
+    pub max_conns_out: Option<u32>,
+    /// See `max_conns_out`.
+    pub max_conns_in: Option<u32>,
+    /// See `max_conns_out`.
+    pub max_udp_sockets: Option<u32>,
+    /// See `max_conns_out`.
+    pub max_egress_rate: Option<String>,
+    /// See `max_conns_out`.
+    pub max_ingress_rate: Option<String>,
     /// Fuel per request.
     pub fuel: Option<u64>,
     /// Its clocks and random seed, as written.
@@ -467,6 +495,11 @@ struct RawLimits {
     timeout: Option<String>,
     max_memory: Option<String>,
     fuel: Option<u64>,
+    max_conns_out: Option<u32>,
+    max_conns_in: Option<u32>,
+    max_udp_sockets: Option<u32>,
+    max_egress_rate: Option<String>,
+    max_ingress_rate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -494,6 +527,11 @@ struct RawApp {
     max_memory: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     fuel: Option<Spanned<u64>>,
+    max_conns_out: Option<u32>,
+    max_conns_in: Option<u32>,
+    max_udp_sockets: Option<u32>,
+    max_egress_rate: Option<String>,
+    max_ingress_rate: Option<String>,
     wall_clock: Option<Spanned<String>>,
     monotonic_clock: Option<Spanned<String>>,
     random_seed: Option<Spanned<u64>>,
@@ -878,6 +916,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             max_memory: text(&a.max_memory),
             timeout: text(&a.timeout),
             fuel: a.fuel.as_ref().map(|f| *f.get_ref()),
+            max_conns_out: a.max_conns_out,
+            max_conns_in: a.max_conns_in,
+            max_udp_sockets: a.max_udp_sockets,
+            max_egress_rate: a.max_egress_rate.clone(),
+            max_ingress_rate: a.max_ingress_rate.clone(),
             time: TimeTable {
                 wall_clock: text(&a.wall_clock),
                 monotonic_clock: text(&a.monotonic_clock),
@@ -918,6 +961,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             timeout: l.timeout.clone(),
             max_memory: l.max_memory.clone(),
             fuel: l.fuel,
+            max_conns_out: l.max_conns_out,
+            max_conns_in: l.max_conns_in,
+            max_udp_sockets: l.max_udp_sockets,
+            max_egress_rate: l.max_egress_rate.clone(),
+            max_ingress_rate: l.max_ingress_rate.clone(),
         });
     let time = TimeTable {
         wall_clock: raw.time.as_ref().and_then(|t| t.wall_clock.clone()),
@@ -1350,6 +1398,7 @@ key = "s.key"
                 timeout: Some("2s".into()),
                 max_memory: Some("64MiB".into()),
                 fuel: Some(5),
+                ..LimitsTable::default()
             }
         );
         assert_eq!(
@@ -1361,7 +1410,7 @@ key = "s.key"
             .to_string();
         assert!(
             err.starts_with(
-                "w.toml:3:1: unknown field `cpu`, expected one of `timeout`, `max_memory`, `fuel`"
+                "w.toml:3:1: unknown field `cpu`, expected one of `timeout`, `max_memory`, `fuel`, `max_conns_out`, `max_conns_in`, `max_udp_sockets`, `max_egress_rate`, `max_ingress_rate`"
             ),
             "{err}"
         );

@@ -169,6 +169,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             pools,
             strict_pools: false,
             mode,
+            quotas: limits.quotas,
         },
         limits: Limits {
             max_memory: limits.max_memory,

@@ -230,6 +230,7 @@ pub struct ComponentCtx {
     tcp: warden_net::socket::component::Sockets,
     config: wasmtime_wasi_config::WasiConfigVariables,
     keyvalue: std::sync::Arc<KeyValue>,
+    udp: udp::UdpHolds,
 }
 
 impl ComponentCtx {
@@ -260,6 +261,7 @@ impl ComponentCtx {
             config: grants.config.iter().flatten().cloned().collect(),
             // Linked only when granted; an empty stand-in otherwise.
             keyvalue: grants.keyvalue.clone().unwrap_or_else(|| KeyValue::new(0)),
+            udp: udp::UdpHolds::default(),
         })
     }
 }
@@ -276,6 +278,19 @@ impl ComponentCtx {
     /// The table and the key-value store, for the built-in keyvalue.
     fn keyvalue_view(&mut self) -> keyvalue::KvView<'_> {
         keyvalue::KvView::new(&mut self.table, &self.keyvalue)
+    }
+
+    /// The socket context and table beside the gate and the quota's
+    /// places, for counted UDP sockets.
+    fn udp_view(&mut self) -> udp::UdpView<'_> {
+        udp::UdpView {
+            sockets: wasmtime_wasi::sockets::WasiSocketsCtxView {
+                ctx: self.wasi.sockets(),
+                table: &mut self.table,
+            },
+            gate: &self.hooks.gate,
+            holds: &mut self.udp,
+        }
     }
 
     /// The socket context and table beside the gate, for the gated lookup.
@@ -357,6 +372,7 @@ pub fn link_component<T: HasComponentCtx>(
     linker.allow_shadowing(true);
     let shadowed = lookup::link(linker, abi)
         .and_then(|()| tcp::link(linker, abi))
+        .and_then(|()| udp::link(linker, abi))
         .and_then(|()| http_fields::link(linker, abi == ComponentAbi::P3));
     linker.allow_shadowing(false);
     shadowed.map_err(WasiError::Link)?;
@@ -365,6 +381,7 @@ pub fn link_component<T: HasComponentCtx>(
 
 mod lookup;
 mod tcp;
+mod udp;
 
 mod egress;
 

@@ -13,6 +13,10 @@
 //!   talk:HOST:PORT           connect, send a line, shut down the writing
 //!                            side, read to the end: `ok REPLY eof`, or the
 //!                            error that ended the reading
+//!   hold:N:HOST:PORT         connect until one fails (at most N), hold them,
+//!                            close them, connect again
+//!   udps:N                   the same with UDP sockets bound to 127.0.0.1:0
+//!   busyhttp:HOST:PORT:URL   hold a connection to HOST:PORT during http:URL
 //!   twice:HOST:PORT          connect twice, the first still open while the
 //!                            second is made; print both outcomes
 //!   relay:ADDR:TARGET        listen on ADDR (IP:PORT), accept one client,
@@ -125,6 +129,73 @@ fn talk(target: &str) -> Result<String, String> {
     }
 }
 
+/// `hold:N:HOST:PORT`: connect until one fails (at most N), holding them
+/// all; close them; connect again.
+fn hold(arg: &str) -> Result<String, String> {
+    let (n, target) = arg.split_once(':').ok_or("expected N:HOST:PORT")?;
+    let n: usize = n.parse().map_err(|_| "expected N:HOST:PORT")?;
+    let mut held = Vec::new();
+    let mut failed = String::from("none failed");
+    for _ in 0..n {
+        match TcpStream::connect(target) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                failed = kind(e);
+                break;
+            }
+        }
+    }
+    let open = held.len();
+    drop(held);
+    let again = match TcpStream::connect(target) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => kind(e),
+    };
+    Ok(format!("{open} open, then {failed}; again {again}"))
+}
+
+/// `udps:N`: bind UDP sockets until one fails (at most N), holding them
+/// all; close them; bind one again.
+fn udps(n: &str) -> Result<String, String> {
+    let n: usize = n.parse().map_err(|_| "expected N")?;
+    let mut held = Vec::new();
+    let mut failed = String::from("none failed");
+    for _ in 0..n {
+        match UdpSocket::bind("127.0.0.1:0") {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                failed = format!("{} ({:?})", kind_of(&e), e.raw_os_error());
+                break;
+            }
+        }
+    }
+    let open = held.len();
+    drop(held);
+    let again = match UdpSocket::bind("127.0.0.1:0") {
+        Ok(_) => "ok".to_string(),
+        Err(e) => kind(e),
+    };
+    Ok(format!("{open} open, then {failed}; again {again}"))
+}
+
+fn kind_of(e: &std::io::Error) -> String {
+    format!("{:?}", e.kind())
+}
+
+/// `busyhttp:HOST:PORT:URL`: hold a connection to HOST:PORT while making
+/// a wasi:http GET of URL.
+fn busyhttp(arg: &str) -> Result<String, String> {
+    let mut parts = arg.splitn(3, ':');
+    let (host, port, url) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(u)) => (h, p, u),
+        _ => return Err("expected HOST:PORT:URL".into()),
+    };
+    let held = TcpStream::connect(format!("{host}:{port}")).map_err(kind)?;
+    let got = http(url);
+    drop(held);
+    got
+}
+
 fn twice(target: &str) -> Result<String, String> {
     let first = TcpStream::connect(target);
     let second = TcpStream::connect(target);
@@ -211,6 +282,9 @@ fn main() {
             "http" => http(arg),
             "talk" => talk(arg),
             "twice" => twice(arg),
+            "hold" => hold(arg),
+            "udps" => udps(arg),
+            "busyhttp" => busyhttp(arg),
             "relay" => relay(arg),
             _ => Err(format!("unknown step {verb}")),
         };

@@ -13,6 +13,9 @@
 //!   time:MS            print the system clock (SECS.NANOS), the monotonic
 //!                      clock, the clock again after waiting MS ms, and the
 //!                      monotonic time that wait took (ms)
+//!   hold:N:IP:PORT     connect until one fails (at most N), hold them,
+//!                      close them, connect again
+//!   udps:N             the same with UDP sockets
 //!   random:N           print N secure random bytes, N insecure ones and
 //!                      the insecure seed, in hex
 wit_bindgen::generate!({
@@ -107,6 +110,59 @@ async fn connect(target: &str) -> Result<String, String> {
     let sock = TcpSocket::create(family).map_err(|e| format!("create {e:?}"))?;
     sock.connect(addr).await.map_err(|e| format!("{e:?}"))?;
     Ok(format!("ok {}", exchange(&sock, b"ping\n").await?))
+}
+
+/// `hold:N:IP:PORT`: connect until one fails (at most N), holding them
+/// all; close them; connect again.
+async fn hold(arg: &str) -> Result<String, String> {
+    let (n, target) = arg.split_once(':').ok_or("expected N:IP:PORT")?;
+    let n: usize = n.parse().map_err(|_| "expected N:IP:PORT")?;
+    let addr: SocketAddr = target.parse().map_err(|_| "expected IP:PORT")?;
+    let (family, addr) = to_wasi(addr);
+    let mut held = Vec::new();
+    let mut failed = String::from("none failed");
+    for _ in 0..n {
+        let sock = TcpSocket::create(family).map_err(|e| format!("create {e:?}"))?;
+        match sock.connect(addr).await {
+            Ok(()) => held.push(sock),
+            Err(e) => {
+                failed = format!("{e:?}");
+                break;
+            }
+        }
+    }
+    let open = held.len();
+    drop(held);
+    let sock = TcpSocket::create(family).map_err(|e| format!("create {e:?}"))?;
+    let again = match sock.connect(addr).await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    Ok(format!("{open} open, then {failed}; again {again}"))
+}
+
+/// `udps:N`: make UDP sockets until one fails (at most N), holding them
+/// all; close them; make one again.
+fn udps(n: &str) -> Result<String, String> {
+    let n: usize = n.parse().map_err(|_| "expected N")?;
+    let mut held = Vec::new();
+    let mut failed = String::from("none failed");
+    for _ in 0..n {
+        match UdpSocket::create(IpAddressFamily::Ipv4) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                failed = format!("{e:?}");
+                break;
+            }
+        }
+    }
+    let open = held.len();
+    drop(held);
+    let again = match UdpSocket::create(IpAddressFamily::Ipv4) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    Ok(format!("{open} open, then {failed}; again {again}"))
 }
 
 async fn resolve(name: &str) -> Result<String, String> {
@@ -240,6 +296,8 @@ impl exports::wasi::cli::run::Guest for Component {
                 "udp" => udp(arg).await,
                 "time" => time(arg).await,
                 "random" => random(arg),
+                "hold" => hold(arg).await,
+                "udps" => udps(arg),
                 _ => Err(format!("unknown step {verb}")),
             };
             match result {

@@ -196,6 +196,9 @@ pub struct ServeConfig {
     pub verbose: bool,
     /// Where the operator is told what happens (see [`crate::Event`]).
     pub events: crate::Events,
+    /// The server's bound over what all apps together hold open (each
+    /// app's own quotas are in its [`crate::Network`]).
+    pub quota_ceiling: warden_net::Quotas,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -284,8 +287,10 @@ async fn serve_async(
         tell(&Event::Note(&note));
     }
     let mut apps = Vec::with_capacity(cfg.apps.len());
+    let ceiling =
+        (!cfg.quota_ceiling.is_empty()).then(|| warden_net::Tally::new(cfg.quota_ceiling));
     for spec in &cfg.apps {
-        apps.push(build_app(&engine, spec, cfg, &metrics, &log)?);
+        apps.push(build_app(&engine, spec, cfg, &metrics, &log, &ceiling)?);
     }
     let apps = Arc::new(apps);
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -427,6 +432,7 @@ fn build_app(
     cfg: &ServeConfig,
     metrics: &Arc<metrics::Metrics>,
     log: &compile::Log,
+    ceiling: &Option<Arc<warden_net::Tally>>,
 ) -> Result<app::App, HostError> {
     let progress = compile::Log::new(&cfg.events, cfg.verbose);
     let program = compile::prepare(
@@ -453,9 +459,12 @@ fn build_app(
     let sha256 = hex::encode(program.guest.sha256);
     let network = &spec.network;
     let tls = network.tls(&network.policy)?;
-    let builder = network
+    let mut builder = network
         .gate(network.policy.clone(), tls)
         .observer(metrics.clone());
+    if let Some(ceiling) = ceiling {
+        builder = builder.ceiling(ceiling.clone());
+    }
     let audit = network.audit_log(&spec.name, &sha256)?;
     // The app's own gate records nothing; each instance's gate records to
     // a child of the app's audit log.

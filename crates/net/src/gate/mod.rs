@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::denied::DeniedNames;
+use crate::quota::{self, Held, Quota, Quotas, Tally};
 use crate::report::{self, MAX_REMOTE_REPORTED, MAX_REPORTED, Notice, Reported, Reporter};
 use crate::resolve::{DnsConfig, LookupError, Pins, Resolver};
 use crate::{
@@ -35,6 +36,8 @@ enum PermitKind {
 /// its place under its kind's cap, and the TLS to do on it.
 pub struct Plan {
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its place under the outgoing-connections quota, if one is set.
+    quota: Option<Held>,
     tls: Option<(Arc<tls::ClientSide>, rustls::pki_types::ServerName<'static>)>,
 }
 
@@ -48,6 +51,13 @@ impl Plan {
     /// kind's cap: nothing for the host to do once it is connected.
     pub fn is_plain(&self) -> bool {
         self.tls.is_none() && self.slot.is_none()
+    }
+
+    /// Take its place under the outgoing-connections quota, for a face
+    /// that keeps it on the socket (a plain connect the kernel makes,
+    /// with no connection object of the host's to hold it).
+    pub fn take_quota(&mut self) -> Option<Held> {
+        self.quota.take()
     }
 }
 
@@ -74,9 +84,25 @@ pub struct GateBuilder {
     tls: Option<Arc<Tls>>,
     observer: Option<Arc<dyn Observer>>,
     mode: warden_policy::Mode,
+    quotas: Quotas,
+    ceiling: Option<Arc<Tally>>,
 }
 
 impl GateBuilder {
+    /// Bound what the gate's instances hold open together (see
+    /// [`crate::quota`]); by default nothing but the descriptor table.
+    pub fn quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// Count what the gate's instances hold under `ceiling` too: a
+    /// server's bound over every app.
+    pub fn ceiling(mut self, ceiling: Arc<Tally>) -> Self {
+        self.ceiling = Some(ceiling);
+        self
+    }
+
     /// Enforce the policy (the default), or only audit it: in
     /// [`warden_policy::Mode::Audit`] a decision the policy denies is
     /// recorded as `would-deny`, counted ([`Gate::would_denied`]) and
@@ -132,6 +158,8 @@ impl GateBuilder {
             observer: self.observer,
             mode: self.mode,
             would_denied: std::sync::atomic::AtomicU64::new(0),
+            tally: Tally::new(self.quotas),
+            ceiling: self.ceiling,
         });
         Gate::with_shared(shared, self.audit)
     }
@@ -164,6 +192,10 @@ struct Shared {
     mode: warden_policy::Mode,
     /// Decisions let through in audit mode.
     would_denied: std::sync::atomic::AtomicU64,
+    /// What every instance holds open, against the quotas.
+    tally: Arc<Tally>,
+    /// A server's tally over every app, if it bounds them.
+    ceiling: Option<Arc<Tally>>,
 }
 
 impl Gate {
@@ -182,6 +214,8 @@ impl Gate {
             tls: None,
             observer: None,
             mode: warden_policy::Mode::Enforce,
+            quotas: Quotas::default(),
+            ceiling: None,
         }
     }
 
@@ -438,6 +472,7 @@ impl Gate {
             },
             None => None,
         };
+        let quota = self.quota(Quota::ConnsOut, target)?;
         let side = match kind {
             Some(k) if k.is_tls() => Some(
                 self.shared
@@ -467,7 +502,7 @@ impl Gate {
                 Some((side, name))
             }
         };
-        Ok(Plan { slot, tls })
+        Ok(Plan { slot, quota, tls })
     }
 
     /// Make the connection to `peer` on `stream` what `plan` says: as it
@@ -480,9 +515,9 @@ impl Gate {
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
     ) -> Result<Connection, Refusal> {
-        let Plan { slot, tls } = plan;
+        let Plan { slot, quota, tls } = plan;
         let Some((side, name)) = tls else {
-            return Ok(Connection::plain(stream, slot));
+            return Ok(Connection::plain(stream, slot).with_quota(quota));
         };
         let _ = stream.set_nodelay(true);
         let timeout = self.shared.tls.handshake_timeout();
@@ -506,7 +541,8 @@ impl Gate {
         self.tls_outcome(Action::Connect, peer, &outcome);
         match session {
             Some(s) => {
-                let conn = Connection::tls(tokio_rustls::TlsStream::Client(s), slot);
+                let conn =
+                    Connection::tls(tokio_rustls::TlsStream::Client(s), slot).with_quota(quota);
                 Ok(match side.preamble {
                     tls::Preamble::Postgres => conn.with_postgres_auth(),
                     _ => conn,
@@ -597,6 +633,52 @@ impl Gate {
             };
             (self.shared.reporter)(&Notice::Quiet { remote, budget });
         }
+    }
+
+    /// A place under quota `q` for a socket or connection the guest is to
+    /// hold (`target`: what it is to, or from), or `Ok(None)` when no
+    /// quota bounds `q`. Past the quota it is refused: audited (a `limit`
+    /// record), and said once per quota.
+    pub fn quota(&self, q: Quota, target: &Target) -> Result<Option<Held>, Refusal> {
+        match quota::take(q, &self.shared.tally, self.shared.ceiling.as_ref()) {
+            Ok(held) => Ok(held),
+            Err((scope, max)) => {
+                let refusal = Refusal::Quota {
+                    quota: q,
+                    max,
+                    scope,
+                };
+                if let Some(audit) = &self.audit {
+                    let reason = match q {
+                        Quota::ConnsOut => format!("{refusal} (a connection to {target})"),
+                        Quota::ConnsIn => format!("{refusal} (a connection from {target})"),
+                        Quota::UdpSockets => refusal.to_string(),
+                    };
+                    audit.record_limit(q.key(), &reason);
+                }
+                let action = match q {
+                    Quota::ConnsOut => Action::Connect,
+                    Quota::ConnsIn => Action::Accept,
+                    Quota::UdpSockets => Action::UdpBind,
+                };
+                self.say_once(
+                    action,
+                    Ok(format!("quota {}", q.key())),
+                    &Notice::Quota {
+                        quota: q,
+                        max,
+                        scope,
+                        target,
+                    },
+                );
+                Err(refusal)
+            }
+        }
+    }
+
+    /// What the gate's instances hold open now, against their quotas.
+    pub fn tally(&self) -> &Tally {
+        &self.shared.tally
     }
 
     /// Record that a limit stopped the guest (`limit` names it: `timeout`,

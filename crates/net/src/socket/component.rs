@@ -199,6 +199,9 @@ pub struct Connected {
     fd: OwnedFd,
     reader: Option<Reader>,
     writer: Option<Writer>,
+    /// A plain stream's place under a connection quota (a shared
+    /// session holds its own).
+    _quota: Option<crate::quota::Held>,
 }
 
 impl Connected {
@@ -206,20 +209,21 @@ impl Connected {
     /// them), or a shared session's (TLS) through a lock.
     pub fn new(conn: Connection) -> io::Result<Self> {
         let fd = conn.as_fd().try_clone_to_owned()?;
-        let (reader, writer): (Reader, Writer) = match conn.into_plain() {
-            Ok(stream) => {
+        let (reader, writer, quota): (Reader, Writer, _) = match conn.into_plain() {
+            Ok((stream, quota)) => {
                 let (r, w) = stream.into_split();
-                (Box::pin(r), Box::pin(w))
+                (Box::pin(r), Box::pin(w), quota)
             }
             Err(conn) => {
                 let (r, w) = tokio::io::split(conn);
-                (Box::pin(r), Box::pin(w))
+                (Box::pin(r), Box::pin(w), None)
             }
         };
         Ok(Connected {
             fd,
             reader: Some(reader),
             writer: Some(writer),
+            _quota: quota,
         })
     }
 }
@@ -227,8 +231,9 @@ impl Connected {
 /// A connect under way.
 enum Connecting {
     /// A plain connection: the kernel makes it, and it is done when the
-    /// socket is writable (`SO_ERROR` says how it ended). Taken when done.
-    Kernel(Option<tokio::net::TcpStream>),
+    /// socket is writable (`SO_ERROR` says how it ended). Taken when done,
+    /// with its place under the outgoing-connections quota.
+    Kernel(Option<tokio::net::TcpStream>, Option<crate::quota::Held>),
     /// A host task waits for the kernel's connect, then does what the
     /// connection's kind says (TLS; a place under its cap).
     Task(Task<Result<Connected, ErrorCode>>),
@@ -240,7 +245,7 @@ impl Connecting {
     /// outcome.
     fn start(
         gate: &Arc<Gate>,
-        plan: crate::Plan,
+        mut plan: crate::Plan,
         socket: tokio::net::TcpSocket,
         addr: SocketAddr,
     ) -> Result<Connecting, ErrorCode> {
@@ -251,7 +256,7 @@ impl Connecting {
         };
         let stream = tokio::net::TcpStream::from_std(stream)?;
         if plan.is_plain() {
-            return Ok(Connecting::Kernel(Some(stream)));
+            return Ok(Connecting::Kernel(Some(stream), plan.take_quota()));
         }
         let gate = gate.clone();
         Ok(Connecting::Task(Task::spawn(async move {
@@ -261,11 +266,11 @@ impl Connecting {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Connected, ErrorCode>> {
-        let slot = match self {
+        let (slot, quota) = match self {
             Connecting::Task(task) => {
                 return task.poll(cx).map(|r| r.unwrap_or(Err(ErrorCode::Other)));
             }
-            Connecting::Kernel(slot) => slot,
+            Connecting::Kernel(slot, quota) => (slot, quota),
         };
         let Some(stream) = slot else {
             return Poll::Ready(Err(ErrorCode::InvalidState));
@@ -290,7 +295,8 @@ impl Connecting {
             return Poll::Ready(Err(ErrorCode::from(&e)));
         }
         let stream = slot.take().expect("present above");
-        Poll::Ready(Connected::new(Connection::plain(stream, None)).map_err(ErrorCode::from))
+        let conn = Connection::plain(stream, None).with_quota(quota.take());
+        Poll::Ready(Connected::new(conn).map_err(ErrorCode::from))
     }
 }
 

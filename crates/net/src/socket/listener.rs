@@ -32,20 +32,23 @@ use crate::tls::{Acceptor, ServerSide};
 use crate::{Action, Gate, Pool, Target};
 
 /// Decide a peer a listener accepted: `accept` on its address, within
-/// `pool` if the listener came from one. The socket comes back when the
-/// peer is allowed; a refused peer is reset and dropped here, so checking
-/// and acting are one call.
+/// `pool` if the listener came from one, then a place under the
+/// accepted-connections quota. The socket comes back (with its place) when
+/// the peer is allowed and there is room; a refused peer is reset and
+/// dropped here, so checking and acting are one call.
 pub(crate) fn admit<S: AsFd>(
     gate: &Gate,
     pool: Option<&Pool>,
     peer: SocketAddr,
     socket: S,
-) -> Option<S> {
+) -> Option<(S, Option<crate::quota::Held>)> {
+    let target = Target::Addr(peer);
     if gate
-        .decide_in(pool, Action::Accept, Target::Addr(peer))
+        .decide_in(pool, Action::Accept, target.clone())
         .is_allowed()
+        && let Ok(quota) = gate.quota(crate::Quota::ConnsIn, &target)
     {
-        return Some(socket);
+        return Some((socket, quota));
     }
     let _ = SockRef::from(&socket).set_linger(Some(Duration::ZERO));
     None
@@ -135,8 +138,8 @@ pub(super) enum Accepting {
 
 /// A connection a listener accepted and the gate admitted.
 enum Accepted {
-    /// The kernel's socket, non-blocking.
-    Plain(TcpStream),
+    /// The kernel's socket, non-blocking, with its place under a quota.
+    Plain(TcpStream, Option<crate::quota::Held>),
     /// A finished TLS connection.
     Tls(Connection),
 }
@@ -213,8 +216,8 @@ impl Listener {
         match &self.accepting {
             Accepting::Plain(io) => loop {
                 let (stream, peer) = accept_nonblocking(io.get_ref())?;
-                if let Some(stream) = admit(gate, self.pool.as_deref(), peer, stream) {
-                    return Ok((Accepted::Plain(stream), peer));
+                if let Some((stream, quota)) = admit(gate, self.pool.as_deref(), peer, stream) {
+                    return Ok((Accepted::Plain(stream, quota), peer));
                 }
             },
             Accepting::Tls(acceptor) => match acceptor.try_accept()? {
@@ -228,7 +231,7 @@ impl Listener {
     /// writes through host calls, or fail with `WouldBlock`.
     pub fn try_accept(&self, gate: &Gate) -> io::Result<Stream> {
         match self.next(gate)? {
-            (Accepted::Plain(stream), peer) => Stream::new(stream, peer),
+            (Accepted::Plain(stream, quota), peer) => Ok(Stream::new(stream, peer)?.holding(quota)),
             (Accepted::Tls(conn), peer) => Stream::pumped(conn, peer),
         }
     }
@@ -237,9 +240,9 @@ impl Listener {
     /// streams), or fail with `WouldBlock`.
     pub fn try_accept_connection(&self, gate: &Gate) -> io::Result<(Connection, SocketAddr)> {
         match self.next(gate)? {
-            (Accepted::Plain(stream), peer) => {
+            (Accepted::Plain(stream, quota), peer) => {
                 let stream = tokio::net::TcpStream::from_std(stream)?;
-                Ok((Connection::plain(stream, None), peer))
+                Ok((Connection::plain(stream, None).with_quota(quota), peer))
             }
             (Accepted::Tls(conn), peer) => Ok((conn, peer)),
         }

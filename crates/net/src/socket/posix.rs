@@ -166,7 +166,7 @@ impl Opened {
         gate: &Arc<Gate>,
         addr: SocketAddr,
     ) -> Result<Connecting, (Opened, io::Error)> {
-        let plan = match self.check_connect(gate, addr) {
+        let mut plan = match self.check_connect(gate, addr) {
             Ok(plan) => plan,
             Err(e) => return Err((self, e)),
         };
@@ -174,7 +174,8 @@ impl Opened {
             return Err((self, e));
         }
         if plan.is_plain() {
-            return Ok(self.connected_plain(addr));
+            let quota = plan.take_quota();
+            return Ok(self.connected_plain(addr, quota));
         }
         let gate = gate.clone();
         let std_stream: std::net::TcpStream = self.socket.into();
@@ -202,12 +203,12 @@ impl Opened {
     /// A plain connect needs no host task: the kernel makes it, and the
     /// socket is registered with the reactor once, for the connect and
     /// the stream after it.
-    fn connected_plain(self, addr: SocketAddr) -> Connecting {
+    fn connected_plain(self, addr: SocketAddr, quota: Option<crate::quota::Held>) -> Connecting {
         let std_stream: std::net::TcpStream = self.socket.into();
         // Registering fails only without a reactor; the connect then ends
         // with that error, as a failed connect does.
         let state = match super::ready::Plain::registered(std_stream) {
-            Ok(io) => Direct::Connecting(io),
+            Ok(io) => Direct::Connecting(io, quota),
             Err(e) => Direct::Done(Some(Err(e))),
         };
         Connecting {
@@ -255,7 +256,8 @@ enum Progress {
 }
 
 enum Direct {
-    Connecting(super::ready::Plain),
+    /// Under way, with its place under the outgoing-connections quota.
+    Connecting(super::ready::Plain, Option<crate::quota::Held>),
     /// The outcome, until taken.
     Done(Option<io::Result<Stream>>),
 }
@@ -264,7 +266,7 @@ impl Direct {
     /// Finish when the socket is writable (connected, or failed: the
     /// kernel's `SO_ERROR` says which).
     fn poll(&mut self, peer: SocketAddr, cx: &mut Context<'_>) -> Poll<()> {
-        if let Direct::Connecting(io) = self {
+        if let Direct::Connecting(io, _) = self {
             // The readiness stays: the new stream is writable.
             match io.reactor() {
                 Ok(reactor) if reactor.poll_write_ready(cx).is_pending() => return Poll::Pending,
@@ -274,9 +276,9 @@ impl Direct {
                 Ok(None) => None,
                 Ok(Some(e)) | Err(e) => Some(e),
             };
-            if let Direct::Connecting(io) = std::mem::replace(self, Direct::Done(None)) {
+            if let Direct::Connecting(io, quota) = std::mem::replace(self, Direct::Done(None)) {
                 *self = Direct::Done(Some(match failed {
-                    None => Ok(Stream::connected(io, peer)),
+                    None => Ok(Stream::connected(io, peer).holding(quota)),
                     Some(e) => Err(e),
                 }));
             }
@@ -341,7 +343,7 @@ impl Connecting {
                 }
                 match &mut *d {
                     Direct::Done(outcome) => outcome.take(),
-                    Direct::Connecting(_) => None,
+                    Direct::Connecting(..) => None,
                 }
             }
         }
@@ -376,6 +378,16 @@ impl Connecting {
     }
 }
 
+/// What a refused UDP socket is said to be for: no address yet, only
+/// its family.
+pub fn udp_target(family: Family) -> crate::Target {
+    let ip: IpAddr = match family {
+        Family::V4 => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        Family::V6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    crate::Target::Addr(SocketAddr::new(ip, 0))
+}
+
 /// A UDP socket the guest opened.
 pub struct Datagram {
     io: AsyncFd<UdpSocket>,
@@ -384,6 +396,8 @@ pub struct Datagram {
     /// The peer `connect` set: datagrams go there by default, and only its
     /// come in.
     peer: Option<SocketAddr>,
+    /// Its place under the UDP-sockets quota, if one is set.
+    _quota: Option<crate::quota::Held>,
 }
 
 impl std::fmt::Debug for Datagram {
@@ -396,9 +410,13 @@ impl std::fmt::Debug for Datagram {
 }
 
 impl Datagram {
-    /// A new UDP socket of `family`, confined to `pool`. Must run inside a
-    /// tokio runtime.
-    pub fn new(family: Family, pool: PoolRef) -> io::Result<Datagram> {
+    /// A new UDP socket of `family`, confined to `pool`, under `gate`'s
+    /// UDP-sockets quota (past it, `EMFILE`, as a process out of
+    /// descriptors sees). Must run inside a tokio runtime.
+    pub fn new(gate: &Gate, family: Family, pool: PoolRef) -> io::Result<Datagram> {
+        let quota = gate
+            .quota(crate::Quota::UdpSockets, &udp_target(family))
+            .map_err(|_| errno(libc::EMFILE))?;
         let socket: UdpSocket = new_socket(family, Type::DGRAM, Protocol::UDP)?.into();
         Ok(Datagram {
             // SAFETY: the UdpSocket owns its descriptor until dropped.
@@ -406,6 +424,7 @@ impl Datagram {
             family,
             pool,
             peer: None,
+            _quota: quota,
         })
     }
 

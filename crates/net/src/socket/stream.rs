@@ -18,6 +18,8 @@ pub struct Stream {
     /// A duplicate of a pumped connection's descriptor (its task owns the
     /// connection), for options and addresses.
     raw: Option<std::os::fd::OwnedFd>,
+    /// Its place under a connection quota, if one is set.
+    quota: Option<crate::quota::Held>,
 }
 
 pub(super) enum StreamIo {
@@ -55,6 +57,7 @@ impl Stream {
             io: StreamIo::Plain(Plain::new(stream)),
             peer,
             raw: None,
+            quota: None,
         })
     }
 
@@ -66,6 +69,7 @@ impl Stream {
             io: StreamIo::Plain(io),
             peer,
             raw: None,
+            quota: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl Stream {
             io: StreamIo::Pumped(crate::pumped::Pumped::spawn(conn)),
             peer,
             raw,
+            quota: None,
         })
     }
 
@@ -84,9 +89,18 @@ impl Stream {
     pub fn from_connection(conn: crate::conn::Connection, peer: SocketAddr) -> io::Result<Self> {
         match conn.into_plain() {
             // A tokio stream is non-blocking already.
-            Ok(tcp) => Self::new(tcp.into_std()?, peer),
+            Ok((tcp, quota)) => Ok(Self::new(tcp.into_std()?, peer)?.holding(quota)),
             Err(conn) => Self::pumped(conn, peer),
         }
+    }
+
+    /// Hold `quota` (a place under a connection quota) for as long as the
+    /// stream lives.
+    pub(crate) fn holding(mut self, quota: Option<crate::quota::Held>) -> Self {
+        if quota.is_some() {
+            self.quota = quota;
+        }
+        self
     }
 
     /// Its descriptor, for options and addresses.

@@ -153,7 +153,7 @@ async fn accept_loop(
                 return;
             }
         };
-        let Some(tcp) = admit(&gate, pool.as_deref(), peer, tcp) else {
+        let Some((tcp, quota)) = admit(&gate, pool.as_deref(), peer, tcp) else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -175,7 +175,8 @@ async fn accept_loop(
                     };
                     outcome.kind = Some(side.kind.name.clone());
                     gate.tls_outcome(Action::Accept, peer, &outcome);
-                    let conn = Connection::tls(tokio_rustls::TlsStream::Server(tls), None);
+                    let conn = Connection::tls(tokio_rustls::TlsStream::Server(tls), None)
+                        .with_quota(quota);
                     push(
                         &queue,
                         Ok(Ready {

@@ -84,7 +84,10 @@ impl P1Ctx {
         };
         let sock = match ty {
             SOCK_STREAM => Sock::Opened(Opened::new(family, pool).map_err(|e| io_errno(&e))?),
-            SOCK_DGRAM => Sock::Datagram(Datagram::new(family, pool).map_err(|e| io_errno(&e))?),
+            SOCK_DGRAM => {
+                let gate = self.gate.clone();
+                Sock::Datagram(Datagram::new(&gate, family, pool).map_err(|e| io_errno(&e))?)
+            }
             _ => return Err(Errno::Inval),
         };
         self.alloc(Slot::Socket(SocketFd::new(sock, false)))

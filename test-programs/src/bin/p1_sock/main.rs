@@ -3,6 +3,8 @@
 //! host hostile arguments and prints the errno each call returns.
 //! Usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM
 //!        | probe PORT (a peer listens on 127.0.0.1:PORT; 127.0.0.2 is denied)
+//!        | hold IP:PORT N (connect until one fails, at most N, hold them all,
+//!          close them, connect again) | udps N (the same with UDP sockets)
 
 mod sock;
 
@@ -291,11 +293,56 @@ fn main() {
                 }
             }
         }
+        Some("hold") => {
+            // Open connections until one fails (at most N), hold them, then
+            // close them all and connect once more.
+            let addr: SocketAddr = args[2].parse().unwrap();
+            let n: usize = args[3].parse().unwrap();
+            let mut held = Vec::new();
+            let mut failed = String::from("none failed");
+            for _ in 0..n {
+                match sock::TcpStream::connect(addr, -1) {
+                    Ok(s) => held.push(s),
+                    Err(e) => {
+                        failed = e.to_string();
+                        break;
+                    }
+                }
+            }
+            println!("hold: {} open, then {failed}", held.len());
+            drop(held);
+            match sock::TcpStream::connect(addr, -1) {
+                Ok(_) => println!("again: ok"),
+                Err(e) => println!("again: {e}"),
+            }
+        }
+        Some("udps") => {
+            // The same with UDP sockets.
+            let like: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            let n: usize = args[2].parse().unwrap();
+            let mut held = Vec::new();
+            let mut failed = String::from("none failed");
+            for _ in 0..n {
+                match sock::UdpSocket::open(like, -1) {
+                    Ok(s) => held.push(s),
+                    Err(e) => {
+                        failed = e.to_string();
+                        break;
+                    }
+                }
+            }
+            println!("udps: {} open, then {failed}", held.len());
+            drop(held);
+            match sock::UdpSocket::open(like, -1) {
+                Ok(_) => println!("again: ok"),
+                Err(e) => println!("again: {e}"),
+            }
+        }
         Some("probe") => probe(args[2].parse().unwrap()),
         Some("narrow-flood") => narrow_flood(pool(args.get(2)), args[3].parse().unwrap(), &args[4]),
         _ => {
             eprintln!(
-                "usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM | probe PORT | narrow-flood POOL TIMES big|tiny"
+                "usage: p1_sock connect IP:PORT [POOL] | udp IP:PORT | resolve NAME ROOM | probe PORT | narrow-flood POOL TIMES big|tiny | hold IP:PORT N | udps N"
             );
             std::process::exit(2);
         }
