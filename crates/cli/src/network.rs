@@ -213,6 +213,20 @@ pub struct NetworkArgs {
     /// quota. Example: --max-udp-sockets 8
     #[arg(long = "max-udp-sockets", value_name = "N", value_parser = warden_host::units::quota)]
     pub max_udp_sockets: Option<u32>,
+
+    /// Limit the bytes per second the guest sends, on every ABI, TLS or
+    /// not (the plaintext it writes; under `serve`, an app's instances
+    /// together, response bodies included). The guest is slowed, never
+    /// failed; a burst of 0.1 s of the rate (at least 16KiB) passes at
+    /// once. Default: no limit. Example: --max-egress-rate 2MiB/s
+    #[arg(long = "max-egress-rate", value_name = "RATE", value_parser = warden_host::units::rate)]
+    pub max_egress_rate: Option<u64>,
+
+    /// Limit the bytes per second the guest receives (as
+    /// --max-egress-rate; under `serve`, request bodies included).
+    /// Example: --max-ingress-rate 8MiB/s
+    #[arg(long = "max-ingress-rate", value_name = "RATE", value_parser = warden_host::units::rate)]
+    pub max_ingress_rate: Option<u64>,
 }
 
 fn pool_flag(s: &str) -> Result<Arc<Pool>, String> {
@@ -435,6 +449,8 @@ impl NetworkArgs {
                     udp_sockets: self.max_udp_sockets,
                 }
                 .or(limits.quotas),
+                egress_rate: self.max_egress_rate.or(limits.egress_rate),
+                ingress_rate: self.max_ingress_rate.or(limits.ingress_rate),
             },
             listen,
             warnings,

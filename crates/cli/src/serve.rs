@@ -315,6 +315,16 @@ impl ServeArgs {
             )
             .map_err(|(key, e)| fail(format!("{key}: {e}")))?
             .or(network.quotas);
+            let rate = |key: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(warden_host::units::rate)
+                    .transpose()
+                    .map_err(|e| fail(format!("{key}: {e}")))
+            };
+            network.egress_rate =
+                rate("max_egress_rate", &app.max_egress_rate)?.or(network.egress_rate);
+            network.ingress_rate =
+                rate("max_ingress_rate", &app.max_ingress_rate)?.or(network.ingress_rate);
             let limits = Limits {
                 max_memory: match &app.max_memory {
                     Some(m) => Some(values::size(m).map_err(|e| fail(format!("max_memory: {e}")))?),

@@ -201,6 +201,11 @@ pub struct Network {
     /// How many sockets and connections the guest (under `serve`: all of
     /// an app's instances together) holds open at once.
     pub quotas: warden_net::Quotas,
+    /// Bytes per second the guest (under `serve`: an app's instances
+    /// together) may send (`None`: no limit).
+    pub egress_rate: Option<u64>,
+    /// Bytes per second it may receive.
+    pub ingress_rate: Option<u64>,
 }
 
 impl std::fmt::Debug for Network {

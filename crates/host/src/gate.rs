@@ -26,7 +26,8 @@ impl Network {
             .dns(self.dns.clone())
             .tls(tls)
             .mode(self.mode)
-            .quotas(self.quotas);
+            .quotas(self.quotas)
+            .rates(warden_net::Rates::new(self.egress_rate, self.ingress_rate));
         match &self.reporter {
             Some(reporter) => builder.reporter(reporter.clone()),
             None => builder,

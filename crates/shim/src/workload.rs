@@ -170,6 +170,8 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             strict_pools: false,
             mode,
             quotas: limits.quotas,
+            egress_rate: limits.egress_rate,
+            ingress_rate: limits.ingress_rate,
         },
         limits: Limits {
             max_memory: limits.max_memory,

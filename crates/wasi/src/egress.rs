@@ -116,13 +116,19 @@ async fn send(
                 info_code: None,
             },
             ConnectError::Timeout => Error::ConnectionTimeout,
-            ConnectError::Refused(Refusal::Cap { .. }) => Error::ConnectionLimitReached,
+            ConnectError::Refused(Refusal::Cap { .. } | Refusal::Quota { .. }) => {
+                Error::ConnectionLimitReached
+            }
             ConnectError::Refused(Refusal::Tls {
                 certificate: true, ..
             }) => Error::TlsCertificateError,
             ConnectError::Refused(_) => Error::TlsProtocolError,
             _ => Error::ConnectionRefused,
         })?;
+    // Under bandwidth limits the request and response (headers and
+    // bodies) count as what the guest sends and receives.
+    let rates = gate.rates();
+    let stream = warden_net::Paced::new(stream, rates.ingress.clone(), rates.egress.clone());
     let (mut sender, conn) = tokio::time::timeout(
         timeout,
         hyper::client::conn::http1::handshake(TokioIo::new(stream)),

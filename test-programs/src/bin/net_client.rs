@@ -17,6 +17,8 @@
 //!                            close them, connect again
 //!   udps:N                   the same with UDP sockets bound to 127.0.0.1:0
 //!   busyhttp:HOST:PORT:URL   hold a connection to HOST:PORT during http:URL
+//!   upload:N:HOST:PORT       send N bytes, end the writing side, print the
+//!                            peer's reply and the milliseconds it took
 //!   twice:HOST:PORT          connect twice, the first still open while the
 //!                            second is made; print both outcomes
 //!   relay:ADDR:TARGET        listen on ADDR (IP:PORT), accept one client,
@@ -196,6 +198,31 @@ fn busyhttp(arg: &str) -> Result<String, String> {
     got
 }
 
+/// `upload:N:HOST:PORT`: connect, send N bytes, end the writing side,
+/// read the peer's reply to the end; the reply and the milliseconds it
+/// all took.
+fn upload(arg: &str) -> Result<String, String> {
+    let (n, target) = arg.split_once(':').ok_or("expected N:HOST:PORT")?;
+    let n: usize = n.parse().map_err(|_| "expected N:HOST:PORT")?;
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(target).map_err(kind)?;
+    let chunk = vec![7u8; 64 * 1024];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        s.write_all(&chunk[..k]).map_err(kind)?;
+        left -= k;
+    }
+    s.shutdown(std::net::Shutdown::Write).map_err(kind)?;
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).map_err(kind)?;
+    Ok(format!(
+        "peer got {} in {} ms",
+        reply.trim_end(),
+        started.elapsed().as_millis()
+    ))
+}
+
 fn twice(target: &str) -> Result<String, String> {
     let first = TcpStream::connect(target);
     let second = TcpStream::connect(target);
@@ -285,6 +312,7 @@ fn main() {
             "hold" => hold(arg),
             "udps" => udps(arg),
             "busyhttp" => busyhttp(arg),
+            "upload" => upload(arg),
             "relay" => relay(arg),
             _ => Err(format!("unknown step {verb}")),
         };

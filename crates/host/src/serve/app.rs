@@ -122,6 +122,12 @@ impl Core {
         }
     }
 
+    /// The app's gate: its policy, quotas and bandwidth limits, which its
+    /// instances share.
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
     /// A store for one instance, with a gate of its own over the app's
     /// policy, recording as instance `id` with `extra` audit fields.
     fn store(

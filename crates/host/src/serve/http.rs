@@ -579,6 +579,8 @@ impl Server {
             );
         }
         let over = Arc::new(AtomicBool::new(false));
+        let rates = app.core.gate().rates();
+        let egress = rates.egress.clone();
         let guest_req = match guest_request(
             req,
             &id,
@@ -587,6 +589,7 @@ impl Server {
             max_body,
             &record.bytes_in,
             &over,
+            rates.ingress.clone(),
         ) {
             Ok(r) => r,
             Err(why) => return self.answer(record, 400, &why, activity, Some(slot)),
@@ -617,6 +620,7 @@ impl Server {
                 // A body that grows past the limit after the guest
                 // answered cuts the response: never a complete success.
                 body.cut_when = Some(over);
+                body.pace = egress.map(warden_net::Pacer::new);
                 body.streaming = Some(Streaming {
                     deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
                     progress,
@@ -846,6 +850,7 @@ fn guest_request(
     max_body: u64,
     bytes_in: &Arc<AtomicU64>,
     over: &Arc<AtomicBool>,
+    ingress: Option<Arc<warden_net::Bucket>>,
 ) -> Result<super::app::GuestRequest, String> {
     let (mut parts, body) = req.into_parts();
     let authority = authority.map_or_else(|| via.local.to_string(), |a| a.as_str().to_string());
@@ -870,6 +875,7 @@ fn guest_request(
         max: max_body,
         counter: bytes_in.clone(),
         over: over.clone(),
+        pace: ingress.map(warden_net::Pacer::new),
     };
     Ok(http::Request::from_parts(
         parts,
@@ -885,6 +891,8 @@ struct Bounded {
     max: u64,
     counter: Arc<AtomicU64>,
     over: Arc<AtomicBool>,
+    /// The app's ingress limit.
+    pace: Option<warden_net::Pacer>,
 }
 
 impl Body for Bounded {
@@ -900,9 +908,17 @@ impl Body for Bounded {
                 Some(self.seen),
             ))));
         }
+        if let Some(p) = &mut self.pace
+            && p.poll_ready(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    if let Some(p) = &self.pace {
+                        p.spend(data.len());
+                    }
                     let n = data.len() as u64;
                     self.seen += n;
                     self.counter.fetch_add(n, Ordering::Relaxed);
@@ -983,6 +999,8 @@ struct Tracked<B> {
     streaming: Option<Streaming>,
     /// Warden's own answer, all of it taken.
     whole: bool,
+    /// The app's egress limit, for a guest's response.
+    pace: Option<warden_net::Pacer>,
 }
 
 impl<B> Tracked<B> {
@@ -995,6 +1013,7 @@ impl<B> Tracked<B> {
             cut_when: None,
             streaming: None,
             whole: false,
+            pace: None,
         }
     }
 
@@ -1070,7 +1089,17 @@ impl<B: Body<Data = Bytes, Error = BoxError> + Unpin> Body for Tracked<B> {
         {
             return self.cut(CutNote::of(Cut::Timeout));
         }
+        if let Some(p) = &mut self.pace
+            && p.poll_ready(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some(p), Poll::Ready(Some(Ok(frame)))) = (&self.pace, &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            p.spend(data.len());
+        }
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -86,9 +86,17 @@ pub struct GateBuilder {
     mode: warden_policy::Mode,
     quotas: Quotas,
     ceiling: Option<Arc<Tally>>,
+    rates: crate::rate::Rates,
 }
 
 impl GateBuilder {
+    /// Limit the bytes per second the gate's instances send and receive,
+    /// together (see [`crate::rate`]); by default no limit.
+    pub fn rates(mut self, rates: crate::rate::Rates) -> Self {
+        self.rates = rates;
+        self
+    }
+
     /// Bound what the gate's instances hold open together (see
     /// [`crate::quota`]); by default nothing but the descriptor table.
     pub fn quotas(mut self, quotas: Quotas) -> Self {
@@ -160,6 +168,7 @@ impl GateBuilder {
             would_denied: std::sync::atomic::AtomicU64::new(0),
             tally: Tally::new(self.quotas),
             ceiling: self.ceiling,
+            rates: self.rates,
         });
         Gate::with_shared(shared, self.audit)
     }
@@ -196,6 +205,8 @@ struct Shared {
     tally: Arc<Tally>,
     /// A server's tally over every app, if it bounds them.
     ceiling: Option<Arc<Tally>>,
+    /// The bandwidth limits every instance shares.
+    rates: crate::rate::Rates,
 }
 
 impl Gate {
@@ -216,6 +227,7 @@ impl Gate {
             mode: warden_policy::Mode::Enforce,
             quotas: Quotas::default(),
             ceiling: None,
+            rates: crate::rate::Rates::default(),
         }
     }
 
@@ -674,6 +686,11 @@ impl Gate {
                 Err(refusal)
             }
         }
+    }
+
+    /// The bandwidth limits the gate's instances share.
+    pub fn rates(&self) -> &crate::rate::Rates {
+        &self.shared.rates
     }
 
     /// What the gate's instances hold open now, against their quotas.

@@ -546,7 +546,13 @@ impl TcpSocket {
     /// Take the connection's reader (once).
     pub fn take_reader(&mut self) -> Result<Reader, ErrorCode> {
         match &mut self.state {
-            State::Connected(c) => c.reader.take().ok_or(ErrorCode::InvalidState),
+            State::Connected(c) => {
+                let reader = c.reader.take().ok_or(ErrorCode::InvalidState)?;
+                Ok(match &self.ctx.gate.rates().ingress {
+                    None => reader,
+                    Some(b) => Box::pin(crate::rate::Paced::new(reader, Some(b.clone()), None)),
+                })
+            }
             State::Closed(e) => Err(*e),
             _ => Err(ErrorCode::InvalidState),
         }
@@ -555,7 +561,13 @@ impl TcpSocket {
     /// Take the connection's writer (once).
     pub fn take_writer(&mut self) -> Result<Writer, ErrorCode> {
         match &mut self.state {
-            State::Connected(c) => c.writer.take().ok_or(ErrorCode::InvalidState),
+            State::Connected(c) => {
+                let writer = c.writer.take().ok_or(ErrorCode::InvalidState)?;
+                Ok(match &self.ctx.gate.rates().egress {
+                    None => writer,
+                    Some(b) => Box::pin(crate::rate::Paced::new(writer, None, Some(b.clone()))),
+                })
+            }
             State::Closed(e) => Err(*e),
             _ => Err(ErrorCode::InvalidState),
         }

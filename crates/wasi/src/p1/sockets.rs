@@ -180,14 +180,21 @@ impl P1Ctx {
             self.gate.prepare(Action::UdpRecv).await;
         }
         if waitall && !peek && !nonblocking {
+            let ingress = self.gate.rates().ingress.clone();
             let mut total = 0u32;
             for buf in bufs {
                 let mut done = 0;
                 while done < buf.len() {
                     let rest = buf.get_range(done..buf.len()).ok_or(Errno::Fault)?;
+                    if let Some(b) = &ingress {
+                        b.ready().await;
+                    }
                     match self.try_recv(mem, fd, rest, false)? {
                         Some(0) => return Ok(total),
                         Some(n) => {
+                            if let Some(b) = &ingress {
+                                b.spend(n as usize);
+                            }
                             done += n;
                             total += n;
                         }
@@ -227,8 +234,17 @@ impl P1Ctx {
         buf: GuestPtr<[u8]>,
         peek: bool,
     ) -> Result<(u32, Option<std::net::SocketAddr>), types::Error> {
+        // Under a bandwidth limit, wait out the debt first; what is read
+        // is counted (a peek is read again later, and counted then).
+        let ingress = self.gate.rates().ingress.clone();
+        if let Some(b) = &ingress {
+            b.ready().await;
+        }
         loop {
             if let Some(got) = self.try_recv_from(mem, fd, buf, peek)? {
+                if let Some(b) = ingress.as_ref().filter(|_| !peek) {
+                    b.spend(got.0 as usize);
+                }
                 return Ok(got);
             }
             let s = self.socket(fd)?;
@@ -322,8 +338,17 @@ impl P1Ctx {
             bufs.into_iter().next()
         }
         .unwrap_or(GuestPtr::new((0, 0)));
+        // Under a bandwidth limit, wait out the debt first, then count
+        // what was sent.
+        let egress = self.gate.rates().egress.clone();
+        if let Some(b) = &egress {
+            b.ready().await;
+        }
         loop {
             if let Some(n) = self.try_send_to(mem, fd, buf, to)? {
+                if let Some(b) = &egress {
+                    b.spend(n as usize);
+                }
                 return Ok(n);
             }
             if nonblocking {
