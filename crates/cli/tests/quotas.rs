@@ -37,7 +37,7 @@ fn outgoing_connections_are_held_within_the_quota_and_freed_on_close_preview1() 
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let prog = guest(Target::P1, "p1_sock");
-    let grant = format!("{addr}");
+    let grant = addr.clone();
     let r = run(&[
         "--allow-connect",
         &grant,

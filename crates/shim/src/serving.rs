@@ -61,5 +61,7 @@ pub fn config(run: RunConfig) -> anyhow::Result<ServeConfig> {
         handshake_timeout: warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT,
         verbose: run.verbose,
         events: run.events,
+        // One app: its own quotas (in its network) are the whole bound.
+        quota_ceiling: warden_net::Quotas::default(),
     })
 }

@@ -581,16 +581,13 @@ impl Server {
         let over = Arc::new(AtomicBool::new(false));
         let rates = app.core.gate().rates();
         let egress = rates.egress.clone();
-        let guest_req = match guest_request(
-            req,
-            &id,
-            via,
-            authority.as_ref(),
-            max_body,
-            &record.bytes_in,
-            &over,
-            rates.ingress.clone(),
-        ) {
+        let body = BodyLimits {
+            max: max_body,
+            bytes_in: &record.bytes_in,
+            over: &over,
+            ingress: rates.ingress.clone(),
+        };
+        let guest_req = match guest_request(req, &id, via, authority.as_ref(), body) {
             Ok(r) => r,
             Err(why) => return self.answer(record, 400, &why, activity, Some(slot)),
         };
@@ -839,6 +836,18 @@ fn route_matches(route: &Route, host: Option<&str>, path: &str) -> bool {
     path == prefix || path.starts_with(&format!("{prefix}/"))
 }
 
+/// How a request's body is bounded and counted on its way to the guest.
+struct BodyLimits<'a> {
+    /// The most bytes it may have.
+    max: u64,
+    /// Where the bytes that came are counted.
+    bytes_in: &'a Arc<AtomicU64>,
+    /// Set when it grew past `max`.
+    over: &'a Arc<AtomicBool>,
+    /// The app's ingress limit.
+    ingress: Option<Arc<warden_net::Bucket>>,
+}
+
 /// The request as the guest gets it: an absolute URI (the scheme it came
 /// by, the authority it was routed on, else the address it reached), its
 /// id among its headers, its body counted and bounded.
@@ -847,10 +856,7 @@ fn guest_request(
     id: &str,
     via: Via,
     authority: Option<&http::uri::Authority>,
-    max_body: u64,
-    bytes_in: &Arc<AtomicU64>,
-    over: &Arc<AtomicBool>,
-    ingress: Option<Arc<warden_net::Bucket>>,
+    limits: BodyLimits<'_>,
 ) -> Result<super::app::GuestRequest, String> {
     let (mut parts, body) = req.into_parts();
     let authority = authority.map_or_else(|| via.local.to_string(), |a| a.as_str().to_string());
@@ -872,10 +878,10 @@ fn guest_request(
     let body = Bounded {
         inner: body,
         seen: 0,
-        max: max_body,
-        counter: bytes_in.clone(),
-        over: over.clone(),
-        pace: ingress.map(warden_net::Pacer::new),
+        max: limits.max,
+        counter: limits.bytes_in.clone(),
+        over: limits.over.clone(),
+        pace: limits.ingress.map(warden_net::Pacer::new),
     };
     Ok(http::Request::from_parts(
         parts,
