@@ -112,6 +112,36 @@ fn outgoing_connections_are_held_within_the_quota_wasi_02() {
 }
 
 #[test]
+fn a_non_blocking_connect_past_the_quota_is_refused_too() {
+    // std's connect_timeout: a non-blocking connect, then poll, as
+    // wasi-libc does it. The refusal must not read as a success.
+    let (_l, addr) = backlog();
+    let prog = guest(Target::P2, "net_client");
+    let step = format!("holdnb:3:{addr}");
+    let r = run(&[
+        "--allow-connect",
+        &addr,
+        "--max-conns-out",
+        "2",
+        p(&prog),
+        &step,
+    ]);
+    assert_eq!(
+        r.stdout,
+        format!("{step}: 2 open, then ConnectionRefused; again ok\n"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["--allow-connect", &addr, p(&prog), &step]);
+    assert_eq!(
+        r.stdout,
+        format!("{step}: 3 open, then none failed; again ok\n"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn outgoing_connections_are_held_within_the_quota_wasi_03() {
     components_hold_outgoing_connections_within_the_quota(
         Target::P3,

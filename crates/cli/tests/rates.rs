@@ -160,6 +160,39 @@ fn serve_paces_an_apps_response_bodies() {
 }
 
 #[test]
+fn serve_paces_the_request_bodies_an_app_reads() {
+    use common::serving::{serve, stop};
+    let upload = |server: &common::server::Server| {
+        let body = vec![b'x'; 2 * 1024 * 1024];
+        let started = Instant::now();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST /len HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        (started.elapsed().as_secs_f64(), all)
+    };
+    let server = serve(&["--max-ingress-rate", "1MiB/s", "--max-body", "4MiB"]);
+    let (took, answer) = upload(&server);
+    stop(server);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("2097152\n") || answer.contains("2097152"),
+        "{answer}"
+    );
+    within_20_percent(took, expected(2.0 * MIB, MIB));
+    let server = serve(&["--max-body", "4MiB"]);
+    let (free, _) = upload(&server);
+    stop(server);
+    assert!(free < 0.5, "unlimited took {free}s");
+}
+
+#[test]
 fn a_rate_that_does_not_read_is_refused() {
     let prog = guest(Target::P1, "p1_client");
     let r = run(&[

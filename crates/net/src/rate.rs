@@ -100,7 +100,7 @@ impl Bucket {
         if s.tokens >= 0.0 {
             return None;
         }
-        let d = Duration::from_secs_f64(-s.tokens / self.rate);
+        let d = Duration::try_from_secs_f64(-s.tokens / self.rate).unwrap_or(Duration::MAX);
         (d >= MIN_WAIT).then_some(d)
     }
 

@@ -15,6 +15,8 @@
 //!                            error that ended the reading
 //!   hold:N:HOST:PORT         connect until one fails (at most N), hold them,
 //!                            close them, connect again
+//!   holdnb:N:IP:PORT         the same with std's connect_timeout (a
+//!                            non-blocking connect, then poll)
 //!   udps:N                   the same with UDP sockets bound to 127.0.0.1:0
 //!   busyhttp:HOST:PORT:URL   hold a connection to HOST:PORT during http:URL
 //!   upload:N:HOST:PORT       send N bytes, end the writing side, print the
@@ -133,13 +135,22 @@ fn talk(target: &str) -> Result<String, String> {
 
 /// `hold:N:HOST:PORT`: connect until one fails (at most N), holding them
 /// all; close them; connect again.
-fn hold(arg: &str) -> Result<String, String> {
+fn hold(arg: &str, nonblocking: bool) -> Result<String, String> {
     let (n, target) = arg.split_once(':').ok_or("expected N:HOST:PORT")?;
     let n: usize = n.parse().map_err(|_| "expected N:HOST:PORT")?;
+    let connect = |target: &str| {
+        if nonblocking {
+            // std's connect_timeout: a non-blocking connect, then poll.
+            let addr: SocketAddr = target.parse().map_err(|_| std::io::ErrorKind::InvalidInput)?;
+            TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))
+        } else {
+            TcpStream::connect(target)
+        }
+    };
     let mut held = Vec::new();
     let mut failed = String::from("none failed");
     for _ in 0..n {
-        match TcpStream::connect(target) {
+        match connect(target) {
             Ok(s) => held.push(s),
             Err(e) => {
                 failed = kind(e);
@@ -149,7 +160,7 @@ fn hold(arg: &str) -> Result<String, String> {
     }
     let open = held.len();
     drop(held);
-    let again = match TcpStream::connect(target) {
+    let again = match connect(target) {
         Ok(_) => "ok".to_string(),
         Err(e) => kind(e),
     };
@@ -309,7 +320,8 @@ fn main() {
             "http" => http(arg),
             "talk" => talk(arg),
             "twice" => twice(arg),
-            "hold" => hold(arg),
+            "hold" => hold(arg, false),
+            "holdnb" => hold(arg, true),
             "udps" => udps(arg),
             "busyhttp" => busyhttp(arg),
             "upload" => upload(arg),
