@@ -71,6 +71,23 @@ pub fn check(file: &Path) -> ExitCode {
     if let Some(r) = limits.ingress_rate {
         say(&format!("rate max_ingress_rate {r} bytes/s"));
     }
+    if let Some(i) = &m.identity {
+        match warden_net::identity::Issuer::load(i) {
+            Ok(issuer) => {
+                let expires = warden_net::timestamp::rfc3339(issuer.ca_not_after());
+                say(&format!(
+                    "identity spiffe://{}{} signed by {} (CA expires {expires}), each certificate valid {}",
+                    i.trust_domain,
+                    i.template
+                        .as_deref()
+                        .unwrap_or(warden_policy::spiffe::DEFAULT_TEMPLATE),
+                    i.ca_cert.display(),
+                    crate::values::show_duration(i.ttl)
+                ));
+            }
+            Err(e) => return crate::usage_error(&format!("[identity]: {e}")),
+        }
+    }
     for line in time_lines(&m.time) {
         say(&line);
     }

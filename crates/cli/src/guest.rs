@@ -380,12 +380,25 @@ pub struct ListenArgs {
     listen: Vec<values::ListenFlag>,
 
     /// Like --listen, and Warden terminates TLS on it with --tls-cert and
-    /// --tls-key: the program accepts connections whose handshake already
-    /// finished and reads and writes plaintext. Handshakes run on Warden's
-    /// time (see --tls-handshake-timeout), never the program's. Repeatable.
+    /// --tls-key (or --tls-identity): the program accepts connections whose
+    /// handshake already finished and reads and writes plaintext.
+    /// Handshakes run on Warden's time (see --tls-handshake-timeout), never
+    /// the program's. Repeatable.
     /// Example: --listen-tls web=0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
-    #[arg(long = "listen-tls", value_name = "[NAME=]ADDR", value_parser = values::listen, requires_all = ["tls_cert", "tls_key"])]
+    #[arg(long = "listen-tls", value_name = "[NAME=]ADDR", value_parser = values::listen)]
     listen_tls: Vec<values::ListenFlag>,
+
+    /// For --listen-tls: present the program's identity certificate (its
+    /// SPIFFE SVID, see --identity-ca) instead of --tls-cert and --tls-key.
+    #[arg(long = "tls-identity", requires = "listen_tls", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_identity: bool,
+
+    /// For --listen-tls with --tls-client-ca: admit only clients whose
+    /// verified certificate names this SPIFFE ID (exact, or a prefix
+    /// ending in /*); others are refused before the program sees them.
+    /// Repeatable. Example: --peer-id 'spiffe://example.org/wasm/*'
+    #[arg(long = "peer-id", value_name = "SPIFFE_ID", requires = "tls_client_ca", value_parser = |s: &str| warden_policy::spiffe::pattern(s).map(str::to_string).map_err(|e| e.to_string()))]
+    peer_ids: Vec<String>,
 
     /// For --listen-tls: the server certificate chain (PEM, leaf first).
     /// Example: --tls-cert cert.pem
@@ -425,13 +438,22 @@ impl ListenArgs {
             let id = l.id();
             (l.name, l.on, id, l.tls)
         });
-        let flag_tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert), Some(key)) => Some(ListenTls {
-                cert,
-                key,
-                client_ca: self.tls_client_ca,
-            }),
-            _ => None,
+        let flag_tls = match (self.tls_cert, self.tls_key, self.tls_identity) {
+            (cert @ Some(_), key @ Some(_), false) | (cert @ None, key @ None, true) => {
+                Some(ListenTls {
+                    cert,
+                    key,
+                    client_ca: self.tls_client_ca,
+                    identity: self.tls_identity,
+                    peer_ids: self.peer_ids,
+                })
+            }
+            _ if self.listen_tls.is_empty() => None,
+            _ => {
+                return Err(
+                    "--listen-tls needs --tls-cert and --tls-key, or --tls-identity".to_string(),
+                );
+            }
         };
         let mut flags: Vec<(usize, _)> = positions("listen")
             .into_iter()

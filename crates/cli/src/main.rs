@@ -15,6 +15,7 @@
 mod check;
 mod explain;
 mod guest;
+mod identity;
 mod learn;
 mod network;
 mod report;
@@ -92,6 +93,12 @@ Review what it prints before you use it: it grants whatever the program did.",
         #[arg(value_name = "AUDIT.jsonl")]
         file: PathBuf,
     },
+    /// Print the SPIFFE ID a program's identity certificate would name
+    #[command(
+        long_about = "Print the SPIFFE ID Warden's identity issuer (--identity-ca) would give this program: spiffe://TD/wasm/sha256/ followed by the SHA-256 of the file's bytes (what sha256sum prints), through the template if one is given. Use it to write peer_ids for a program before it runs.",
+        after_help = "Exit status: 0, or 2 when the file cannot be read or the trust domain or template is not valid."
+    )]
+    Identity(Box<identity::IdentityArgs>),
 }
 
 fn main() -> ExitCode {
@@ -122,6 +129,7 @@ fn main() -> ExitCode {
         Command::Check { file } => check::check(&file),
         Command::Explain(args) => explain::explain(&args),
         Command::Learn { file } => learn::learn_from(&file),
+        Command::Identity(args) => identity::identity(&args),
     };
     // Warden's last lines go out if they can within a second; a stderr
     // nobody reads must not hold the exit.

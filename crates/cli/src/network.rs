@@ -227,6 +227,68 @@ pub struct NetworkArgs {
     /// Example: --max-ingress-rate 8MiB/s
     #[arg(long = "max-ingress-rate", value_name = "RATE", value_parser = warden_host::units::rate)]
     pub max_ingress_rate: Option<u64>,
+
+    /// Give the program a workload identity: a short-lived certificate
+    /// (SPIFFE X.509-SVID) naming its module's SHA-256,
+    /// spiffe://TD/wasm/sha256/HEX, signed by this CA certificate (PEM; an
+    /// intermediate under your trust bundle, say) and presented where
+    /// Warden does TLS for it (--tls-identity, a kind's identity = true).
+    /// Its key is made in memory and never leaves Warden.
+    /// Example: --identity-ca ca.pem --identity-ca-key ca.key --trust-domain example.org
+    #[arg(long = "identity-ca", value_name = "FILE", requires_all = ["identity_ca_key", "trust_domain"])]
+    pub identity_ca: Option<PathBuf>,
+
+    /// The private key (PEM, PKCS#8) of --identity-ca.
+    #[arg(
+        long = "identity-ca-key",
+        value_name = "FILE",
+        requires = "identity_ca"
+    )]
+    pub identity_ca_key: Option<PathBuf>,
+
+    /// The SPIFFE trust domain of the identities --identity-ca signs.
+    #[arg(long = "trust-domain", value_name = "TD", requires = "identity_ca")]
+    pub trust_domain: Option<String>,
+
+    /// How long each identity certificate lives (default 1h); it is
+    /// renewed at half its life. Example: --identity-ttl 10m
+    #[arg(long = "identity-ttl", value_name = "DURATION", requires = "identity_ca", value_parser = crate::values::duration)]
+    pub identity_ttl: Option<std::time::Duration>,
+
+    /// The ID's path (default /wasm/sha256/{sha256}); it must keep
+    /// {sha256} and may add {app} (an app's name under serve).
+    /// Example: --identity-template '/app/{app}/wasm/sha256/{sha256}'
+    #[arg(
+        long = "identity-template",
+        value_name = "PATH",
+        requires = "identity_ca"
+    )]
+    pub identity_template: Option<String>,
+}
+
+impl NetworkArgs {
+    /// The identity issuer the flags (else the manifest's `[identity]`)
+    /// configure, its CA read and checked.
+    pub fn issuer(
+        &self,
+        manifest: Option<warden_net::identity::IdentityConfig>,
+    ) -> Result<Option<Arc<warden_net::identity::Issuer>>, String> {
+        let config = match (&self.identity_ca, &self.identity_ca_key, &self.trust_domain) {
+            (Some(ca), Some(key), Some(td)) => Some(warden_net::identity::IdentityConfig {
+                ca_cert: ca.clone(),
+                ca_key: key.clone(),
+                trust_domain: td.clone(),
+                ttl: self
+                    .identity_ttl
+                    .unwrap_or(warden_net::identity::DEFAULT_TTL),
+                template: self.identity_template.clone(),
+            }),
+            _ => manifest,
+        };
+        config
+            .map(|c| warden_net::identity::Issuer::load(&c).map_err(|e| e.to_string()))
+            .transpose()
+    }
 }
 
 fn pool_flag(s: &str) -> Result<Arc<Pool>, String> {
@@ -356,6 +418,7 @@ impl NetworkArgs {
         audit: Option<&str>,
     ) -> Result<Resolved, String> {
         let Loaded {
+            identity,
             mut rules,
             mut kinds,
             listen,
@@ -451,6 +514,7 @@ impl NetworkArgs {
                 .or(limits.quotas),
                 egress_rate: self.max_egress_rate.or(limits.egress_rate),
                 ingress_rate: self.max_ingress_rate.or(limits.ingress_rate),
+                identity: self.issuer(identity)?,
             },
             listen,
             warnings,

@@ -81,13 +81,22 @@ pub struct ServeArgs {
 
     /// Require client certificates signed by a CA in FILE (PEM).
     /// Example: --tls-client-ca clients.pem
-    #[arg(
-        long = "tls-client-ca",
-        value_name = "FILE",
-        requires = "tls_cert",
-        help_heading = "Serving"
-    )]
+    #[arg(long = "tls-client-ca", value_name = "FILE", help_heading = "Serving")]
     tls_client_ca: Option<PathBuf>,
+
+    /// Serve HTTPS with the app's identity certificate (its SPIFFE SVID,
+    /// see --identity-ca) instead of --tls-cert and --tls-key; one app
+    /// only. With --tls-client-ca, the app learns who called: the client
+    /// certificate's SPIFFE ID in the x-warden-peer-id header (a client's
+    /// own is removed first).
+    #[arg(long = "tls-identity", conflicts_with_all = ["tls_cert", "tls_key"], help_heading = "Serving")]
+    tls_identity: bool,
+
+    /// With --tls-client-ca: admit only clients whose verified certificate
+    /// names this SPIFFE ID (exact, or a prefix ending in /*). Repeatable.
+    /// Example: --peer-id 'spiffe://example.org/wasm/*'
+    #[arg(long = "peer-id", value_name = "SPIFFE_ID", requires = "tls_client_ca", help_heading = "Serving", value_parser = |s: &str| warden_policy::spiffe::pattern(s).map(str::to_string).map_err(|e| e.to_string()))]
+    peer_ids: Vec<String>,
 
     /// Time a client has to send a request's headers (and to finish the
     /// TLS handshake); a slower one is closed (default 10s).
@@ -379,12 +388,22 @@ impl ServeArgs {
                     tls: None,
                 })
                 .collect(),
-            tls: match (self.tls_cert, self.tls_key) {
-                (Some(cert), Some(key)) => Some(ServeTls {
-                    cert,
-                    key,
-                    client_ca: self.tls_client_ca,
-                }),
+            tls: match (self.tls_cert, self.tls_key, self.tls_identity) {
+                (cert @ Some(_), key @ Some(_), false) | (cert @ None, key @ None, true) => {
+                    Some(ServeTls {
+                        cert,
+                        key,
+                        client_ca: self.tls_client_ca,
+                        identity: self.tls_identity,
+                        peer_ids: self.peer_ids,
+                    })
+                }
+                _ if self.tls_client_ca.is_some() => {
+                    return Err(
+                        "--tls-client-ca needs HTTPS: --tls-cert and --tls-key, or --tls-identity"
+                            .to_string(),
+                    );
+                }
                 _ => None,
             },
             limits: ServeLimits {

@@ -80,6 +80,9 @@ pub enum HostError {
     /// expired, a key that is not the certificate's).
     #[error(transparent)]
     Tls(#[from] warden_net::tls::TlsError),
+    /// A workload identity could not be issued.
+    #[error("workload identity: {0}")]
+    Identity(warden_net::identity::IdentityError),
     /// The operator's policy and Warden's own grants disagree.
     #[error("{0}")]
     Policy(String),
@@ -206,6 +209,9 @@ pub struct Network {
     pub egress_rate: Option<u64>,
     /// Bytes per second it may receive.
     pub ingress_rate: Option<u64>,
+    /// The issuer of workload identities (each instance's, each app's
+    /// SVID), if there is one.
+    pub identity: Option<Arc<warden_net::identity::Issuer>>,
 }
 
 impl std::fmt::Debug for Network {

@@ -4,18 +4,38 @@
 
 use std::sync::Arc;
 
+use warden_net::identity::Identity;
 use warden_net::{AuditLog, GateBuilder, Policy, Tls};
 
 use crate::{HostError, Network};
 
 impl Network {
     /// The TLS configurations of `policy`'s kinds, read and checked, with
-    /// this network's handshake timeout.
-    pub(crate) fn tls(&self, policy: &Policy) -> Result<Arc<Tls>, HostError> {
+    /// this network's handshake timeout and the workload's `identity`.
+    pub(crate) fn tls(
+        &self,
+        policy: &Policy,
+        identity: Option<Arc<Identity>>,
+    ) -> Result<Arc<Tls>, HostError> {
         let timeout = self
             .handshake_timeout
             .unwrap_or(warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT);
-        Ok(Arc::new(Tls::load(policy.kinds(), timeout)?))
+        Ok(Arc::new(Tls::load_with(policy.kinds(), timeout, identity)?))
+    }
+
+    /// The identity of the program whose SHA-256 is `sha256` (hex), as
+    /// `app` under `serve`, if this network issues identities.
+    pub(crate) fn identity(
+        &self,
+        sha256: &str,
+        app: Option<&str>,
+    ) -> Result<Option<Arc<Identity>>, HostError> {
+        match &self.identity {
+            None => Ok(None),
+            Some(issuer) => Identity::new(issuer, sha256, app)
+                .map(Some)
+                .map_err(HostError::Identity),
+        }
     }
 
     /// A gate over `policy` and its `tls`, with this network's DNS and

@@ -61,6 +61,8 @@ pub fn read(path: &Path) -> Result<Manifest, ManifestLoadError> {
 /// built from it (a caller may add rules and kinds of its own first).
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// `[identity]`, its paths resolved and its TTL read.
+    pub identity: Option<warden_net::identity::IdentityConfig>,
     /// Grants in file order, then denies.
     pub rules: Vec<Rule>,
     /// Connection kinds, their files resolved.
@@ -266,11 +268,32 @@ impl Loaded {
         let limits = ManifestLimits::read(&m.limits, path)?;
         let time = ManifestTime::read(&m.time, path, "time")?;
         let providers = ManifestProviders::read(&m.providers, path, "keyvalue")?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let identity = match &m.identity {
+            None => None,
+            Some(i) => Some(warden_net::identity::IdentityConfig {
+                ca_cert: base.join(&i.ca),
+                ca_key: base.join(&i.ca_key),
+                trust_domain: i.trust_domain.clone(),
+                ttl: match &i.ttl {
+                    None => warden_net::identity::DEFAULT_TTL,
+                    Some(t) => {
+                        crate::units::duration(t).map_err(|message| ManifestLoadError::Time {
+                            path: path.to_path_buf(),
+                            key: "identity.ttl".into(),
+                            message,
+                        })?
+                    }
+                },
+                template: i.template.clone(),
+            }),
+        };
         Ok(Loaded {
             limits,
             time,
             providers,
-            ..Loaded::new(m, path.parent().unwrap_or(Path::new("")))
+            identity,
+            ..Loaded::new(m, base)
         })
     }
 
@@ -280,12 +303,13 @@ impl Loaded {
         let mut listen = m.listen;
         for l in &mut listen {
             if let Some(tls) = &mut l.tls {
-                tls.cert = base.join(&tls.cert);
-                tls.key = base.join(&tls.key);
+                tls.cert = tls.cert.as_ref().map(|p| base.join(p));
+                tls.key = tls.key.as_ref().map(|p| base.join(p));
                 tls.client_ca = tls.client_ca.as_ref().map(|p| base.join(p));
             }
         }
         Loaded {
+            identity: None,
             rules: m.rules,
             kinds: m.kinds.into_iter().map(|k| relative_to(k, base)).collect(),
             listen,

@@ -100,8 +100,14 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
             tls_kind,
         });
     }
-    // TLS material is read and checked before anything is compiled, too.
-    let (policy, tls) = tls_policy(cfg, &bound)?;
+    // TLS material is read and checked before anything is compiled, too
+    // (with a workload identity, once the program's digest is known: the
+    // issuer itself was checked when the configuration was made).
+    let policy = run_policy(cfg, &bound)?;
+    let early_tls = match cfg.network.identity {
+        None => Some(cfg.network.tls(&policy, None)?),
+        Some(_) => None,
+    };
     let Program { guest, compiled } = compile::prepare(
         &engine,
         &cfg.file,
@@ -128,6 +134,13 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
             tls: b.tls_kind.is_some(),
         });
     }
+    let tls = match early_tls {
+        Some(tls) => tls,
+        None => {
+            let identity = cfg.network.identity(&hex::encode(guest.sha256), None)?;
+            cfg.network.tls(&policy, identity)?
+        }
+    };
     log.progress(&format!("ready to start after {:?}", started.elapsed()));
 
     let gate = gate(cfg, policy, tls, &guest)?;
@@ -213,9 +226,9 @@ pub(crate) struct Bound {
     pub(crate) tls_kind: Option<warden_policy::Kind>,
 }
 
-/// The instance's policy (the operator's, plus what pre-opened listeners
-/// grant) and the TLS configurations of its kinds, read and checked.
-fn tls_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<(Policy, Arc<Tls>), HostError> {
+/// The instance's policy: the operator's, plus what pre-opened listeners
+/// grant.
+fn run_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<Policy, HostError> {
     let mut rules = Vec::new();
     let mut kinds = Vec::new();
     // A pre-opened listener grants binding and listening on exactly its
@@ -232,16 +245,14 @@ fn tls_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<(Policy, Arc<Tls>), Ho
         ));
         kinds.extend(kind.cloned());
     }
-    let policy = if rules.is_empty() {
-        cfg.network.policy.clone()
+    if rules.is_empty() {
+        Ok(cfg.network.policy.clone())
     } else {
         cfg.network
             .policy
             .with_more(rules, kinds)
-            .map_err(|e| HostError::Policy(e.to_string()))?
-    };
-    let tls = cfg.network.tls(&policy)?;
-    Ok((policy, tls))
+            .map_err(|e| HostError::Policy(e.to_string()))
+    }
 }
 
 /// The instance's gate: the policy, its TLS, its DNS configuration, audit

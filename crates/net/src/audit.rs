@@ -204,6 +204,8 @@ impl AuditLog {
                 "peer_cert_subject".into(),
                 cert.map(|c| shorten(&c.subject).into_owned()).into(),
             );
+            rec.insert("local_id".into(), o.local_id.clone().into());
+            rec.insert("peer_id".into(), o.peer_id.clone().into());
             let (result, reason) = match &o.failure {
                 None => ("ok", "handshake complete".to_string()),
                 Some(why) => ("failed", shorten(why).into_owned()),

@@ -111,6 +111,20 @@ impl Connection {
         self
     }
 
+    /// The SPIFFE ID the peer's verified certificate names, on TLS with a
+    /// client (or server) certificate that names exactly one.
+    pub fn peer_id(&self) -> Option<String> {
+        match &self.wire {
+            Wire::Plain(_) => None,
+            Wire::Tls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| crate::identity::spiffe_id_of(der)),
+        }
+    }
+
     /// Whether the host speaks TLS on it.
     pub fn is_tls(&self) -> bool {
         matches!(self.wire, Wire::Tls(_))

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod conn;
 mod denied;
+pub mod identity;
 pub mod linelog;
 pub mod out;
 mod pgauth;

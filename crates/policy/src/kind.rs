@@ -121,6 +121,14 @@ pub struct Kind {
     pub key: Option<PathBuf>,
     /// For listeners: PEM CAs whose client certificates are required.
     pub client_ca: Option<PathBuf>,
+    /// Present the workload's identity certificate (its SVID): as the
+    /// client certificate of outgoing connections, as the server
+    /// certificate of a listener.
+    pub identity: bool,
+    /// Admit only peers whose verified certificate carries one of these
+    /// SPIFFE IDs (exact, or a prefix ending in `/*`); see
+    /// [`crate::spiffe`].
+    pub peer_ids: Vec<String>,
 }
 
 impl Kind {
@@ -132,7 +140,7 @@ impl Kind {
     /// Whether it can terminate TLS on a listener (it has a certificate
     /// and key).
     pub fn serves_tls(&self) -> bool {
-        self.cert.is_some() && self.key.is_some()
+        (self.cert.is_some() && self.key.is_some()) || self.identity
     }
 
     /// What it does, in a few words (for `check` and `explain`).
@@ -165,6 +173,12 @@ impl Kind {
                 "requiring client certificates from {}",
                 c.display()
             ));
+        }
+        if self.identity {
+            parts.push("presenting the workload's identity".into());
+        }
+        if !self.peer_ids.is_empty() {
+            parts.push(format!("admitting peers {}", self.peer_ids.join(",")));
         }
         parts.join(", ")
     }

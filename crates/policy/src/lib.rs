@@ -26,6 +26,7 @@ pub mod manifest;
 mod pool;
 mod prefixes;
 mod rule;
+pub mod spiffe;
 pub mod world;
 
 /// Whether a policy is enforced, or only audited (every decision it

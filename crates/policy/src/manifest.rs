@@ -76,6 +76,13 @@
 //! [keyvalue]                      # the built-in in-memory wasi:keyvalue
 //! store = "memory:4MiB"           # memory or memory:SIZE
 //!
+//! [identity]                      # each instance's identity certificate (SPIFFE)
+//! ca = "identity-ca.pem"          # the CA that signs them (an intermediate, say)
+//! ca_key = "identity-ca.key"
+//! trust_domain = "example.org"
+//! ttl = "1h"                      # optional; renewed at half its life
+//! template = "/wasm/sha256/{sha256}"  # optional; may add {app}, keeps {sha256}
+//!
 //! [[app]]                         # an application `warden serve` hosts
 //! name = "api"
 //! component = "api.wasm"
@@ -149,6 +156,25 @@ pub struct Manifest {
     pub imports: ImportsTable,
     /// The built-in providers (`[config]`, `[keyvalue]`).
     pub providers: ProvidersTable,
+    /// The workload identity issuer (`[identity]`), as written.
+    pub identity: Option<IdentityTable>,
+}
+
+/// `[identity]`: the CA that signs each instance's (each app's)
+/// identity certificate. Paths as written; the TTL as `--identity-ttl`
+/// takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityTable {
+    /// The CA certificate (PEM).
+    pub ca: String,
+    /// The CA's key (PEM).
+    pub ca_key: String,
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
+    /// How long each certificate lives (default 1h).
+    pub ttl: Option<String>,
+    /// The path template (default `/wasm/sha256/{sha256}`).
+    pub template: Option<String>,
 }
 
 /// The built-in providers a manifest (or an app) turns on.
@@ -312,12 +338,17 @@ impl Listen {
 /// connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenTls {
-    /// The server certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
+    /// The server certificate chain (PEM); `None` with `identity`.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM); `None` with `identity`.
+    pub key: Option<PathBuf>,
     /// PEM CAs whose client certificates are required, if any.
     pub client_ca: Option<PathBuf>,
+    /// Present the workload's identity certificate instead of a file's.
+    pub identity: bool,
+    /// Admit only peers whose verified certificate carries one of these
+    /// SPIFFE IDs (needs `client_ca`).
+    pub peer_ids: Vec<String>,
 }
 
 impl ListenTls {
@@ -328,9 +359,11 @@ impl ListenTls {
         Kind {
             name: format!("listen:{listener}"),
             protocol: Protocol::Tls,
-            cert: Some(self.cert.clone()),
-            key: Some(self.key.clone()),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
             client_ca: self.client_ca.clone(),
+            identity: self.identity,
+            peer_ids: self.peer_ids.clone(),
             ..Kind::default()
         }
     }
@@ -455,6 +488,17 @@ struct Raw {
     world: Option<RawWorld>,
     config: Option<std::collections::BTreeMap<String, String>>,
     keyvalue: Option<RawKeyValue>,
+    identity: Option<RawIdentity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    ca: Spanned<String>,
+    ca_key: String,
+    trust_domain: Spanned<String>,
+    ttl: Option<String>,
+    template: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -558,6 +602,9 @@ struct RawKind {
     cert: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     client_ca: Option<Spanned<String>>,
+    identity: Option<bool>,
+    #[serde(default)]
+    peer_ids: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -587,6 +634,9 @@ struct RawListen {
     cert: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     client_ca: Option<Spanned<String>>,
+    identity: Option<bool>,
+    #[serde(default)]
+    peer_ids: Vec<Spanned<String>>,
 }
 
 struct Ctx<'a> {
@@ -787,22 +837,44 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             None => None,
         };
         let path = |v: &Option<Spanned<String>>| v.as_ref().map(|p| PathBuf::from(p.get_ref()));
-        let tls = match (path(&l.cert), path(&l.key)) {
-            (Some(cert), Some(key)) => Some(ListenTls {
-                cert,
-                key,
-                client_ca: path(&l.client_ca),
-            }),
-            (None, None) if l.client_ca.is_none() => None,
+        let identity = l.identity.unwrap_or(false);
+        let mut peer_ids = Vec::new();
+        for p in &l.peer_ids {
+            peer_ids.push(cx.parse(p, "peer_ids", |v| {
+                crate::spiffe::pattern(v)
+                    .map(str::to_string)
+                    .map_err(|e| e.to_string())
+            })?);
+        }
+        let tls = match (path(&l.cert), path(&l.key), identity) {
+            (cert @ Some(_), key @ Some(_), false) | (cert @ None, key @ None, true) => {
+                Some(ListenTls {
+                    cert,
+                    key,
+                    client_ca: path(&l.client_ca),
+                    identity,
+                    peer_ids,
+                })
+            }
+            (None, None, false) if l.client_ca.is_none() && peer_ids.is_empty() => None,
             _ => {
                 let at = l.cert.as_ref().or(l.key.as_ref()).or(l.client_ca.as_ref());
                 let span = at.map_or(l.addr.span(), |v| v.span());
                 return Err(cx.error(
                     span,
-                    "a TLS listener needs both `cert` and `key` (and `client_ca` only with them)",
+                    "a TLS listener needs both `cert` and `key`, or `identity = true` (and `client_ca` and `peer_ids` only with them)",
                 ));
             }
         };
+        if let Some(t) = &tls
+            && !t.peer_ids.is_empty()
+            && t.client_ca.is_none()
+        {
+            return Err(cx.error(
+                l.addr.span(),
+                "`peer_ids` needs `client_ca`: the trust bundle peers' certificates are verified against",
+            ));
+        }
         listen.push(Listen { name, on, tls });
     }
     let mut kinds = Vec::new();
@@ -843,6 +915,18 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             cert: path(&k.cert),
             key: path(&k.key),
             client_ca: path(&k.client_ca),
+            identity: k.identity.unwrap_or(false),
+            peer_ids: k
+                .peer_ids
+                .iter()
+                .map(|p| {
+                    cx.parse(p, "peer_ids", |v| {
+                        crate::spiffe::pattern(v)
+                            .map(str::to_string)
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         if kind.max_connections == Some(0) {
             let span = k
@@ -977,7 +1061,37 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         config: raw.config.as_ref().map(|c| c.clone().into_iter().collect()),
         keyvalue: raw.keyvalue.as_ref().map(|k| k.store.clone()),
     };
+    let identity = match &raw.identity {
+        None => None,
+        Some(i) => {
+            cx.parse(&i.trust_domain, "trust_domain", |v| {
+                crate::spiffe::trust_domain(v)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })?;
+            if let Some(t) = &i.template {
+                cx.parse(t, "template", |v| {
+                    crate::spiffe::workload_id(
+                        i.trust_domain.get_ref(),
+                        Some(v),
+                        &"0".repeat(64),
+                        Some("app"),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+                })?;
+            }
+            Some(IdentityTable {
+                ca: i.ca.get_ref().clone(),
+                ca_key: i.ca_key.clone(),
+                trust_domain: i.trust_domain.get_ref().clone(),
+                ttl: i.ttl.clone(),
+                template: i.template.as_ref().map(|t| t.get_ref().clone()),
+            })
+        }
+    };
     let manifest = Manifest {
+        identity,
         mode,
         limits,
         time,

@@ -27,6 +27,8 @@ pub fn config(run: RunConfig) -> anyhow::Result<ServeConfig> {
                 cert: t.cert.clone(),
                 key: t.key.clone(),
                 client_ca: t.client_ca.clone(),
+                identity: t.identity,
+                peer_ids: t.peer_ids.clone(),
             });
         }
     }

@@ -72,6 +72,7 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         None => Loaded::default(),
     };
     let Loaded {
+        identity,
         rules,
         kinds,
         listen,
@@ -172,6 +173,10 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
             quotas: limits.quotas,
             egress_rate: limits.egress_rate,
             ingress_rate: limits.ingress_rate,
+            identity: identity
+                .map(|c| warden_net::identity::Issuer::load(&c))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{}: [identity]: {e}", shown(&manifest)))?,
         },
         limits: Limits {
             max_memory: limits.max_memory,

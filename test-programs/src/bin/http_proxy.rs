@@ -17,6 +17,8 @@
 //!   /noresponse       returns without setting a response
 //!   /fetch?url=URL    an outgoing request to URL: its status and body
 //!   /env?name=NAME    the environment variable NAME
+//!   /header?name=NAME how many values the request's header NAME has, then
+//!                     each on a line
 //!   /count            how many requests this instance has handled
 //!   /time             the wall clock (SECS.NANOS) and 8 random bytes in hex
 //!   anything else     404
@@ -97,6 +99,16 @@ impl wasi::exports::http::incoming_handler::Guest for Proxy {
         let last = format!("/{}", route.rsplit('/').next().unwrap_or_default());
         match last.as_str() {
             "/hello" => respond(out, 200, b"hello from a proxy\n"),
+            "/header" => {
+                let name = query(&path, "name").unwrap_or_default().to_string();
+                let values = request.headers().get(&name);
+                let mut text = format!("{} {name}\n", values.len());
+                for v in values {
+                    text.push_str(&String::from_utf8_lossy(&v));
+                    text.push('\n');
+                }
+                respond(out, 200, text.as_bytes());
+            }
             "/info" => {
                 let id = request
                     .headers()
@@ -196,7 +208,7 @@ impl wasi::exports::http::incoming_handler::Guest for Proxy {
                 None => respond(out, 400, b"fetch needs ?url=\n"),
             },
             "/env" => {
-                let name = query(&path, "name").unwrap_or_default();
+                let name = query(&path, "name").unwrap_or_default().to_string();
                 let value = std::env::var(name).unwrap_or_default();
                 respond(out, 200, format!("{value}\n").as_bytes());
             }

@@ -401,13 +401,17 @@ impl Server {
             local,
             https: self.0.tls.is_some(),
         };
+        // Who called, when the client's certificate names a SPIFFE ID:
+        // told to the guest in a header of Warden's own.
+        let peer_id: Option<Arc<str>> = conn.peer_id().map(Arc::from);
         let activity = Arc::new(Activity::new());
         let server = self.clone();
         let act = activity.clone();
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let server = server.clone();
             let act = act.clone();
-            async move { Ok::<_, Infallible>(server.request(req, via, act).await) }
+            let peer_id = peer_id.clone();
+            async move { Ok::<_, Infallible>(server.request(req, via, act, peer_id).await) }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -505,6 +509,7 @@ impl Server {
         req: http::Request<Incoming>,
         via: Via,
         activity: Arc<Activity>,
+        peer_id: Option<Arc<str>>,
     ) -> http::Response<ResponseBody> {
         activity.start();
         let started = Instant::now();
@@ -586,6 +591,7 @@ impl Server {
             bytes_in: &record.bytes_in,
             over: &over,
             ingress: rates.ingress.clone(),
+            peer_id,
         };
         let guest_req = match guest_request(req, &id, via, authority.as_ref(), body) {
             Ok(r) => r,
@@ -846,11 +852,18 @@ struct BodyLimits<'a> {
     over: &'a Arc<AtomicBool>,
     /// The app's ingress limit.
     ingress: Option<Arc<warden_net::Bucket>>,
+    /// The SPIFFE ID of the client's verified certificate, if any.
+    peer_id: Option<Arc<str>>,
 }
+
+/// The header that tells the guest the SPIFFE ID of the client's verified
+/// certificate; a client's own is removed first.
+pub const PEER_ID_HEADER: &str = "x-warden-peer-id";
 
 /// The request as the guest gets it: an absolute URI (the scheme it came
 /// by, the authority it was routed on, else the address it reached), its
-/// id among its headers, its body counted and bounded.
+/// id among its headers (and the client's SPIFFE ID, never the client's
+/// own header of that name), its body counted and bounded.
 fn guest_request(
     req: http::Request<Incoming>,
     id: &str,
@@ -874,6 +887,14 @@ fn guest_request(
         .map_err(|e| format!("bad request: {e}\n"))?;
     if let Ok(v) = http::HeaderValue::from_str(id) {
         parts.headers.insert("x-request-id", v);
+    }
+    parts.headers.remove(PEER_ID_HEADER);
+    if let Some(v) = limits
+        .peer_id
+        .as_deref()
+        .and_then(|p| http::HeaderValue::from_str(p).ok())
+    {
+        parts.headers.insert(PEER_ID_HEADER, v);
     }
     let body = Bounded {
         inner: body,

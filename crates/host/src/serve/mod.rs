@@ -122,12 +122,16 @@ impl std::fmt::Debug for AppSpec {
 /// The server's own TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeTls {
-    /// Certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its key (PEM).
-    pub key: PathBuf,
+    /// Certificate chain (PEM); `None` with `identity`.
+    pub cert: Option<PathBuf>,
+    /// Its key (PEM); `None` with `identity`.
+    pub key: Option<PathBuf>,
     /// CAs whose client certificates are required, if any.
     pub client_ca: Option<PathBuf>,
+    /// Present the (one) app's identity certificate instead.
+    pub identity: bool,
+    /// Admit only clients whose certificate names one of these SPIFFE IDs.
+    pub peer_ids: Vec<String>,
 }
 
 /// The server's protocol limits.
@@ -276,7 +280,18 @@ async fn serve_async(
         })?),
         None => None,
     };
-    let tls = server_tls(cfg)?;
+    let identity_tls = cfg.tls.as_ref().is_some_and(|t| t.identity);
+    if identity_tls && cfg.apps.len() != 1 {
+        return Err(HostError::Policy(format!(
+            "the server presents one app's identity certificate, and there are {} apps: serve the app alone",
+            cfg.apps.len()
+        )));
+    }
+    let mut tls = if identity_tls {
+        None
+    } else {
+        server_tls(cfg, None)?
+    };
     let metrics = Arc::new(metrics::Metrics::new());
     let instances = u32::try_from(cfg.limits.max_requests)
         .unwrap_or(u32::MAX)
@@ -291,6 +306,17 @@ async fn serve_async(
         (!cfg.quota_ceiling.is_empty()).then(|| warden_net::Tally::new(cfg.quota_ceiling));
     for spec in &cfg.apps {
         apps.push(build_app(&engine, spec, cfg, &metrics, &log, &ceiling)?);
+    }
+    if identity_tls {
+        let identity = apps[0].core.gate().tls().identity().cloned();
+        if identity.is_none() {
+            return Err(HostError::Identity(
+                warden_net::identity::IdentityError::Issue(
+                    "the server is to present the app's identity, and no identity issuer is configured".into(),
+                ),
+            ));
+        }
+        tls = server_tls(cfg, identity)?;
     }
     let apps = Arc::new(apps);
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -400,20 +426,25 @@ async fn serve_async(
 
 /// The server's TLS: a kind of its own with the certificate, serving h2
 /// and http/1.1.
-fn server_tls(cfg: &ServeConfig) -> Result<Option<Arc<warden_net::tls::ServerSide>>, HostError> {
+fn server_tls(
+    cfg: &ServeConfig,
+    identity: Option<Arc<warden_net::identity::Identity>>,
+) -> Result<Option<Arc<warden_net::tls::ServerSide>>, HostError> {
     let Some(t) = &cfg.tls else {
         return Ok(None);
     };
     let kind = Arc::new(warden_policy::Kind {
         name: "serve".into(),
         protocol: warden_policy::Protocol::Tls,
-        cert: Some(t.cert.clone()),
-        key: Some(t.key.clone()),
+        cert: t.cert.clone(),
+        key: t.key.clone(),
         client_ca: t.client_ca.clone(),
+        identity: t.identity,
+        peer_ids: t.peer_ids.clone(),
         alpn: vec!["h2".into(), "http/1.1".into()],
         ..warden_policy::Kind::default()
     });
-    let tls = Tls::load([&kind], cfg.handshake_timeout)?;
+    let tls = Tls::load_with([&kind], cfg.handshake_timeout, identity)?;
     Ok(tls.server("serve").cloned())
 }
 
@@ -458,7 +489,8 @@ fn build_app(
     };
     let sha256 = hex::encode(program.guest.sha256);
     let network = &spec.network;
-    let tls = network.tls(&network.policy)?;
+    let identity = network.identity(&sha256, Some(&spec.name))?;
+    let tls = network.tls(&network.policy, identity)?;
     let mut builder = network
         .gate(network.policy.clone(), tls)
         .observer(metrics.clone());

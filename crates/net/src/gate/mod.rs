@@ -593,7 +593,14 @@ impl Gate {
                 Action::Accept => "tls-accept",
                 _ => "tls-connect",
             };
-            audit.record_tls(event, peer, outcome);
+            match self.shared.tls.local_id(outcome.kind.as_deref()) {
+                Some(id) => {
+                    let mut o = outcome.clone();
+                    o.local_id = Some(id);
+                    audit.record_tls(event, peer, &o);
+                }
+                None => audit.record_tls(event, peer, outcome),
+            }
         }
         if let Some(observer) = &self.shared.observer {
             observer.tls(action, outcome.failure.is_none());

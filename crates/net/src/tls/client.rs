@@ -102,6 +102,10 @@ pub(crate) fn handshake_failure(e: &std::io::Error) -> String {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
+        // Warden's own refusals (peer_ids) say themselves.
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => {
+            format!("invalid peer certificate: {}", other.0)
+        }
         Some(e) => e.to_string(),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the peer closed the connection during the handshake".into()

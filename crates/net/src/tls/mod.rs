@@ -20,6 +20,7 @@
 mod client;
 pub mod material;
 pub(crate) mod server;
+mod spiffe;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ pub enum Problem {
     /// rustls refused the configuration.
     #[error("{0}")]
     Config(String),
+    /// The kind presents the workload's identity, and none is configured.
+    #[error(
+        "it presents the workload's identity (identity = true), and no identity issuer is configured"
+    )]
+    NoIdentity,
 }
 
 /// One outgoing TLS configuration (a kind's, or the default).
@@ -88,7 +94,9 @@ pub struct ServerSide {
     /// The kind.
     pub kind: Arc<Kind>,
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
-    certificate: Arc<Reloadable>,
+    /// The certificate from the kind's files (`None`: the workload's
+    /// identity, which renews itself).
+    certificate: Option<Arc<Reloadable>>,
 }
 
 /// The certificate a server presents, replaceable.
@@ -113,12 +121,13 @@ impl ServerSide {
             kind: self.kind.name.clone(),
             problem,
         };
+        let Some(certificate) = &self.certificate else {
+            return Err(fail(Problem::Config(
+                "it presents the workload's identity, which renews itself".into(),
+            )));
+        };
         let (key, info) = certified_key(&self.kind).map_err(fail)?;
-        *self
-            .certificate
-            .0
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = key;
+        *certificate.0.write().unwrap_or_else(|e| e.into_inner()) = key;
         Ok(info)
     }
 
@@ -156,6 +165,7 @@ pub struct Tls {
     servers: HashMap<String, Arc<ServerSide>>,
     default_client: OnceLock<Arc<ClientSide>>,
     handshake_timeout: Duration,
+    identity: Option<Arc<crate::identity::Identity>>,
 }
 
 impl std::fmt::Debug for ServerSide {
@@ -182,6 +192,7 @@ impl Default for Tls {
             servers: HashMap::new(),
             default_client: OnceLock::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            identity: None,
         }
     }
 }
@@ -219,8 +230,19 @@ impl Tls {
         kinds: impl IntoIterator<Item = &'a Arc<Kind>>,
         handshake_timeout: Duration,
     ) -> Result<Tls, TlsError> {
+        Tls::load_with(kinds, handshake_timeout, None)
+    }
+
+    /// As [`Tls::load`], with the workload's `identity` for the kinds that
+    /// present it (`identity = true`).
+    pub fn load_with<'a>(
+        kinds: impl IntoIterator<Item = &'a Arc<Kind>>,
+        handshake_timeout: Duration,
+        identity: Option<Arc<crate::identity::Identity>>,
+    ) -> Result<Tls, TlsError> {
         let mut tls = Tls {
             handshake_timeout,
+            identity,
             ..Tls::default()
         };
         for kind in kinds {
@@ -229,11 +251,11 @@ impl Tls {
                 problem,
             };
             if kind.is_tls() {
-                let side = client_side(kind).map_err(fail)?;
+                let side = client_side(kind, tls.identity.as_ref()).map_err(fail)?;
                 tls.clients.insert(kind.name.clone(), Arc::new(side));
             }
             if kind.serves_tls() {
-                let side = server_side(kind).map_err(fail)?;
+                let side = server_side(kind, tls.identity.as_ref()).map_err(fail)?;
                 tls.servers.insert(kind.name.clone(), Arc::new(side));
             }
         }
@@ -280,19 +302,67 @@ impl Tls {
     pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
     }
+
+    /// The workload's identity, if it has one.
+    pub fn identity(&self) -> Option<&Arc<crate::identity::Identity>> {
+        self.identity.as_ref()
+    }
+
+    /// The ID a handshake of kind `kind` presented as Warden's own, if
+    /// that kind presents the workload's identity.
+    pub(crate) fn local_id(&self, kind: Option<&str>) -> Option<String> {
+        let kind = kind?;
+        let presents = self
+            .clients
+            .get(kind)
+            .and_then(|c| c.kind.as_ref())
+            .is_some_and(|k| k.identity)
+            || self.servers.get(kind).is_some_and(|s| s.kind.identity);
+        presents
+            .then(|| self.identity.as_ref().map(|i| i.id().to_string()))
+            .flatten()
+    }
 }
 
-fn client_side(kind: &Arc<Kind>) -> Result<ClientSide, Problem> {
+fn client_side(
+    kind: &Arc<Kind>,
+    identity: Option<&Arc<crate::identity::Identity>>,
+) -> Result<ClientSide, Problem> {
     let roots = match &kind.ca {
         Some(path) => material::read_roots(path)?,
         None => webpki_roots(),
     };
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(kind.min_version))
-        .map_err(config_error)?
-        .with_root_certificates(roots);
-    let mut config = match (&kind.client_cert, &kind.client_key) {
-        (Some(cert), Some(key)) => builder
+        .map_err(config_error)?;
+    // With peer_ids, a SPIFFE server (no DNS name) is checked by its ID.
+    let builder = if kind.peer_ids.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(spiffe::ServerIds {
+                roots: Arc::new(roots),
+                ids: kind.peer_ids.clone(),
+                provider: provider(),
+            }))
+    };
+    let mut config = match (&kind.client_cert, &kind.client_key, kind.identity) {
+        (Some(_), _, true) => {
+            return Err(Problem::Config(
+                "it presents either a client_cert or the workload's identity, not both".into(),
+            ));
+        }
+        (_, _, true) => {
+            let identity = identity.ok_or(Problem::NoIdentity)?;
+            let mut config = builder.with_client_cert_resolver(identity.clone());
+            // A session resumed under another identity would keep its
+            // certificate: this configuration is the identity's alone, and
+            // resumes nothing.
+            config.resumption = rustls::client::Resumption::disabled();
+            config
+        }
+        (Some(cert), Some(key), false) => builder
             .with_client_auth_cert(material::read_chain(cert)?, material::read_key(key)?)
             .map_err(|e| key_error(e, cert, key))?,
         _ => builder.with_no_client_auth(),
@@ -308,7 +378,10 @@ fn client_side(kind: &Arc<Kind>) -> Result<ClientSide, Problem> {
     })
 }
 
-fn server_side(kind: &Arc<Kind>) -> Result<ServerSide, Problem> {
+fn server_side(
+    kind: &Arc<Kind>,
+    identity: Option<&Arc<crate::identity::Identity>>,
+) -> Result<ServerSide, Problem> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(kind.min_version))
         .map_err(config_error)?;
@@ -318,13 +391,33 @@ fn server_side(kind: &Arc<Kind>) -> Result<ServerSide, Problem> {
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
                 .build()
                 .map_err(|e| Problem::Config(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            if kind.peer_ids.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(spiffe::ClientIds {
+                    inner: verifier,
+                    ids: kind.peer_ids.clone(),
+                }))
+            }
+        }
+        None if !kind.peer_ids.is_empty() => {
+            return Err(Problem::Config(
+                "peer_ids needs client_ca, the trust bundle peers are verified against".into(),
+            ));
         }
         None => builder.with_no_client_auth(),
     };
-    let (certified, _) = certified_key(kind)?;
-    let certificate = Arc::new(Reloadable(std::sync::RwLock::new(certified)));
-    let mut config = builder.with_cert_resolver(certificate.clone());
+    let (mut config, certificate) = if kind.identity && kind.cert.is_none() {
+        let identity = identity.ok_or(Problem::NoIdentity)?;
+        (builder.with_cert_resolver(identity.clone()), None)
+    } else {
+        let (certified, _) = certified_key(kind)?;
+        let certificate = Arc::new(Reloadable(std::sync::RwLock::new(certified)));
+        (
+            builder.with_cert_resolver(certificate.clone()),
+            Some(certificate),
+        )
+    };
     config.alpn_protocols = kind.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     Ok(ServerSide {
         kind: kind.clone(),
@@ -361,6 +454,10 @@ pub struct Handshake {
     pub failure: Option<String>,
     /// Whether it failed on the peer's certificate.
     pub certificate_refused: bool,
+    /// The SPIFFE ID Warden presented (a kind with `identity`).
+    pub local_id: Option<String>,
+    /// The SPIFFE ID the peer's certificate names, if exactly one.
+    pub peer_id: Option<String>,
 }
 
 impl Handshake {
@@ -370,6 +467,10 @@ impl Handshake {
             cipher: conn
                 .negotiated_cipher_suite()
                 .map(|c| format!("{:?}", c.suite())),
+            peer_id: conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| crate::identity::spiffe_id_of(der)),
             peer_cert: conn.peer_certificates().and_then(|c| c.first()).map(|der| {
                 CertInfo::of(der).unwrap_or_else(|| CertInfo {
                     subject: String::new(),
