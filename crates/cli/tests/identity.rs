@@ -570,3 +570,71 @@ fn a_bad_issuer_is_one_clear_error_before_anything_runs() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("not a CA certificate"), "{}", r.stderr);
 }
+
+#[test]
+fn two_wardens_authorise_each_other_by_module() {
+    // The server: echo_std behind a TLS listener presenting its SVID and
+    // requiring a client SVID from the same CA.
+    let pki = Pki::new();
+    let echo = guest(Target::P1, "echo_std");
+    let client_prog = guest(Target::P2, "net_client");
+    let mut args: Vec<String> = pki.flags();
+    args.extend(
+        [
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-identity",
+            "--tls-client-ca",
+            &pki.path("ca.pem"),
+            "--peer-id",
+            &format!("spiffe://{TD}/wasm/sha256/{}", sha256_hex(&client_prog)),
+            p(&echo),
+            "1",
+        ]
+        .map(String::from),
+    );
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = |peer_id: &str| {
+        let manifest = mesh_manifest(
+            &pki,
+            dir.path(),
+            addr,
+            &format!("peer_ids = [\"{peer_id}\"]"),
+        );
+        let step = format!("connect:{addr}");
+        let mut args: Vec<String> = pki.flags();
+        args.extend([
+            "--manifest".into(),
+            p(&manifest).into(),
+            p(&client_prog).into(),
+            step,
+        ]);
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // A client that expects another program on the other end refuses the
+    // server before its program sees the connection.
+    let r = client(&format!("spiffe://{TD}/wasm/sha256/{}", "0".repeat(64)));
+    assert!(
+        r.stdout.contains("ConnectionRefused"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("is not admitted (peer_ids)"),
+        "{}",
+        r.stderr
+    );
+    // Each names the other's module: connected, and echoed.
+    let r = client(&format!("spiffe://{TD}/wasm/sha256/{}", sha256_hex(&echo)));
+    assert_eq!(
+        r.stdout,
+        format!("connect:{addr}: ok ping\n"),
+        "{}",
+        r.stderr
+    );
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -255,8 +255,18 @@ impl Tls {
                 tls.clients.insert(kind.name.clone(), Arc::new(side));
             }
             if kind.serves_tls() {
-                let side = server_side(kind, tls.identity.as_ref()).map_err(fail)?;
-                tls.servers.insert(kind.name.clone(), Arc::new(side));
+                match server_side(kind, tls.identity.as_ref()) {
+                    Ok(side) => {
+                        tls.servers.insert(kind.name.clone(), Arc::new(side));
+                    }
+                    // An outgoing kind that presents the identity cannot
+                    // always serve too (its peer_ids are checked against
+                    // its `ca`, and a listener needs a `client_ca`): it
+                    // gets no listening side, and a listener granted with
+                    // it is refused (`Refusal::Unloaded`), closed.
+                    Err(_) if kind.identity && kind.cert.is_none() && kind.is_tls() => {}
+                    Err(e) => return Err(fail(e)),
+                }
             }
         }
         Ok(tls)
