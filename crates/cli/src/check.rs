@@ -71,9 +71,11 @@ pub fn check(file: &Path) -> ExitCode {
     if let Some(r) = limits.ingress_rate {
         say(&format!("rate max_ingress_rate {r} bytes/s"));
     }
+    let mut issuer = None;
     if let Some(i) = &m.identity {
         match warden_net::identity::Issuer::load(i) {
-            Ok(issuer) => {
+            Ok(loaded) => {
+                let issuer = issuer.insert(loaded);
                 let expires = warden_net::timestamp::rfc3339(issuer.ca_not_after());
                 say(&format!(
                     "identity spiffe://{}{} signed by {} (CA expires {expires}), each certificate valid {}",
@@ -109,7 +111,17 @@ pub fn check(file: &Path) -> ExitCode {
         .collect();
     // The TLS material is read and checked as a run would: readable PEM,
     // keys that match their certificates, nothing expired.
-    if let Err(e) = Tls::load(&kinds, warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT) {
+    // Kinds that present the identity are checked with one made for a
+    // stand-in digest.
+    let identity = match issuer
+        .as_ref()
+        .map(|i| warden_net::identity::Identity::new(i, &"0".repeat(64), Some("check")))
+    {
+        Some(Err(e)) => return crate::usage_error(&format!("[identity]: {e}")),
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
+    if let Err(e) = Tls::load_with(&kinds, warden_net::tls::DEFAULT_HANDSHAKE_TIMEOUT, identity) {
         return crate::usage_error(&e.to_string());
     }
     for k in &kinds {

@@ -638,3 +638,59 @@ fn two_wardens_authorise_each_other_by_module() {
     let r = server.finish();
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn an_svid_never_outlives_its_ca_and_check_prints_the_issuer() {
+    // A CA with twenty minutes left, and the default TTL of an hour.
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "Short CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let now = std::time::SystemTime::now();
+    ca.not_before = (now - Duration::from_secs(3600)).into();
+    let ca_end = now + Duration::from_secs(1200);
+    ca.not_after = ca_end.into();
+    let short_pem = dir.path().join("short.pem");
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_pem, ca.self_signed(&key).unwrap().pem()).unwrap();
+    std::fs::write(&short_key, key.serialize_pem()).unwrap();
+    let manifest = dir.path().join("id.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "version = 1\n[identity]\nca = \"short.pem\"\nca_key = \"short.key\"\ntrust_domain = \"{TD}\"\n[[listen]]\naddr = \"127.0.0.1:0\"\nidentity = true\nclient_ca = \"{}\"\n",
+            pki.path("ca.pem")
+        ),
+    )
+    .unwrap();
+    let r = ran(warden().args(["check", p(&manifest)]).output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "identity spiffe://{TD}/wasm/sha256/{{sha256}} signed by {}",
+            short_pem.display()
+        )) && r.stdout.contains("each certificate valid 3600s"),
+        "{}",
+        r.stdout
+    );
+    let prog = guest(Target::P1, "echo_std");
+    let server = Server::start(&["--manifest", p(&manifest), p(&prog), "1"]);
+    let (got, cert) = client(&pki, server.port, "a");
+    assert_eq!(got.as_deref(), Ok("hello\n"));
+    let (_, cert) = x509_parser::parse_x509_certificate(cert.as_deref().unwrap())
+        .map(|(r, c)| (r.len(), c.validity().not_after.timestamp()))
+        .unwrap();
+    let ca_end = ca_end
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (cert - ca_end).abs() <= 1,
+        "not after {cert}, the CA's {ca_end}"
+    );
+    let r = server.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
