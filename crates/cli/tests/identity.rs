@@ -250,7 +250,11 @@ fn an_outgoing_connection_presents_an_svid_naming_the_modules_digest() {
     let seen = peer.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     let (uris, life) = svid_facts(&seen[0]);
-    assert_eq!(uris, [want.clone()], "exactly one URI SAN, the module's ID");
+    assert_eq!(
+        uris,
+        std::slice::from_ref(&want),
+        "exactly one URI SAN, the module's ID"
+    );
     // The default TTL, one hour, plus the minute it is backdated.
     assert_eq!(life, Duration::from_secs(3600 + 60));
     // `warden identity` says the same ID without running anything.

@@ -1155,9 +1155,11 @@ mod tests {
         assert_eq!(ListenOn::Fd(3).default_name(0), None);
         assert_eq!(ListenOn::FdName("web".into()).default_name(0), None);
         let tls = ListenTls {
-            cert: "c.pem".into(),
-            key: "k.pem".into(),
+            cert: Some("c.pem".into()),
+            key: Some("k.pem".into()),
             client_ca: Some("ca.pem".into()),
+            identity: false,
+            peer_ids: Vec::new(),
         };
         let kind = tls.kind("web");
         assert_eq!(kind.name, "listen:web");
@@ -1338,7 +1340,7 @@ key = "s.key"
         );
         assert_eq!(
             m.listen[0].tls.as_ref().unwrap().cert,
-            PathBuf::from("s.pem")
+            Some(PathBuf::from("s.pem"))
         );
         let p = m.policy().unwrap();
         let d = p.decide(
