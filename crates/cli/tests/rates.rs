@@ -192,6 +192,92 @@ fn serve_paces_the_request_bodies_an_app_reads() {
     assert!(free < 0.5, "unlimited took {free}s");
 }
 
+/// A component sends 1 MiB in datagrams to a UDP peer on loopback: the
+/// milliseconds it reports.
+fn udp_send(t: Target, program: &str, limits: &[&str]) -> f64 {
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = peer.local_addr().unwrap().to_string();
+    let mut args = vec![
+        "--allow-udp",
+        addr.as_str(),
+        "--allow-udp-bind",
+        "127.0.0.1:*",
+    ];
+    args.extend_from_slice(limits);
+    let prog = guest(t, program);
+    let step = format!("udpsend:{}:{addr}", 1024 * 1024);
+    args.extend([p(&prog), &step]);
+    let r = run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rest = r
+        .stdout
+        .strip_prefix(&format!("{step}: sent 1048576 in "))
+        .unwrap_or_else(|| panic!("{}\n{}", r.stdout, r.stderr));
+    rest.trim_end()
+        .strip_suffix(" ms")
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1000.0
+}
+
+#[test]
+fn component_datagrams_are_paced_too() {
+    let want = expected(MIB, 512.0 * 1024.0);
+    for (t, program) in [(Target::P2, "net_client"), (Target::P3, "p3_net")] {
+        within_20_percent(
+            udp_send(t, program, &["--max-egress-rate", "512KiB/s"]),
+            want,
+        );
+        let free = udp_send(t, program, &[]);
+        assert!(free < want / 2.0, "{program} unlimited took {free}s");
+    }
+}
+
+fn big_response(mut s: std::net::TcpStream) {
+    let mut head = [0u8; 1024];
+    let _ = s.read(&mut head);
+    let body = vec![b'x'; 512 * 1024];
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(&body);
+}
+
+/// A wasi:http GET of 512 KiB: the seconds the whole run took.
+fn http_get(limits: &[&str]) -> f64 {
+    let (addr, t) = peer(big_response);
+    let mut args = vec!["--allow-connect", addr.as_str()];
+    args.extend_from_slice(limits);
+    let prog = guest(Target::P2, "net_client");
+    let step = format!("http:http://{addr}/");
+    args.extend([p(&prog), &step]);
+    let started = Instant::now();
+    let r = run(&args);
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with(&format!("{step}: ok status 200 ")),
+        "{}",
+        &r.stdout[..80.min(r.stdout.len())]
+    );
+    assert!(r.stdout.contains(&"x".repeat(512 * 1024)));
+    t.join().unwrap();
+    took
+}
+
+#[test]
+fn a_wasi_http_response_is_received_at_the_rate() {
+    let want = expected(512.0 * 1024.0, 256.0 * 1024.0);
+    let took = http_get(&["--max-ingress-rate", "256KiB/s"]);
+    // The run includes Warden's start (well under the 20%).
+    within_20_percent(took, want);
+    let free = http_get(&[]);
+    assert!(free < want / 2.0, "unlimited took {free}s");
+}
+
 #[test]
 fn a_rate_that_does_not_read_is_refused() {
     let prog = guest(Target::P1, "p1_client");

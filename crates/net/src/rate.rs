@@ -197,14 +197,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for Paced<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(p) = &mut this.read {
-            ready!(p.poll_ready(cx));
-        }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if let Some(p) = &this.read {
-            p.spend(buf.filled().len() - before);
-        }
+        let Some(p) = &mut this.read else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        ready!(p.poll_ready(cx));
+        // At most a burst at a time, so what is read last owes little.
+        let mut part = buf.take(p.bucket.burst() as usize);
+        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+        let n = part.filled().len();
+        // SAFETY: the inner reader initialised and filled `n` bytes of
+        // `buf`'s unfilled part.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        p.spend(n);
         Poll::Ready(Ok(()))
     }
 }
@@ -216,13 +221,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Paced<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if let Some(p) = &mut this.write {
-            ready!(p.poll_ready(cx));
-        }
+        let Some(p) = &mut this.write else {
+            return Pin::new(&mut this.inner).poll_write(cx, data);
+        };
+        ready!(p.poll_ready(cx));
+        // At most a burst at a time (a short write, as sockets make).
+        let data = &data[..data.len().min(p.bucket.burst() as usize)];
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
-        if let Some(p) = &this.write {
-            p.spend(n);
-        }
+        p.spend(n);
         Poll::Ready(Ok(n))
     }
 

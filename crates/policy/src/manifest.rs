@@ -1226,7 +1226,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `mode`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `mode`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`, `identity`"
         );
         assert_eq!(
             err(

@@ -19,6 +19,7 @@
 //!                            non-blocking connect, then poll)
 //!   udps:N                   the same with UDP sockets bound to 127.0.0.1:0
 //!   busyhttp:HOST:PORT:URL   hold a connection to HOST:PORT during http:URL
+//!   udpsend:N:IP:PORT        send N bytes in 1 KiB datagrams; the ms it took
 //!   upload:N:HOST:PORT       send N bytes, end the writing side, print the
 //!                            peer's reply and the milliseconds it took
 //!   twice:HOST:PORT          connect twice, the first still open while the
@@ -191,6 +192,24 @@ fn udps(n: &str) -> Result<String, String> {
     Ok(format!("{open} open, then {failed}; again {again}"))
 }
 
+/// `udpsend:N:IP:PORT`: send N bytes to IP:PORT in 1 KiB datagrams from
+/// a socket bound to 127.0.0.1:0; the milliseconds it took.
+fn udpsend(arg: &str) -> Result<String, String> {
+    let (n, target) = arg.split_once(':').ok_or("expected N:IP:PORT")?;
+    let n: usize = n.parse().map_err(|_| "expected N:IP:PORT")?;
+    let started = std::time::Instant::now();
+    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind {}", kind(e)))?;
+    let datagram = [7u8; 1024];
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(datagram.len());
+        s.send_to(&datagram[..k], target)
+            .map_err(|e| format!("send {}", kind(e)))?;
+        sent += k;
+    }
+    Ok(format!("sent {sent} in {} ms", started.elapsed().as_millis()))
+}
+
 fn kind_of(e: &std::io::Error) -> String {
     format!("{:?}", e.kind())
 }
@@ -325,6 +344,7 @@ fn main() {
             "udps" => udps(arg),
             "busyhttp" => busyhttp(arg),
             "upload" => upload(arg),
+            "udpsend" => udpsend(arg),
             "relay" => relay(arg),
             _ => Err(format!("unknown step {verb}")),
         };

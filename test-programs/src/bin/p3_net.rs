@@ -16,6 +16,7 @@
 //!   hold:N:IP:PORT     connect until one fails (at most N), hold them,
 //!                      close them, connect again
 //!   udps:N             the same with UDP sockets
+//!   udpsend:N:IP:PORT  send N bytes in 1 KiB datagrams; the ms it took
 //!   random:N           print N secure random bytes, N insecure ones and
 //!                      the insecure seed, in hex
 wit_bindgen::generate!({
@@ -231,6 +232,25 @@ async fn udp(target: &str) -> Result<String, String> {
     ))
 }
 
+/// `udpsend:N:IP:PORT`: send N bytes in 1 KiB datagrams; the ms it took.
+async fn udpsend(arg: &str) -> Result<String, String> {
+    let (n, target) = arg.split_once(':').ok_or("expected N:IP:PORT")?;
+    let n: usize = n.parse().map_err(|_| "expected N:IP:PORT")?;
+    let addr: SocketAddr = target.parse().map_err(|_| "expected IP:PORT")?;
+    let (family, addr) = to_wasi(addr);
+    let started = std::time::Instant::now();
+    let sock = UdpSocket::create(family).map_err(|e| format!("create {e:?}"))?;
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(1024);
+        sock.send(vec![7u8; k], Some(addr))
+            .await
+            .map_err(|e| format!("send {e:?}"))?;
+        sent += k;
+    }
+    Ok(format!("sent {sent} in {} ms", started.elapsed().as_millis()))
+}
+
 async fn http(url: &str) -> Result<String, String> {
     use crate::wasi::http::client;
     use crate::wasi::http::types::{Fields, Method, Request, Response, Scheme};
@@ -298,6 +318,7 @@ impl exports::wasi::cli::run::Guest for Component {
                 "random" => random(arg),
                 "hold" => hold(arg).await,
                 "udps" => udps(arg),
+                "udpsend" => udpsend(arg).await,
                 _ => Err(format!("unknown step {verb}")),
             };
             match result {

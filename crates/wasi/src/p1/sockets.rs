@@ -237,8 +237,15 @@ impl P1Ctx {
         // Under a bandwidth limit, wait out the debt first; what is read
         // is counted (a peek is read again later, and counted then).
         let ingress = self.gate.rates().ingress.clone();
+        let mut buf = buf;
         if let Some(b) = &ingress {
             b.ready().await;
+            // A stream's read takes at most a burst, so what is read last
+            // owes little (a datagram is taken whole).
+            if !matches!(self.socket(fd)?.sock, Sock::Datagram(_)) {
+                let cap = buf.len().min(u32::try_from(b.burst()).unwrap_or(u32::MAX));
+                buf = buf.get_range(0..cap).ok_or(Errno::Fault)?;
+            }
         }
         loop {
             if let Some(got) = self.try_recv_from(mem, fd, buf, peek)? {
@@ -341,8 +348,13 @@ impl P1Ctx {
         // Under a bandwidth limit, wait out the debt first, then count
         // what was sent.
         let egress = self.gate.rates().egress.clone();
+        let mut buf = buf;
         if let Some(b) = &egress {
             b.ready().await;
+            if !datagram {
+                let cap = buf.len().min(u32::try_from(b.burst()).unwrap_or(u32::MAX));
+                buf = buf.get_range(0..cap).ok_or(Errno::Fault)?;
+            }
         }
         loop {
             if let Some(n) = self.try_send_to(mem, fd, buf, to)? {
