@@ -403,7 +403,10 @@ fn client(pki: &Pki, port: u16, who: &str) -> (Result<String, String>, Option<Ve
 fn a_listener_presents_the_svid_and_admits_only_listed_peers() {
     let pki = Pki::new();
     let prog = guest(Target::P1, "echo_std");
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
     let mut args: Vec<String> = pki.flags();
+    args.extend(["--audit".to_string(), p(&audit).to_string()]);
     args.extend(
         [
             "--identity-ttl",
@@ -444,6 +447,26 @@ fn a_listener_presents_the_svid_and_admits_only_listed_peers() {
         r.stderr.contains("is not admitted (peer_ids)"),
         "{}",
         r.stderr
+    );
+    // Each handshake is audited with both sides' IDs.
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["event"] == "tls-accept")
+        .collect();
+    let local = format!("spiffe://{TD}/wasm/sha256/{}", sha256_hex(&prog));
+    let ok: Vec<_> = records.iter().filter(|r| r["result"] == "ok").collect();
+    assert_eq!(ok.len(), 2, "{records:?}");
+    assert_eq!(ok[0]["peer_id"], format!("spiffe://{TD}/client/a").as_str());
+    assert_eq!(ok[0]["local_id"], local.as_str());
+    let refused: Vec<_> = records.iter().filter(|r| r["result"] == "failed").collect();
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("spiffe://{TD}/client/b is not admitted")),
+        "{records:?}"
     );
 }
 
