@@ -20,8 +20,9 @@ alternate between the variants, so drift on a busy machine hits all
 alike; medians. The goal (issue 22): current within 2% of baseline.
 
 Usage: python3 bench/limiter.py [--baseline REV] [--size-mib N] [--conns N] [--runs N]
-The baseline's source goes to bench/out/baseline-src (a git worktree); it
-is built in this checkout's target/ (only Warden's own crates rebuild).
+The baseline's source goes to bench/out/baseline-src (a git worktree),
+built in bench/out/baseline-target (the first run builds its dependencies
+too, about 15 minutes on 2 cores).
 """
 
 import argparse
@@ -49,12 +50,14 @@ def build(baseline):
         subprocess.run(["git", "worktree", "add", "--detach", src, baseline], cwd=ROOT, check=True)
     else:
         subprocess.run(["git", "checkout", "--quiet", "--detach", baseline], cwd=src, check=True)
+    # A target directory of its own: cargo names a workspace's artifacts
+    # by paths relative to it, so the two checkouts' crates would
+    # overwrite each other in one target/.
+    target = os.path.join(OUT, "baseline-target")
     subprocess.run(["cargo", "build", "--release", "-p", "warden", "--quiet",
-                    "--target-dir", os.path.join(ROOT, "target")], cwd=src, check=True)
+                    "--target-dir", target], cwd=src, check=True)
     old = os.path.join(OUT, "warden-baseline")
-    shutil.copy2(net.WARDEN, old)
-    # Put this checkout's binary back where net.py looks for it.
-    shutil.copy2(current, net.WARDEN)
+    shutil.copy2(os.path.join(target, "release", "warden"), old)
     return {"baseline": (old, []), "current": (current, []), "current+limits": (current, LIMITS)}
 
 
