@@ -25,6 +25,8 @@
 //! cert = "server.pem"             # optional: terminate TLS for the guest
 //! key = "server.key"
 //! client_ca = "clients.pem"       # optional: require client certificates
+//! # identity = true               # instead of cert and key: the workload's SVID
+//! # peer_ids = ["spiffe://td/*"]  # with client_ca: admit only these SPIFFE IDs
 //!
 //! [[pool]]                        # an address pool a preview1 guest opens sockets from
 //! name = "db"                     # announced in WARDEN_POOLS as db=FD
@@ -44,6 +46,8 @@
 //! alpn = ["h2", "http/1.1"]       # optional
 //! min_version = "1.3"             # optional; default 1.2
 //! max_connections = 16            # optional
+//! identity = false                # optional; true: present the workload's SVID
+//! peer_ids = []                   # optional: the peer must name one of these SPIFFE IDs
 //! # cert, key, client_ca: for a kind named by a listen grant
 //!
 //! [limits]                        # for `warden run` (flags win) and the containerd shim
