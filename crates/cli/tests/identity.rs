@@ -596,6 +596,22 @@ fn a_bad_issuer_is_one_clear_error_before_anything_runs() {
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("not a CA certificate"), "{}", r.stderr);
+    // Serving with an identity there is no issuer for.
+    let out = common::serving::serve_cmd(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--tls-identity",
+        &common::serving::proxy(),
+    ])
+    .output()
+    .unwrap();
+    let r = ran(out);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no identity issuer is configured"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -310,10 +310,8 @@ async fn serve_async(
     if identity_tls {
         let identity = apps[0].core.gate().tls().identity().cloned();
         if identity.is_none() {
-            return Err(HostError::Identity(
-                warden_net::identity::IdentityError::Issue(
-                    "the server is to present the app's identity, and no identity issuer is configured".into(),
-                ),
+            return Err(HostError::Policy(
+                "the server is to present the app's identity certificate, and no identity issuer is configured".into(),
             ));
         }
         tls = server_tls(cfg, identity)?;
