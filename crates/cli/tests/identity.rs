@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::server::Server;
+use common::tls::AnyCert;
 use common::{p, ran, run, warden};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -183,9 +184,18 @@ impl MtlsPeer {
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let kept = seen.clone();
+        l.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
-            for _ in 0..connections {
-                let Ok((tcp, _)) = l.accept() else { return };
+            // Bounded: a test that fails early leaves no peer waiting.
+            let end = std::time::Instant::now() + Duration::from_secs(60);
+            let mut served = 0;
+            while served < connections && std::time::Instant::now() < end {
+                let Ok((tcp, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                served += 1;
+                tcp.set_nonblocking(false).unwrap();
                 tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                 let conn = rustls::ServerConnection::new(config.clone()).unwrap();
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -323,59 +333,12 @@ fn one_changed_byte_changes_the_id() {
 /// `b`), trusting nothing about the server but keeping its certificate:
 /// the echo of `hello`, or the error.
 fn client(pki: &Pki, port: u16, who: &str) -> (Result<String, String>, Option<Vec<u8>>) {
-    #[derive(Debug)]
-    struct Keep(
-        Arc<Mutex<Option<Vec<u8>>>>,
-        Arc<rustls::crypto::CryptoProvider>,
-    );
-    impl rustls::client::danger::ServerCertVerifier for Keep {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            *self.0.lock().unwrap() = Some(end_entity.to_vec());
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &self.1.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &self.1.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.1.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let kept = Arc::new(Mutex::new(None));
+    let kept = AnyCert::new();
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Keep(kept.clone(), provider())))
+        .with_custom_certificate_verifier(kept.clone())
         .with_client_auth_cert(
             pki.certs(&format!("client-{who}.pem")),
             pki.key(&format!("client-{who}.key")),
@@ -395,7 +358,7 @@ fn client(pki: &Pki, port: u16, who: &str) -> (Result<String, String>, Option<Ve
         tls.read_to_string(&mut back).map_err(|e| e.to_string())?;
         Ok(back)
     })();
-    let cert = kept.lock().unwrap().clone();
+    let cert = kept.last();
     (result, cert)
 }
 
@@ -497,7 +460,7 @@ fn serve_tells_the_app_who_called_and_strips_what_a_client_claims() {
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCheck(provider())))
+            .with_custom_certificate_verifier(AnyCert::new())
             .with_client_auth_cert(
                 pki.certs(&format!("client-{who}.pem")),
                 pki.key(&format!("client-{who}.key")),
@@ -527,41 +490,6 @@ fn serve_tells_the_app_who_called_and_strips_what_a_client_claims() {
     let r = common::serving::exchange(server.port, request.as_bytes());
     assert_eq!(r.body, "0 x-warden-peer-id\n");
     common::serving::stop(server);
-}
-
-#[derive(Debug)]
-struct NoCheck(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoCheck {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[test]

@@ -33,8 +33,18 @@ fn within_20_percent(took: f64, want: f64) {
 fn peer(serve: fn(std::net::TcpStream)) -> (String, std::thread::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
+    l.set_nonblocking(true).unwrap();
     let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
+        // Bounded: a guest that never connects leaves no peer waiting.
+        let end = Instant::now() + Duration::from_secs(60);
+        let s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => return,
+            }
+        };
+        s.set_nonblocking(false).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
         serve(s);
