@@ -157,6 +157,9 @@ pub struct GuestArgs {
     #[command(flatten)]
     network: NetworkArgs,
 
+    #[command(flatten)]
+    telemetry: crate::telemetry::TelemetryArgs,
+
     /// Write one JSON line per network decision (allowed or denied) to
     /// FILE, appending; `-` is stderr. A decision the guest repeats is
     /// written in full 5 times, then counted into one summary line a
@@ -305,7 +308,9 @@ impl GuestArgs {
         resolved.network.handshake_timeout = self.tls_handshake_timeout;
         resolved.network.audit_max_size = self.audit_max_size;
         let defaults = Limits::default();
+        let telemetry = self.telemetry.start(resolved.telemetry.as_ref())?;
         let config = RunConfig {
+            telemetry,
             events: crate::report::events(),
             network: resolved.network,
             file,

@@ -21,6 +21,7 @@ mod network;
 mod report;
 mod run;
 mod serve;
+mod telemetry;
 mod values;
 
 use std::path::PathBuf;

@@ -311,6 +311,8 @@ pub struct Resolved {
     pub imports: warden_host::Imports,
     /// The manifest's `[config]` and `[keyvalue]` (flags win).
     pub providers: warden_host::manifest::ManifestProviders,
+    /// The manifest's `[telemetry]` (flags win).
+    pub telemetry: Option<warden_policy::manifest::TelemetryTable>,
 }
 
 /// The kind `--connect-tls` grants carry (a kind name no manifest can
@@ -419,6 +421,7 @@ impl NetworkArgs {
     ) -> Result<Resolved, String> {
         let Loaded {
             identity,
+            telemetry,
             mut rules,
             mut kinds,
             listen,
@@ -522,6 +525,7 @@ impl NetworkArgs {
             time,
             imports,
             providers,
+            telemetry,
         })
     }
 }

@@ -67,7 +67,9 @@ impl RunArgs {
 pub fn run(mut cfg: RunConfig) -> ExitCode {
     let verbose = cfg.verbose;
     cfg.last_words = Some(Arc::new(move |f| report::ending(f, verbose)));
-    match warden_host::run(&cfg) {
+    let result = warden_host::run(&cfg);
+    crate::telemetry::finish(cfg.telemetry.as_ref());
+    match result {
         Ok(finished) => ExitCode::from(report::ending(&finished, verbose)),
         Err(e) => crate::usage_error(&report::host_error(&e, verbose)),
     }

@@ -375,6 +375,7 @@ impl ServeArgs {
         let size =
             |v: Option<u64>, d: usize| v.map_or(d, |n| usize::try_from(n).unwrap_or(usize::MAX));
         Ok(ServeConfig {
+            telemetry: base.telemetry.clone(),
             apps,
             addrs: self.addr,
             listeners: self
@@ -481,7 +482,9 @@ struct OwnManifest {
 
 /// Serve; exit 0 after a graceful stop, 2 when Warden could not serve.
 pub fn serve(cfg: ServeConfig) -> ExitCode {
-    match serve::serve(&cfg) {
+    let result = serve::serve(&cfg);
+    crate::telemetry::finish(cfg.telemetry.as_ref());
+    match result {
         Ok(summary) => {
             warden_net::out::line(&format!(
                 "warden: stopped after {} requests",

@@ -267,6 +267,9 @@ pub struct RunConfig {
     /// How the binary words an ending (see [`LastWords`]); `None`: an
     /// [`crate::Event::GuestStopped`], and the exit status 124 for a limit.
     pub last_words: Option<LastWords>,
+    /// OpenTelemetry export, when on: the run is a span, its network work
+    /// children of it.
+    pub telemetry: Option<Arc<warden_telemetry::Telemetry>>,
 }
 
 impl std::fmt::Debug for RunConfig {

@@ -56,19 +56,31 @@ impl Network {
 
     /// This network's audit log, if it has one, opened for `instance`
     /// running the program whose SHA-256 is `sha256` (hex).
+    ///
+    /// With `mirror` (audit records as OpenTelemetry logs), records also
+    /// go there, and there only when no audit log is configured.
     pub(crate) fn audit_log(
         &self,
         instance: &str,
         sha256: &str,
+        mirror: Option<Arc<dyn warden_net::AuditSink>>,
     ) -> Result<Option<AuditLog>, HostError> {
         let Some(dest) = &self.audit else {
-            return Ok(None);
+            return Ok(mirror.map(|m| {
+                AuditLog::with_writer(
+                    Box::new(std::io::sink()),
+                    warden_net::audit::QUEUE,
+                    instance,
+                    sha256,
+                )
+                .mirrored(Some(m))
+            }));
         };
         let max = self
             .audit_max_size
             .unwrap_or(warden_net::linelog::DEFAULT_MAX_SIZE);
         AuditLog::open(dest, max, instance, sha256)
-            .map(Some)
+            .map(|log| Some(log.mirrored(mirror)))
             .map_err(HostError::Audit)
     }
 }

@@ -41,6 +41,7 @@ mod prebuilt;
 mod run;
 pub mod serve;
 mod signals;
+mod traces;
 pub mod units;
 pub mod virt_text;
 pub mod world_wit;
@@ -60,7 +61,7 @@ pub use limits::{
 pub use load::{Guest, GuestKind, read_guest};
 pub use prebuilt::{Prebuilt, precompile, precompile_key};
 pub use run::{Finished, WATCHDOG_GRACE, run, run_async};
-pub use signals::hand_over_stop_signals;
+pub use signals::{hand_over_stop_signals, on_forced_exit, with_stop_signals_blocked};
 
 /// A limit that ended the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

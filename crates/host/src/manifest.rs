@@ -63,6 +63,8 @@ pub fn read(path: &Path) -> Result<Manifest, ManifestLoadError> {
 pub struct Loaded {
     /// `[identity]`, its paths resolved and its TTL read.
     pub identity: Option<warden_net::identity::IdentityConfig>,
+    /// `[telemetry]`, as written.
+    pub telemetry: Option<warden_policy::manifest::TelemetryTable>,
     /// Grants in file order, then denies.
     pub rules: Vec<Rule>,
     /// Connection kinds, their files resolved.
@@ -310,6 +312,7 @@ impl Loaded {
         }
         Loaded {
             identity: None,
+            telemetry: m.telemetry,
             rules: m.rules,
             kinds: m.kinds.into_iter().map(|k| relative_to(k, base)).collect(),
             listen,

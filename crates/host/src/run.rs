@@ -25,7 +25,7 @@ use warden_policy::{Ports, Rule, RuleTarget};
 use warden_wasi::{ComponentAbi, NamedListener};
 
 use crate::compile::{self, Compiled, Program};
-use crate::load::{Guest, GuestKind};
+use crate::load::GuestKind;
 use crate::{Event, HostError, LimitHit, Limits, Outcome, RefusedGrowth, RunConfig, signals};
 use crate::{imports, instance};
 
@@ -143,7 +143,17 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     };
     log.progress(&format!("ready to start after {:?}", started.elapsed()));
 
-    let gate = gate(cfg, policy, tls, &guest)?;
+    let sha256 = hex::encode(guest.sha256);
+    let traced = match &cfg.telemetry {
+        Some(t) => Some(crate::traces::run_span(t, &cfg.file, &sha256)?),
+        None => None,
+    };
+    if let Some((trace, _)) = &traced {
+        // A run a signal or the watchdog ends still ends its span.
+        let trace = trace.clone();
+        signals::on_forced_exit(move || crate::traces::end_forced(&trace));
+    }
+    let gate = gate(cfg, policy, tls, &sha256, traced.clone())?;
     signals::watch(&gate);
     let done = Arc::new(AtomicBool::new(false));
     let deadline = cfg.limits.timeout.map(|t| Instant::now() + t);
@@ -167,6 +177,9 @@ pub async fn run_async(cfg: &RunConfig) -> Result<Finished, HostError> {
     done.store(true, Ordering::SeqCst);
     if let Ok(Outcome::Limit(hit)) = &outcome {
         gate.record_limit(hit.name(), &hit.to_string());
+    }
+    if let Some((trace, _)) = &traced {
+        crate::traces::end_run(trace, &outcome);
     }
     crate::events::report_gate(&cfg.events, &gate, None);
     let outcome = outcome?;
@@ -257,21 +270,35 @@ fn run_policy(cfg: &RunConfig, bound: &[Bound]) -> Result<Policy, HostError> {
 
 /// The instance's gate: the policy, its TLS, its DNS configuration, audit
 /// log and reporter.
+///
+/// With `traced` (telemetry on), its work goes on the run's span, and its
+/// audit records carry the span's ids (and go where the mirror says).
 fn gate(
     cfg: &RunConfig,
     policy: Policy,
     tls: Arc<Tls>,
-    guest: &Guest,
+    sha256: &str,
+    traced: Option<(
+        warden_net::trace::Trace,
+        Option<Arc<dyn warden_net::AuditSink>>,
+    )>,
 ) -> Result<Arc<Gate>, HostError> {
-    let mut builder = cfg.network.gate(policy, tls);
+    let (trace, mirror) = match traced {
+        Some((t, m)) => (Some(t), m),
+        None => (None, None),
+    };
+    let mut builder = cfg.network.gate(policy, tls).trace(trace.clone());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let instance = format!("{:x}-{:x}", std::process::id(), now.as_nanos());
-    if let Some(log) = cfg
-        .network
-        .audit_log(&instance, &hex::encode(guest.sha256))?
-    {
+    if let Some(mut log) = cfg.network.audit_log(&instance, sha256, mirror)? {
+        if let Some(t) = &trace {
+            let (trace_id, span_id) = t.ids();
+            log = log
+                .with_field("trace_id", &trace_id)
+                .with_field("span_id", &span_id);
+        }
         builder = builder.audit(log);
     }
     Ok(builder.build())

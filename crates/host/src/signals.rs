@@ -29,6 +29,38 @@ const EXIT_DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
 /// Held by whoever ends the process.
 static EXITING: Mutex<()> = Mutex::new(());
 
+/// Work for an exit a signal or the timeout's watchdog forces (see
+/// [`on_forced_exit`]).
+type Hook = Box<dyn FnOnce() + Send>;
+static AT_EXIT: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// Do `f` if a signal or the timeout's watchdog ends the process (the
+/// normal path does its own clean-up): the last registered runs first.
+/// The binary flushes its telemetry this way.
+pub fn on_forced_exit(f: impl FnOnce() + Send + 'static) {
+    AT_EXIT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(f));
+}
+
+/// Run `f` with the stop signals blocked in this thread, so that every
+/// thread it starts (a library's worker, say) leaves them to Warden's
+/// signal thread; the mask is restored after.
+pub fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    let set = signal_set();
+    // SAFETY: zeroed is a valid sigset_t to be written by pthread_sigmask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid, initialised set and a valid place for the old one.
+    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) } == 0;
+    let out = f();
+    if blocked {
+        // SAFETY: restoring the mask read above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    }
+    out
+}
+
 /// The signals Warden handles, and their names.
 const HANDLED: [(libc::c_int, &str); 4] = [
     (libc::SIGINT, "SIGINT"),
@@ -211,6 +243,10 @@ pub(crate) fn exit(code: i32, last: impl FnOnce(Option<Arc<Gate>>)) -> ! {
     let _only_one = EXITING.lock().unwrap_or_else(|e| e.into_inner());
     let gate = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     last(gate);
+    let hooks = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()));
+    for hook in hooks.into_iter().rev() {
+        hook();
+    }
     // What was said goes out if it can within a moment; a stderr nobody
     // reads must not hold the exit.
     warden_net::out::drain(Some(std::time::Instant::now() + EXIT_DRAIN));

@@ -62,6 +62,15 @@ pub struct AuditLog {
     /// ones (`app`, `request_id` under `warden serve`).
     extra: Vec<(String, String)>,
     repeats: Mutex<HashMap<String, Repeats>>,
+    /// Where records also go as they are written (OpenTelemetry logs).
+    mirror: Option<std::sync::Arc<dyn AuditSink>>,
+}
+
+/// Somewhere else audit records go, as they are written: OTLP log
+/// records under `--otlp-audit`. It must not block.
+pub trait AuditSink: Send + Sync {
+    /// One record, with every field the line has.
+    fn record(&self, fields: &serde_json::Map<String, serde_json::Value>);
 }
 
 /// One kind of record an instance keeps making.
@@ -120,13 +129,37 @@ impl AuditLog {
             module_sha256: module_sha256.to_string(),
             extra,
             repeats: Mutex::new(HashMap::new()),
+            mirror: None,
         }
+    }
+
+    /// The same log, its records also given to `mirror`; its children
+    /// inherit it.
+    pub fn mirrored(mut self, mirror: Option<std::sync::Arc<dyn AuditSink>>) -> Self {
+        self.mirror = mirror;
+        self
+    }
+
+    /// The same log, every record also carrying `key: value` (the trace
+    /// a run's records belong to).
+    pub fn with_field(mut self, key: &str, value: &str) -> Self {
+        self.extra.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Write one record (and give it to the mirror).
+    fn emit(&self, rec: serde_json::Map<String, serde_json::Value>) {
+        if let Some(m) = &self.mirror {
+            m.record(&rec);
+        }
+        self.sink.send_json(rec);
     }
 
     /// The log of another instance, written through the same queue and
     /// writer: its records say `instance`, the guest whose bytes hash to
     /// `module_sha256`, and carry `extra` fields.
     pub fn child(&self, instance: &str, module_sha256: &str, extra: &[(&str, &str)]) -> AuditLog {
+        let mirror = self.mirror.clone();
         AuditLog::on(
             self.sink.clone(),
             instance,
@@ -136,6 +169,7 @@ impl AuditLog {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+        .mirrored(mirror)
     }
 
     /// Record one decision about `action` on `target`; `via`: the names
@@ -269,7 +303,7 @@ impl AuditLog {
         r.seen += 1;
         if r.seen <= REPEATS_IN_FULL {
             r.last_written = now;
-            self.sink.send_json(make());
+            self.emit(make());
             return;
         }
         r.pending += 1;
@@ -280,7 +314,7 @@ impl AuditLog {
             r.last_written = now;
             let pending = std::mem::take(&mut r.pending);
             if let Some((rec, since)) = r.first.take() {
-                self.sink.send_json(summary(rec, pending, since));
+                self.emit(summary(rec, pending, since));
             }
         }
     }
@@ -290,7 +324,7 @@ impl AuditLog {
         if let (Some((rec, since)), n) = (r.first, r.pending)
             && n > 0
         {
-            self.sink.send_json(summary(rec, n, since));
+            self.emit(summary(rec, n, since));
         }
     }
 

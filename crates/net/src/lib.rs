@@ -34,11 +34,12 @@ pub mod socket;
 mod sync;
 pub mod timestamp;
 pub mod tls;
+pub mod trace;
 
 mod error;
 mod gate;
 
-pub use audit::{AuditDest, AuditLog, AuditSummary, LineLog};
+pub use audit::{AuditDest, AuditLog, AuditSink, AuditSummary, LineLog};
 pub use conn::Connection;
 pub use error::{ConnectError, Refusal, ResolveError};
 pub use gate::{Gate, GateBuilder, MAX_HTTP_IN_FLIGHT, Observer, Plan, ResolvePermit};

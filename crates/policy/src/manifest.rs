@@ -87,6 +87,10 @@
 //! ttl = "1h"                      # optional; renewed at half its life
 //! template = "/wasm/sha256/{sha256}"  # optional; may add {app}, keeps {sha256}
 //!
+//! [telemetry]                     # OpenTelemetry export (off without an endpoint)
+//! endpoint = "http://127.0.0.1:4318"  # the collector's OTLP/HTTP base URL
+//! audit = false                   # true: audit records also as OTLP logs
+//!
 //! [[app]]                         # an application `warden serve` hosts
 //! name = "api"
 //! component = "api.wasm"
@@ -162,6 +166,18 @@ pub struct Manifest {
     pub providers: ProvidersTable,
     /// The workload identity issuer (`[identity]`), as written.
     pub identity: Option<IdentityTable>,
+    /// OpenTelemetry export (`[telemetry]`), as written.
+    pub telemetry: Option<TelemetryTable>,
+}
+
+/// `[telemetry]`: where OpenTelemetry data goes, and whether audit
+/// records go too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryTable {
+    /// The collector's OTLP/HTTP base URL (`--otlp-endpoint`).
+    pub endpoint: Option<String>,
+    /// Audit records also as OTLP log records (`--otlp-audit`).
+    pub audit: bool,
 }
 
 /// `[identity]`: the CA that signs each instance's (each app's)
@@ -493,6 +509,14 @@ struct Raw {
     config: Option<std::collections::BTreeMap<String, String>>,
     keyvalue: Option<RawKeyValue>,
     identity: Option<RawIdentity>,
+    telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    endpoint: Option<Spanned<String>>,
+    audit: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1094,8 +1118,27 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
             })
         }
     };
+    let telemetry = match &raw.telemetry {
+        None => None,
+        Some(t) => {
+            if let Some(e) = &t.endpoint {
+                cx.parse(e, "endpoint", |v| {
+                    if v.starts_with("http://") {
+                        Ok(())
+                    } else {
+                        Err("expected the collector's OTLP/HTTP URL, http://host:port".to_string())
+                    }
+                })?;
+            }
+            Some(TelemetryTable {
+                endpoint: t.endpoint.as_ref().map(|e| e.get_ref().clone()),
+                audit: t.audit.unwrap_or(false),
+            })
+        }
+    };
     let manifest = Manifest {
         identity,
+        telemetry,
         mode,
         limits,
         time,
@@ -1230,7 +1273,7 @@ addr = "127.0.0.1:8080"
     fn bad_manifests_say_where_and_what() {
         assert_eq!(
             err("version = 1\nlisten_on = 3\n"),
-            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `mode`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`, `identity`"
+            "w.toml:2:1: unknown field `listen_on`, expected one of `version`, `dns_server`, `audit`, `allow`, `deny`, `listen`, `kind`, `require_tls`, `mode`, `app`, `pool`, `limits`, `time`, `random`, `plug`, `world`, `config`, `keyvalue`, `identity`, `telemetry`"
         );
         assert_eq!(
             err(

@@ -38,6 +38,7 @@ pub fn config(run: RunConfig) -> anyhow::Result<ServeConfig> {
         .map(|l| ListenSpec { tls: None, ..l })
         .collect();
     Ok(ServeConfig {
+        telemetry: run.telemetry.clone(),
         apps: vec![AppSpec {
             name: "app".into(),
             file: run.file,

@@ -85,6 +85,8 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
         time,
         imports,
         providers,
+        // A container's `[telemetry]` is not exported from (see below).
+        telemetry: _,
         apps: _,
         base: _,
     } = loaded;
@@ -140,6 +142,9 @@ pub fn config(c: Container<'_>) -> anyhow::Result<RunConfig> {
     let arg0 = program.split_once('#').map_or(program.as_str(), |(p, _)| p);
     let defaults = Limits::default();
     Ok(RunConfig {
+        // The shim exports no telemetry (yet): containerd's own tracing
+        // covers the container's life.
+        telemetry: None,
         file: c.file,
         grants: Grants {
             args: std::iter::once(arg0.to_string())

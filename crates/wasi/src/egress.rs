@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use http::uri::Scheme;
 use http_body_util::BodyExt;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+use warden_net::trace::{Child, Trace};
 use warden_net::{Action, ConnectError, Gate, LookupError, Refusal, Target};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -51,7 +54,12 @@ impl WasiHttpHooks for GatedHttp {
     ) -> ResponseFuture {
         let gate = self.gate.clone();
         Box::new(async move {
-            let (response, io) = send(&gate, request, options).await?;
+            let span = gate.trace().map(|t| client_span(t, &request));
+            let sent = send(&gate, request, options, span.as_ref().map(Child::trace)).await;
+            if let Some(span) = &span {
+                traced_outcome(span, &sent);
+            }
+            let (response, io) = sent?;
             Ok((
                 response,
                 Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
@@ -60,10 +68,56 @@ impl WasiHttpHooks for GatedHttp {
     }
 }
 
+/// An outgoing request as a client span (OpenTelemetry's HTTP client
+/// conventions: named by its method; the URL without its query, which may
+/// carry secrets).
+fn client_span(trace: &Trace, request: &http::Request<WasiBody>) -> Child {
+    let uri = request.uri();
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = uri.host().unwrap_or_default();
+    let url = format!(
+        "{}://{}{}",
+        if https { "https" } else { "http" },
+        uri.authority().map_or(host, |a| a.as_str()),
+        uri.path()
+    );
+    trace.child(
+        request.method().as_str().to_string(),
+        SpanKind::Client,
+        vec![
+            KeyValue::new("http.request.method", request.method().as_str().to_string()),
+            KeyValue::new("server.address", warden_net::shorten(host).into_owned()),
+            KeyValue::new("server.port", i64::from(port)),
+            KeyValue::new("url.full", warden_net::shorten(&url).into_owned()),
+        ],
+    )
+}
+
+/// The outcome on the client span: the status (an error from 400 on, as
+/// the conventions say for clients), or the error.
+fn traced_outcome<T>(span: &Child, sent: &Result<(http::Response<WasiBody>, T), Error>) {
+    match sent {
+        Ok((response, _)) => {
+            let status = response.status().as_u16();
+            span.set(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 400 {
+                span.fail(&status.to_string(), format!("the server answered {status}"));
+            }
+        }
+        Err(Error::HttpRequestDenied) => span.fail("denied", "the policy denied the request"),
+        Err(e) => span.fail(&format!("{e:?}"), e.to_string()),
+    }
+}
+
 async fn send(
     gate: &Arc<Gate>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
+    trace: Option<&Trace>,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -102,6 +156,7 @@ async fn send(
             port,
             timeout,
             uri.scheme() == Some(&Scheme::HTTPS),
+            trace,
         )
         .await
         .map_err(|e| match e {
@@ -146,6 +201,10 @@ async fn send(
     request
         .headers_mut()
         .insert(http::header::HOST, host_header);
+    // The trace goes on with the request, unless the guest carries its own.
+    if let Some(t) = trace {
+        warden_net::trace::inject(t.context(), request.headers_mut());
+    }
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
         .build()

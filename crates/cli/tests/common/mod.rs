@@ -90,6 +90,7 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatu
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+pub mod otlp;
 pub mod peers;
 pub mod tls;
 

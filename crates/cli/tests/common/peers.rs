@@ -100,19 +100,25 @@ fn serve(
     let mut out = conn;
     if line.starts_with("GET ") {
         let mut host = String::new();
+        let mut trace = String::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h)? == 0 || h == "\r\n" {
                 break;
             }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("host:") {
+            let lower = h.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("host:") {
                 host = v.trim().to_string();
+            }
+            // A propagated trace context, said when there is one.
+            if let Some(v) = lower.strip_prefix("traceparent:") {
+                trace = format!(" traceparent={}", v.trim());
             }
         }
         requests
             .lock()
             .unwrap()
-            .push(format!("{} host={host}", line.trim_end()));
+            .push(format!("{} host={host}{trace}", line.trim_end()));
         let body = format!("hello from {port}");
         write!(
             out,

@@ -23,6 +23,9 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+use warden_net::trace::Trace;
 use warden_net::{AuditLog, Gate};
 use warden_wasi::{ComponentAbi, ComponentCtx};
 
@@ -94,6 +97,8 @@ pub(crate) struct Core {
     metrics: Arc<Metrics>,
     events: crate::Events,
     instances: AtomicU64,
+    /// Its telemetry (tracer, audit logs), when export is on.
+    pub(crate) scope: Option<warden_telemetry::Scope>,
 }
 
 impl Core {
@@ -119,7 +124,14 @@ impl Core {
             metrics,
             events,
             instances: AtomicU64::new(0),
+            scope: None,
         }
+    }
+
+    /// The same, its requests traced with `scope`.
+    pub(crate) fn traced(mut self, scope: Option<warden_telemetry::Scope>) -> Core {
+        self.scope = scope;
+        self
     }
 
     /// The app's gate: its policy, quotas and bandwidth limits, which its
@@ -130,17 +142,27 @@ impl Core {
 
     /// A store for one instance, with a gate of its own over the app's
     /// policy, recording as instance `id` with `extra` audit fields.
+    ///
+    /// With `trace` (the handler's span), the instance's network work goes
+    /// on it, and its audit records carry its ids.
     fn store(
         &self,
         id: &str,
         extra: &[(&str, &str)],
         deadline: Instant,
+        trace: Option<Trace>,
     ) -> Result<Store<State<ComponentCtx>>, HostError> {
+        let ids = trace.as_ref().map(Trace::ids);
+        let mut extra = extra.to_vec();
+        if let Some((t, s)) = &ids {
+            extra.push(("trace_id", t));
+            extra.push(("span_id", s));
+        }
         let audit = self
             .audit
             .as_ref()
-            .map(|a| a.child(id, &self.sha256, extra));
-        let gate = self.gate.instance(audit);
+            .map(|a| a.child(id, &self.sha256, &extra));
+        let gate = self.gate.instance_traced(audit, trace);
         let activation = Arc::new(warden_net::socket::Activation::default());
         let ctx = ComponentCtx::new(&self.spec.grants, &gate, activation)?;
         self.metrics.instance_created(&self.spec.name);
@@ -236,24 +258,33 @@ impl App {
     /// Serve `request` (id `request_id`, https or not) by `deadline`. A
     /// failure once the deadline has passed is a timeout, however the
     /// deadline caught the guest (the epoch, a host call, the runtime).
+    ///
+    /// With `trace` (the request's span), getting the instance and the
+    /// guest's handler are child spans of it.
     pub(crate) async fn handle(
         &self,
         request: GuestRequest,
         request_id: &str,
         https: bool,
         deadline: Instant,
+        trace: Option<&Trace>,
     ) -> Result<Answer, Failure> {
         let ending = Arc::new(Ending::default());
         let work = async {
             match &self.entry {
                 Entry::P2(pre) => {
-                    self.handle_p2(pre, request, request_id, https, deadline, &ending)
+                    self.handle_p2(pre, request, request_id, https, deadline, &ending, trace)
                         .await
                 }
-                Entry::P3(h) => h
-                    .handle((deadline, ending.clone()), request)
-                    .await
-                    .map_err(p3_failure),
+                Entry::P3(h) => {
+                    // A 0.3 instance serves many requests at once, so its
+                    // network work is not any one request's: only the
+                    // handler's time shows on the request's trace.
+                    let _handler = trace.map(|t| t.child("handler", SpanKind::Internal, vec![]));
+                    h.handle((deadline, ending.clone()), request)
+                        .await
+                        .map_err(p3_failure)
+                }
             }
         };
         let result = match tokio::time::timeout_at(deadline.into(), work).await {
@@ -267,6 +298,7 @@ impl App {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn handle_p2(
         &self,
         pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<State<ComponentCtx>>,
@@ -275,22 +307,38 @@ impl App {
         https: bool,
         deadline: Instant,
         ending: &Arc<Ending>,
+        trace: Option<&Trace>,
     ) -> Result<GuestResponse, Failure> {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
         let core = &self.core;
         let n = core.next_instance();
         let instance_id = format!("{}-{n}", core.spec.name);
+        // A fresh instance per request: its span covers making the store
+        // and instantiating (from the pool's slots when pooling is on).
+        let instance_span = trace.map(|t| {
+            t.child(
+                "instance",
+                SpanKind::Internal,
+                vec![
+                    KeyValue::new("warden.instance.id", instance_id.clone()),
+                    KeyValue::new("warden.instance.reused", false),
+                ],
+            )
+        });
+        let handler = trace.map(|t| t.child("handler", SpanKind::Internal, vec![]));
         let mut store = core
             .store(
                 &instance_id,
                 &[("app", &core.spec.name), ("request_id", request_id)],
                 deadline,
+                handler.as_ref().map(|h| h.trace().clone()),
             )
             .map_err(|e| Failure::Host(e.to_string()))?;
         let proxy = pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| guest_failure(&e))?;
+        drop(instance_span);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let scheme = if https { Scheme::Https } else { Scheme::Http };
         let data = store.data_mut();
@@ -317,6 +365,33 @@ impl App {
                 Ok(Err(e)) => Err(guest_failure(&e)),
                 Err(_) => Err(Failure::Timeout),
             };
+            if let Some(h) = &handler {
+                // A memory growth the limit refused, and how it ended.
+                if let Some(refused) = store.data().limiter.first_refusal() {
+                    let (limit, reason) = match refused {
+                        crate::RefusedGrowth::Memory(n) => {
+                            ("memory", format!("a memory would have grown to {n} bytes"))
+                        }
+                        crate::RefusedGrowth::Table(n) => (
+                            "memory",
+                            format!("a table would have grown to {n} elements"),
+                        ),
+                    };
+                    h.trace().event(
+                        "warden.limit",
+                        vec![
+                            KeyValue::new("warden.limit", limit),
+                            KeyValue::new("warden.reason", reason),
+                        ],
+                    );
+                }
+                match &outcome {
+                    Ok(()) => {}
+                    Err(Failure::Timeout) => h.fail("timeout", "the request's time ran out"),
+                    Err(Failure::Guest(why) | Failure::Host(why)) => h.fail("trap", why.clone()),
+                }
+            }
+            drop(handler);
             end.set(outcome.clone());
             drop(store);
             outcome
@@ -390,7 +465,7 @@ impl HandlerState for P3Host {
         // it (and then the instance).
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut store = core
-            .store(&id, &[("app", &core.spec.name)], far)
+            .store(&id, &[("app", &core.spec.name)], far, None)
             .map_err(wasmtime::Error::msg)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
         Ok(handler::Instance {

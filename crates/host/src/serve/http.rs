@@ -90,6 +90,9 @@ struct Inner {
     answered: AtomicU64,
     ids: AtomicU64,
     seed: u64,
+    /// The tracer of what no app answers, when telemetry is on (each app
+    /// has its own).
+    tracer: Option<Arc<opentelemetry::global::BoxedTracer>>,
 }
 
 /// What a connection's requests share: whether it is idle, since when,
@@ -272,6 +275,7 @@ impl Server {
         tls: Option<Arc<warden_net::tls::ServerSide>>,
         access: Option<Arc<LineLog>>,
         metrics: Arc<Metrics>,
+        tracer: Option<Arc<opentelemetry::global::BoxedTracer>>,
     ) -> Server {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -291,6 +295,7 @@ impl Server {
             answered: AtomicU64::new(0),
             ids: AtomicU64::new(0),
             seed,
+            tracer,
         }))
     }
 
@@ -493,6 +498,47 @@ impl Server {
         format!("{:016x}", z ^ (z >> 31))
     }
 
+    /// A request's server span: on its app's tracer (the server's when no
+    /// app serves it), continuing the trace its `traceparent` names.
+    fn request_span(
+        &self,
+        req: &http::Request<Incoming>,
+        server_tracer: &Arc<opentelemetry::global::BoxedTracer>,
+        via: Via,
+        id: &str,
+        arrived: SystemTime,
+    ) -> crate::traces::RequestSpan {
+        let authority = authority_of(req).ok().flatten();
+        let host = authority.as_ref().map(host_of);
+        let app = self.route(host.as_deref(), req.uri().path());
+        let tracer = app
+            .and_then(|a| a.core.scope.as_ref())
+            .map_or_else(|| server_tracer.clone(), |s| s.tracer());
+        let parent = warden_net::trace::extract(req.headers());
+        let path = warden_net::shorten(req.uri().path());
+        crate::traces::RequestSpan::start(
+            tracer,
+            &parent,
+            &crate::traces::RequestStart {
+                method: req.method().as_str(),
+                path: &path,
+                https: via.https,
+                route: app.map(|a| a.core.spec.route.prefix.as_str()),
+                app: app.map(|a| a.core.spec.name.as_str()),
+                host: host.as_deref(),
+                local_port: via.local.port(),
+                peer: via.peer,
+                version: req.version(),
+                user_agent: req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+                request_id: id,
+                started: arrived,
+            },
+        )
+    }
+
     fn route(&self, host: Option<&str>, path: &str) -> Option<&App> {
         self.0
             .apps
@@ -513,6 +559,7 @@ impl Server {
     ) -> http::Response<ResponseBody> {
         activity.start();
         let started = Instant::now();
+        let arrived = SystemTime::now();
         let id = match req
             .headers()
             .get("x-request-id")
@@ -528,10 +575,21 @@ impl Server {
             path: warden_net::shorten(req.uri().path()).into_owned(),
             version: format!("{:?}", req.version()),
             app: None,
+            route: None,
             sha256: None,
             started,
             bytes_in: Arc::new(AtomicU64::new(0)),
+            span: None,
         };
+        if let Some(server_tracer) = &self.0.tracer {
+            record.span = Some(Arc::new(self.request_span(
+                &req,
+                server_tracer,
+                via,
+                &id,
+                arrived,
+            )));
+        }
         // A place among the requests in flight, or 503 at once.
         let Ok(slot) = self.0.requests.clone().try_acquire_owned() else {
             return self.answer(
@@ -567,6 +625,7 @@ impl Server {
             );
         };
         record.app = Some(app.core.spec.name.clone());
+        record.route = Some(app.core.spec.route.prefix.clone());
         record.sha256 = Some(app.core.sha256.clone());
         let max_body = self.0.limits.max_body;
         let declared = req
@@ -576,7 +635,10 @@ impl Server {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_body) {
             return self.answer(
-                record,
+                record.limited(
+                    "max_body",
+                    "the request's Content-Length is past --max-body",
+                ),
                 413,
                 "request body too large\n",
                 activity,
@@ -599,7 +661,10 @@ impl Server {
         };
         self.0.metrics.request_started();
         let deadline = app.deadline();
-        let result = app.handle(guest_req, &id, via.https, deadline).await;
+        let trace = record.span.as_ref().map(|s| s.trace().clone());
+        let result = app
+            .handle(guest_req, &id, via.https, deadline, trace.as_ref())
+            .await;
         self.0.metrics.request_ended();
         match result {
             Ok(answer) if !over.load(Ordering::SeqCst) => {
@@ -610,6 +675,12 @@ impl Server {
                 let status = parts.status.as_u16();
                 self.0.metrics.answered(
                     &record.app.clone().unwrap_or_default(),
+                    status,
+                    started.elapsed().as_secs_f64(),
+                );
+                self.0.metrics.http_duration(
+                    &record.method,
+                    record.route.as_deref(),
                     status,
                     started.elapsed().as_secs_f64(),
                 );
@@ -632,21 +703,21 @@ impl Server {
                 http::Response::from_parts(parts, BodyExt::boxed_unsync(body))
             }
             Ok(_) => self.answer(
-                record,
+                record.limited("max_body", "the request body grew past --max-body"),
                 413,
                 "request body too large\n",
                 activity,
                 Some(slot),
             ),
             Err(_) if over.load(Ordering::SeqCst) => self.answer(
-                record,
+                record.limited("max_body", "the request body grew past --max-body"),
                 413,
                 "request body too large\n",
                 activity,
                 Some(slot),
             ),
             Err(Failure::Timeout) => self.answer(
-                record,
+                record.limited("timeout", "the application did not answer in time"),
                 504,
                 "the application did not answer in time\n",
                 activity,
@@ -688,6 +759,12 @@ impl Server {
             status,
             record.started.elapsed().as_secs_f64(),
         );
+        self.0.metrics.http_duration(
+            &record.method,
+            record.route.as_deref(),
+            status,
+            record.started.elapsed().as_secs_f64(),
+        );
         let body = http_body_util::Full::new(Bytes::from(text.to_string()))
             .map_err(|never: Infallible| -> BoxError { match never {} });
         let body = Tracked::new(body, slot, self.finisher(record, status, activity));
@@ -719,6 +796,29 @@ impl Server {
                     });
                 }
             }
+            if let Some(span) = &record.span {
+                if let Some(c) = &cut {
+                    match c.reason {
+                        Cut::Timeout => {
+                            span.limit("timeout", "the response was cut at the request's time")
+                        }
+                        Cut::BodyLimit => {
+                            span.limit("max_body", "the request body grew past --max-body")
+                        }
+                        _ => {}
+                    }
+                }
+                span.finish(
+                    status,
+                    record.bytes_in.load(Ordering::Relaxed),
+                    bytes_out,
+                    cut.as_ref().map(|c| c.reason.as_str()),
+                );
+            }
+            server
+                .0
+                .metrics
+                .bytes(app, record.bytes_in.load(Ordering::Relaxed), bytes_out);
             if let Some(log) = &server.0.access {
                 log.send_json(record.line(status, bytes_out, cut.map(|c| c.reason)));
             }
@@ -734,12 +834,23 @@ struct Record {
     path: String,
     version: String,
     app: Option<String>,
+    route: Option<String>,
     sha256: Option<String>,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
+    /// Its server span, when telemetry is on.
+    span: Option<Arc<crate::traces::RequestSpan>>,
 }
 
 impl Record {
+    /// The record, with a limit that fired told to its span.
+    fn limited(self, limit: &str, reason: &str) -> Record {
+        if let Some(span) = &self.span {
+            span.limit(limit, reason);
+        }
+        self
+    }
+
     fn line(
         &self,
         status: u16,
@@ -775,6 +886,11 @@ impl Record {
         );
         m.insert("app".into(), self.app.clone().into());
         m.insert("module_sha256".into(), self.sha256.clone().into());
+        if let Some(span) = &self.span {
+            let (trace_id, span_id) = span.trace().ids();
+            m.insert("trace_id".into(), trace_id.into());
+            m.insert("span_id".into(), span_id.into());
+        }
         m
     }
 }

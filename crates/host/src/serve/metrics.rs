@@ -1,6 +1,9 @@
 //! `serve`'s Prometheus metrics (prometheus-client), and the listener
 //! that exposes them with a liveness endpoint: `GET /metrics` (the text
 //! exposition format) and `GET /healthz` (`ok` while the server runs).
+//! With OpenTelemetry export on, every measurement also goes to the same
+//! instruments on an OpenTelemetry meter (`Otel`), plus the bytes each app
+//! takes in and sends, and HTTP's `http.server.request.duration`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,6 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics as otm;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -57,6 +62,86 @@ pub(crate) struct Metrics {
     denials: Family<ActionLabel, Counter>,
     tls: Family<TlsLabel, Counter>,
     cut: Family<CutLabel, Counter>,
+    otel: Option<Otel>,
+}
+
+/// The same instruments on an OpenTelemetry meter.
+struct Otel {
+    requests: otm::Counter<u64>,
+    latency: otm::Histogram<f64>,
+    http_duration: otm::Histogram<f64>,
+    in_flight: otm::UpDownCounter<i64>,
+    connections: otm::UpDownCounter<i64>,
+    created: otm::Counter<u64>,
+    reused: otm::Counter<u64>,
+    denials: otm::Counter<u64>,
+    tls: otm::Counter<u64>,
+    cut: otm::Counter<u64>,
+    bytes_in: otm::Counter<u64>,
+    bytes_out: otm::Counter<u64>,
+}
+
+impl Otel {
+    fn new(meter: &otm::Meter) -> Otel {
+        Otel {
+            requests: meter
+                .u64_counter("warden.requests")
+                .with_description("HTTP requests answered, by app and status")
+                .build(),
+            latency: meter
+                .f64_histogram("warden.request.duration")
+                .with_unit("s")
+                .with_description("Time from a request's arrival to its response's headers")
+                .build(),
+            http_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Duration of HTTP server requests")
+                .build(),
+            in_flight: meter
+                .i64_up_down_counter("warden.requests_in_flight")
+                .with_description("Requests being handled")
+                .build(),
+            connections: meter
+                .i64_up_down_counter("warden.connections_open")
+                .with_description("Client connections open")
+                .build(),
+            created: meter
+                .u64_counter("warden.instances_created")
+                .with_description("Guest instances created")
+                .build(),
+            reused: meter
+                .u64_counter("warden.instances_reused")
+                .with_description("Requests served by a reused instance")
+                .build(),
+            denials: meter
+                .u64_counter("warden.denials")
+                .with_description("Network actions the policy denied, by action")
+                .build(),
+            tls: meter
+                .u64_counter("warden.tls_handshakes")
+                .with_description("TLS handshakes, by direction and result")
+                .build(),
+            cut: meter
+                .u64_counter("warden.responses_cut")
+                .with_description("Responses cut short after their headers were sent")
+                .build(),
+            bytes_in: meter
+                .u64_counter("warden.bytes_in")
+                .with_unit("By")
+                .with_description("Request body bytes each app took in")
+                .build(),
+            bytes_out: meter
+                .u64_counter("warden.bytes_out")
+                .with_unit("By")
+                .with_description("Response body bytes each app sent")
+                .build(),
+        }
+    }
+}
+
+fn app_kv(app: &str) -> KeyValue {
+    KeyValue::new("warden.app", app.to_string())
 }
 
 fn latency_histogram() -> Histogram {
@@ -67,7 +152,9 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Metrics {
+    /// The metrics, also recorded on `meter` when OpenTelemetry export is
+    /// on.
+    pub(crate) fn new(meter: Option<otm::Meter>) -> Metrics {
         let mut registry = Registry::with_prefix("warden");
         let requests = Family::<AppStatus, Counter>::default();
         let latency =
@@ -135,10 +222,48 @@ impl Metrics {
             denials,
             tls,
             cut,
+            otel: meter.as_ref().map(Otel::new),
+        }
+    }
+
+    /// The body bytes a request of `app` took in and its response sent
+    /// (OpenTelemetry only).
+    pub(crate) fn bytes(&self, app: &str, bytes_in: u64, bytes_out: u64) {
+        if let Some(o) = &self.otel {
+            o.bytes_in.add(bytes_in, &[app_kv(app)]);
+            o.bytes_out.add(bytes_out, &[app_kv(app)]);
+        }
+    }
+
+    /// The HTTP convention's request duration (OpenTelemetry only).
+    pub(crate) fn http_duration(
+        &self,
+        method: &str,
+        route: Option<&str>,
+        status: u16,
+        seconds: f64,
+    ) {
+        if let Some(o) = &self.otel {
+            let mut attrs = vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+            ];
+            if let Some(r) = route {
+                attrs.push(KeyValue::new("http.route", r.to_string()));
+            }
+            o.http_duration.record(seconds, &attrs);
         }
     }
 
     pub(crate) fn answered(&self, app: &str, status: u16, seconds: f64) {
+        if let Some(o) = &self.otel {
+            let attrs = [
+                app_kv(app),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+            ];
+            o.requests.add(1, &attrs);
+            o.latency.record(seconds, &[app_kv(app)]);
+        }
         let app = app.to_string();
         self.requests
             .get_or_create(&AppStatus {
@@ -153,6 +278,15 @@ impl Metrics {
 
     /// A response cut short after its headers went out, and why.
     pub(crate) fn response_cut(&self, app: &str, reason: &str) {
+        if let Some(o) = &self.otel {
+            o.cut.add(
+                1,
+                &[
+                    app_kv(app),
+                    KeyValue::new("warden.reason", reason.to_string()),
+                ],
+            );
+        }
         self.cut
             .get_or_create(&CutLabel {
                 app: app.into(),
@@ -162,28 +296,46 @@ impl Metrics {
     }
 
     pub(crate) fn request_started(&self) {
+        if let Some(o) = &self.otel {
+            o.in_flight.add(1, &[]);
+        }
         self.in_flight.inc();
     }
 
     pub(crate) fn request_ended(&self) {
+        if let Some(o) = &self.otel {
+            o.in_flight.add(-1, &[]);
+        }
         self.in_flight.dec();
     }
 
     pub(crate) fn connection_opened(&self) {
+        if let Some(o) = &self.otel {
+            o.connections.add(1, &[]);
+        }
         self.connections.inc();
     }
 
     pub(crate) fn connection_closed(&self) {
+        if let Some(o) = &self.otel {
+            o.connections.add(-1, &[]);
+        }
         self.connections.dec();
     }
 
     pub(crate) fn instance_created(&self, app: &str) {
+        if let Some(o) = &self.otel {
+            o.created.add(1, &[app_kv(app)]);
+        }
         self.created
             .get_or_create(&AppLabel { app: app.into() })
             .inc();
     }
 
     pub(crate) fn instance_reused(&self, app: &str) {
+        if let Some(o) = &self.otel {
+            o.reused.add(1, &[app_kv(app)]);
+        }
         self.reused
             .get_or_create(&AppLabel { app: app.into() })
             .inc();
@@ -195,6 +347,15 @@ impl Metrics {
     }
 
     fn tls_handshake(&self, direction: &str, ok: bool) {
+        if let Some(o) = &self.otel {
+            o.tls.add(
+                1,
+                &[
+                    KeyValue::new("warden.direction", direction.to_string()),
+                    KeyValue::new("warden.result", if ok { "ok" } else { "failed" }),
+                ],
+            );
+        }
         self.tls
             .get_or_create(&TlsLabel {
                 direction: direction.into(),
@@ -215,6 +376,10 @@ impl Metrics {
 impl Observer for Metrics {
     fn decision(&self, action: Action, allowed: bool) {
         if !allowed {
+            if let Some(o) = &self.otel {
+                o.denials
+                    .add(1, &[KeyValue::new("warden.action", action.as_str())]);
+            }
             self.denials
                 .get_or_create(&ActionLabel {
                     action: action.as_str().into(),

@@ -203,6 +203,8 @@ pub struct ServeConfig {
     /// The server's bound over what all apps together hold open (each
     /// app's own quotas are in its [`crate::Network`]).
     pub quota_ceiling: warden_net::Quotas,
+    /// OpenTelemetry export, when on: every request a trace.
+    pub telemetry: Option<Arc<warden_telemetry::Telemetry>>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -292,7 +294,9 @@ async fn serve_async(
     } else {
         server_tls(cfg, None)?
     };
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::new(
+        cfg.telemetry.as_ref().map(|t| t.meter()),
+    ));
     let instances = u32::try_from(cfg.limits.max_requests)
         .unwrap_or(u32::MAX)
         .saturating_mul(2);
@@ -355,6 +359,15 @@ async fn serve_async(
     if let Some(m) = metrics_listener {
         tokio::spawn(metrics::serve_metrics(m, metrics.clone(), stop_rx.clone()));
     }
+    // What no app answers is traced on the server's own scope.
+    let server_tracer = match &cfg.telemetry {
+        Some(t) => Some(
+            t.scope(None)
+                .map_err(|e| HostError::Engine(e.to_string()))?
+                .tracer(),
+        ),
+        None => None,
+    };
     let server = http::Server::new(
         apps.clone(),
         cfg.events.clone(),
@@ -362,6 +375,7 @@ async fn serve_async(
         tls.clone(),
         access_log(cfg)?,
         metrics,
+        server_tracer,
     );
     let mut accepting = Vec::new();
     for (l, local) in bound {
@@ -495,7 +509,18 @@ fn build_app(
     if let Some(ceiling) = ceiling {
         builder = builder.ceiling(ceiling.clone());
     }
-    let audit = network.audit_log(&spec.name, &sha256)?;
+    let scope = match &cfg.telemetry {
+        Some(t) => Some(
+            t.scope(Some(&warden_telemetry::AppInfo {
+                name: spec.name.clone(),
+                sha256: sha256.clone(),
+            }))
+            .map_err(|e| HostError::Engine(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mirror = scope.as_ref().and_then(warden_telemetry::Scope::audit_logs);
+    let audit = network.audit_log(&spec.name, &sha256, mirror)?;
     // The app's own gate records nothing; each instance's gate records to
     // a child of the app's audit log.
     let gate = builder.build();
@@ -514,7 +539,8 @@ fn build_app(
         audit,
         metrics.clone(),
         cfg.events.clone(),
-    );
+    )
+    .traced(scope);
     app::App::new(core, &component, abi)
 }
 

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Gate;
+use opentelemetry::trace::TraceContextExt as _;
+
+use crate::trace::{Child, Trace};
 use crate::{Action, ConnectError, Connection, Target};
 
 impl Gate {
@@ -18,6 +21,9 @@ impl Gate {
     /// The connection is made as the grant's kind says; with `https`, it is
     /// TLS even if the kind is not (with the webpki roots, and `host` as
     /// the server name).
+    ///
+    /// With `trace` (the span of the request it is for), a denial is an
+    /// event on it, and each connect and TLS handshake a child span.
     pub async fn connect(
         self: &Arc<Self>,
         action: Action,
@@ -25,6 +31,7 @@ impl Gate {
         port: u16,
         timeout: Duration,
         https: bool,
+        trace: Option<&Trace>,
     ) -> Result<Connection, ConnectError> {
         let literal = warden_policy::ip_literal(host);
         if literal.is_none() && warden_policy::normalize_name(host).is_none() {
@@ -33,12 +40,15 @@ impl Gate {
             ));
         }
         self.prepare(Action::Connect).await;
-        let decision = self.decide(
+        let decision = self.decide_within(
+            None,
             action,
             Target::Name {
                 host: host.to_string(),
                 port: Some(port),
             },
+            None,
+            trace,
         );
         if !decision.is_allowed() {
             return Err(ConnectError::Denied(Box::new(decision)));
@@ -62,7 +72,13 @@ impl Gate {
                     let addr = SocketAddr::new(ip, port);
                     // These addresses came from this name's pin: its rules,
                     // not those of other names sharing the address, decide.
-                    let d = self.decide_as(Action::Connect, Target::Addr(addr), Some(&[&name]));
+                    let d = self.decide_within(
+                        None,
+                        Action::Connect,
+                        Target::Addr(addr),
+                        Some(&[&name]),
+                        trace,
+                    );
                     if d.is_allowed() {
                         allowed.push(addr);
                     } else {
@@ -77,12 +93,51 @@ impl Gate {
         };
         let mut last = None;
         for addr in candidates {
+            let span = trace.map(|t| connect_span(t, addr));
             match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => return Ok(self.establish(plan, stream, addr).await?),
-                Ok(Err(source)) => last = Some(ConnectError::Io { addr, source }),
-                Err(_) => last = Some(ConnectError::Timeout),
+                Ok(Ok(stream)) => {
+                    drop(span);
+                    // The request's span names the kind its TLS is made as.
+                    if let (Some(t), Some((side, _))) = (trace, &plan.tls)
+                        && let Some(kind) = &side.kind
+                    {
+                        t.context()
+                            .span()
+                            .set_attribute(opentelemetry::KeyValue::new(
+                                "warden.tls.kind",
+                                kind.name.clone(),
+                            ));
+                    }
+                    return Ok(self.establish(plan, stream, addr, trace).await?);
+                }
+                Ok(Err(source)) => {
+                    if let Some(s) = &span {
+                        s.fail("connect", source.to_string());
+                    }
+                    last = Some(ConnectError::Io { addr, source });
+                }
+                Err(_) => {
+                    if let Some(s) = &span {
+                        s.fail("timeout", "the connect did not finish in time");
+                    }
+                    last = Some(ConnectError::Timeout);
+                }
             }
         }
         Err(last.unwrap_or(ConnectError::Timeout))
     }
+}
+
+/// A TCP connect the host makes for the guest, as a span.
+pub(crate) fn connect_span(trace: &Trace, addr: SocketAddr) -> Child {
+    use opentelemetry::KeyValue;
+    trace.child(
+        "connect",
+        opentelemetry::trace::SpanKind::Internal,
+        vec![
+            KeyValue::new("network.transport", "tcp"),
+            KeyValue::new("network.peer.address", addr.ip().to_string()),
+            KeyValue::new("network.peer.port", i64::from(addr.port())),
+        ],
+    )
 }

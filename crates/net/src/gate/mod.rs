@@ -7,6 +7,8 @@
 
 mod dial;
 
+pub(crate) use dial::connect_span;
+
 use crate::sync::lock;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -87,6 +89,7 @@ pub struct GateBuilder {
     quotas: Quotas,
     ceiling: Option<Arc<Tally>>,
     rates: crate::rate::Rates,
+    trace: Option<crate::trace::Trace>,
 }
 
 impl GateBuilder {
@@ -123,6 +126,12 @@ impl GateBuilder {
     /// Report denials through `reporter` (by default nobody is told).
     pub fn reporter(mut self, reporter: Reporter) -> Self {
         self.reporter = reporter;
+        self
+    }
+
+    /// Put the gate's work on `trace` (see [`Gate::instance_traced`]).
+    pub fn trace(mut self, trace: Option<crate::trace::Trace>) -> Self {
+        self.trace = trace;
         self
     }
 
@@ -170,7 +179,7 @@ impl GateBuilder {
             ceiling: self.ceiling,
             rates: self.rates,
         });
-        Gate::with_shared(shared, self.audit)
+        Gate::with_shared(shared, self.audit, self.trace)
     }
 }
 
@@ -186,6 +195,8 @@ pub struct Gate {
     caps: std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>,
     audit: Option<AuditLog>,
     http: Arc<tokio::sync::Semaphore>,
+    /// The span this instance's work belongs to, when tracing is on.
+    trace: Option<crate::trace::Trace>,
 }
 
 /// The parts of a gate its instances share.
@@ -228,10 +239,15 @@ impl Gate {
             quotas: Quotas::default(),
             ceiling: None,
             rates: crate::rate::Rates::default(),
+            trace: None,
         }
     }
 
-    fn with_shared(shared: Arc<Shared>, audit: Option<AuditLog>) -> Arc<Gate> {
+    fn with_shared(
+        shared: Arc<Shared>,
+        audit: Option<AuditLog>,
+        trace: Option<crate::trace::Trace>,
+    ) -> Arc<Gate> {
         let caps = shared
             .policy
             .kinds()
@@ -246,6 +262,7 @@ impl Gate {
             caps,
             audit,
             http: Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_IN_FLIGHT)),
+            trace,
         })
     }
 
@@ -253,7 +270,22 @@ impl Gate {
     /// and reports, with caps and HTTP slots of its own, recording to
     /// `audit` (an instance of the same log, say).
     pub fn instance(&self, audit: Option<AuditLog>) -> Arc<Gate> {
-        Gate::with_shared(self.shared.clone(), audit)
+        Gate::with_shared(self.shared.clone(), audit, None)
+    }
+
+    /// [`Gate::instance`], its work on `trace`: every denial and limit an
+    /// event on its span, every connect and handshake a child span.
+    pub fn instance_traced(
+        &self,
+        audit: Option<AuditLog>,
+        trace: Option<crate::trace::Trace>,
+    ) -> Arc<Gate> {
+        Gate::with_shared(self.shared.clone(), audit, trace)
+    }
+
+    /// The span this gate's work belongs to, when tracing is on.
+    pub fn trace(&self) -> Option<&crate::trace::Trace> {
+        self.trace.as_ref()
     }
 
     /// The audit log this gate records to.
@@ -303,22 +335,25 @@ impl Gate {
     /// (`Some`) rather than looked up in the pin table. Audited and
     /// reported like every decision.
     fn decide_as(&self, action: Action, target: Target, pinned: Option<&[&str]>) -> Decision {
-        self.decide_within(None, action, target, pinned)
+        self.decide_within(None, action, target, pinned, self.trace.as_ref())
     }
 
     /// Decide an action of a socket opened from address pool `pool`: the
     /// policy and the pool must both allow it (see [`Pool::confine`]).
     /// Audited and reported like every decision.
     pub fn decide_in(&self, pool: Option<&Pool>, action: Action, target: Target) -> Decision {
-        self.decide_within(pool, action, target, None)
+        self.decide_within(pool, action, target, None, self.trace.as_ref())
     }
 
+    /// Decide; a denial is an event on `trace` (the span of the work it
+    /// belongs to, say an outgoing request's).
     fn decide_within(
         &self,
         pool: Option<&Pool>,
         action: Action,
         target: Target,
         pinned: Option<&[&str]>,
+        trace: Option<&crate::trace::Trace>,
     ) -> Decision {
         // Only traffic to a peer can go through a pin or hit a denied
         // name's address; binds, listens and accepts (a server's hot path)
@@ -370,6 +405,11 @@ impl Gate {
         }
         if let Some(observer) = &self.shared.observer {
             observer.decision(action, decision.is_allowed());
+        }
+        if let Some(trace) = trace
+            && decision.verdict() != warden_policy::Verdict::Allow
+        {
+            crate::trace::denial(trace, action, &target, &decision);
         }
         if !decision.is_allowed() {
             self.report_once(action, &target, &decision);
@@ -526,6 +566,7 @@ impl Gate {
         plan: Plan,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
+        trace: Option<&crate::trace::Trace>,
     ) -> Result<Connection, Refusal> {
         let Plan { slot, quota, tls } = plan;
         let Some((side, name)) = tls else {
@@ -534,6 +575,22 @@ impl Gate {
         let _ = stream.set_nodelay(true);
         let timeout = self.shared.tls.handshake_timeout();
         let shown = name.to_str().into_owned();
+        let span = trace.map(|t| {
+            use opentelemetry::KeyValue;
+            let mut attrs = vec![
+                KeyValue::new("server.address", shown.clone()),
+                KeyValue::new("network.peer.address", peer.ip().to_string()),
+                KeyValue::new("network.peer.port", i64::from(peer.port())),
+            ];
+            if let Some(k) = &side.kind {
+                attrs.push(KeyValue::new("warden.tls.kind", k.name.clone()));
+            }
+            t.child(
+                "tls handshake",
+                opentelemetry::trace::SpanKind::Internal,
+                attrs,
+            )
+        });
         let (session, outcome) =
             match tokio::time::timeout(timeout, tls::handshake(&side, stream, name)).await {
                 Ok(done) => done,
@@ -551,6 +608,19 @@ impl Gate {
                 ),
             };
         self.tls_outcome(Action::Connect, peer, &outcome);
+        if let Some(span) = span {
+            match &outcome.failure {
+                Some(why) => span.fail("tls", why.clone()),
+                None => {
+                    if let Some(v) = &outcome.version {
+                        span.set(opentelemetry::KeyValue::new(
+                            "tls.protocol.version",
+                            v.clone(),
+                        ));
+                    }
+                }
+            }
+        }
         match session {
             Some(s) => {
                 let conn =
@@ -710,6 +780,15 @@ impl Gate {
     pub fn record_limit(&self, limit: &str, reason: &str) {
         if let Some(audit) = &self.audit {
             audit.record_limit(limit, reason);
+        }
+        if let Some(trace) = &self.trace {
+            trace.event(
+                "warden.limit",
+                vec![
+                    opentelemetry::KeyValue::new("warden.limit", limit.to_string()),
+                    opentelemetry::KeyValue::new("warden.reason", reason.to_string()),
+                ],
+            );
         }
     }
 

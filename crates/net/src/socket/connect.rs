@@ -36,7 +36,20 @@ pub(crate) fn decide(gate: &Gate, pool: Option<&Pool>, addr: SocketAddr) -> Deci
         return Decided::Denied;
     }
     match gate.plan(&decision, &target, false) {
-        Ok(plan) => Decided::Allowed(plan),
+        Ok(plan) => {
+            // On a trace, the connect shows as a span; a plain one is then
+            // the kernel's to finish, so its span marks the start.
+            if let Some(t) = gate.trace()
+                && plan.is_plain()
+            {
+                let span = crate::gate::connect_span(t, addr);
+                span.set(opentelemetry::KeyValue::new(
+                    "warden.connect.finished_by",
+                    "kernel",
+                ));
+            }
+            Decided::Allowed(plan)
+        }
         Err(_) => Decided::Refused,
     }
 }
@@ -60,11 +73,16 @@ pub(crate) async fn establish(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
 ) -> io::Result<Connection> {
+    let span = gate.trace().map(|t| crate::gate::connect_span(t, addr));
     stream.writable().await?;
     if let Some(e) = stream.take_error()? {
+        if let Some(s) = &span {
+            s.fail("connect", e.to_string());
+        }
         return Err(e);
     }
-    gate.establish(plan, stream, addr)
+    drop(span);
+    gate.establish(plan, stream, addr, gate.trace())
         .await
         .map_err(|_| io::Error::from_raw_os_error(libc::ECONNREFUSED))
 }

@@ -1,0 +1,508 @@
+//! OpenTelemetry export (`--otlp-endpoint`, `--otlp-audit`, `[telemetry]`,
+//! the OTEL_* variables), against a real OTLP/HTTP collector that decodes
+//! what it gets with the official protobuf definitions
+//! (`common::otlp`), real guests, and real peers on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::otlp::{Collector, Span};
+use common::peers::TcpPeer;
+use common::serving::{exchange, get, lines_of, serve, serve_cmd, stop};
+use common::{p, run_cmd};
+
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+
+/// The spans of one trace, by name.
+fn named<'a>(spans: &'a [Span], trace: &str, name: &str) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.trace_id == trace && s.name == name)
+        .collect()
+}
+
+fn one<'a>(spans: &'a [Span], trace: &str, name: &str) -> &'a Span {
+    let found = named(spans, trace, name);
+    assert_eq!(found.len(), 1, "one {name:?} in {trace}: {spans:#?}");
+    found[0]
+}
+
+fn request(port: u16, path: &str, traceparent: Option<&str>) -> common::serving::Response {
+    let tp = traceparent.map_or(String::new(), |t| format!("traceparent: {t}\r\n"));
+    exchange(
+        port,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: telemetry-test\r\n{tp}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn a_request_is_one_trace_with_its_instance_handler_egress_and_denials() {
+    let collector = Collector::start();
+    let peer = TcpPeer::start("127.0.0.1");
+    let other = TcpPeer::start("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, access) = (
+        dir.path().join("audit.jsonl"),
+        dir.path().join("access.jsonl"),
+    );
+    let grant = format!("127.0.0.1:{}", peer.port());
+    let server = serve(&[
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        "--allow-connect",
+        &grant,
+        "--audit",
+        p(&audit),
+        "--access-log",
+        p(&access),
+    ]);
+    // The client's trace goes on: its trace id, its span the parent.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let allowed = request(
+        server.port,
+        &format!("/fetch?url=http://127.0.0.1:{}/", peer.port()),
+        Some(&format!("00-{client_trace}-{client_span}-01")),
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let allowed_id = allowed.header("x-request-id").unwrap().to_string();
+    // Deny twin: another port, not granted; nothing reaches it.
+    let denied = request(
+        server.port,
+        &format!("/fetch?url=http://127.0.0.1:{}/", other.port()),
+        None,
+    );
+    assert_eq!(denied.status, 502, "{}", denied.body);
+    assert_eq!(other.accepted(), 0);
+    let ran = stop(server);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains("telemetry:"),
+        "nothing was lost: {}",
+        ran.stderr
+    );
+    assert!(collector.got().bad.is_empty(), "{:?}", collector.got().bad);
+    let spans = collector.spans();
+
+    // The allowed request: server -> instance, handler -> client -> connect.
+    let server_span = one(&spans, client_trace, "GET /");
+    assert_eq!(server_span.kind, SERVER);
+    assert_eq!(server_span.parent, client_span);
+    for (k, v) in [
+        ("http.request.method", "GET"),
+        ("url.path", "/fetch"),
+        ("url.scheme", "http"),
+        ("http.route", "/"),
+        ("http.response.status_code", "200"),
+        ("network.protocol.version", "1.1"),
+        ("client.address", "127.0.0.1"),
+        ("user_agent.original", "telemetry-test"),
+        ("warden.app", "http_proxy"),
+        ("warden.request_id", allowed_id.as_str()),
+    ] {
+        assert_eq!(server_span.attr(k), Some(v), "{k}: {server_span:#?}");
+    }
+    assert!(!server_span.error);
+    assert_eq!(
+        server_span.resource.get("service.name").map(String::as_str),
+        Some("warden")
+    );
+    assert_eq!(
+        server_span
+            .resource
+            .get("service.version")
+            .map(String::as_str),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        server_span.resource.get("warden.app").map(String::as_str),
+        Some("http_proxy")
+    );
+    assert_eq!(
+        server_span
+            .resource
+            .get("warden.module.sha256")
+            .map(String::len),
+        Some(64)
+    );
+    let instance = one(&spans, client_trace, "instance");
+    let handler = one(&spans, client_trace, "handler");
+    assert_eq!(instance.parent, server_span.span_id);
+    assert_eq!(handler.parent, server_span.span_id);
+    assert_eq!(instance.attr("warden.instance.reused"), Some("false"));
+    let client = one(&spans, client_trace, "GET");
+    assert_eq!(client.kind, CLIENT);
+    assert_eq!(client.parent, handler.span_id);
+    assert_eq!(client.attr("server.address"), Some("127.0.0.1"));
+    assert_eq!(
+        client.attr("server.port"),
+        Some(peer.port().to_string().as_str())
+    );
+    assert_eq!(client.attr("http.response.status_code"), Some("200"));
+    assert!(!client.error);
+    let connect = one(&spans, client_trace, "connect");
+    assert_eq!(connect.parent, client.span_id);
+    assert_eq!(
+        connect.attr("network.peer.port"),
+        Some(peer.port().to_string().as_str())
+    );
+    // The peer got the trace, the client span as its parent.
+    let seen = peer.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![format!(
+            "GET / HTTP/1.1 host=127.0.0.1:{} traceparent=00-{client_trace}-{}-01",
+            peer.port(),
+            client.span_id
+        )]
+    );
+
+    // The denied request: a trace of its own, its client span failed, the
+    // denial an event on it with the rule and reason.
+    let denied_server: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SERVER && s.trace_id != client_trace)
+        .collect();
+    assert_eq!(denied_server.len(), 1, "{spans:#?}");
+    let denied_server = denied_server[0];
+    assert_eq!(denied_server.parent, "");
+    assert_eq!(denied_server.attr("http.response.status_code"), Some("502"));
+    assert!(denied_server.error, "a 5xx is an error on a server span");
+    let trace = denied_server.trace_id.as_str();
+    let denied_client = one(&spans, trace, "GET");
+    assert!(denied_client.error);
+    assert_eq!(denied_client.attr("error.type"), Some("denied"));
+    let (name, event) = &denied_client.events[0];
+    assert_eq!(name, "warden.denied");
+    assert_eq!(event["warden.action"], "http-request");
+    assert_eq!(event["warden.decision"], "deny");
+    assert_eq!(
+        event["warden.target"],
+        format!("127.0.0.1:{}", other.port())
+    );
+    assert!(
+        !event["warden.rule"].is_empty() && !event["warden.reason"].is_empty(),
+        "{event:?}"
+    );
+    assert!(
+        named(&spans, trace, "connect").is_empty(),
+        "nothing was dialled"
+    );
+
+    // The logs carry the ids: the audit record of the handler's span, the
+    // access line of the server span.
+    let records = lines_of(&audit);
+    let allow = records
+        .iter()
+        .find(|r| r["event"] == "http-request" && r["decision"] == "allow")
+        .unwrap();
+    assert_eq!(allow["trace_id"], client_trace);
+    assert_eq!(allow["span_id"], handler.span_id.as_str());
+    let deny = records
+        .iter()
+        .find(|r| r["event"] == "http-request" && r["decision"] == "deny")
+        .unwrap();
+    assert_eq!(deny["trace_id"], trace);
+    let lines = lines_of(&access);
+    let line = lines
+        .iter()
+        .find(|l| l["request_id"] == allowed_id.as_str())
+        .unwrap();
+    assert_eq!(line["trace_id"], client_trace);
+    assert_eq!(line["span_id"], server_span.span_id.as_str());
+}
+
+#[test]
+fn without_telemetry_nothing_is_sent_and_the_logs_carry_no_ids() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.jsonl");
+    // The collector's address is known to the environment's variables
+    // only under another name: nothing turns export on.
+    let server = serve(&["--access-log", p(&access)]);
+    assert_eq!(get(server.port, "/hello").status, 200);
+    let ran = stop(server);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(collector.got().traces.is_empty() && collector.got().metrics.is_empty());
+    let lines = lines_of(&access);
+    assert!(lines[0].get("trace_id").is_none(), "{lines:?}");
+}
+
+#[test]
+fn metrics_and_audit_logs_arrive_over_otlp() {
+    let collector = Collector::start();
+    let server = serve(&["--otlp-endpoint", &collector.endpoint(), "--otlp-audit"]);
+    for _ in 0..3 {
+        assert_eq!(get(server.port, "/hello").status, 200);
+    }
+    // A denied egress call makes an audit record (and no --audit file is
+    // needed for the logs).
+    assert_eq!(
+        get(server.port, "/fetch?url=http://127.0.0.1:9/").status,
+        502
+    );
+    let ran = stop(server);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let got = collector.got();
+    // Metrics: the same instruments as Prometheus, sent at the end.
+    let mut seen = std::collections::HashMap::new();
+    for req in &got.metrics {
+        for rm in &req.resource_metrics {
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+                    let total: f64 = match &m.data {
+                        Some(Data::Sum(s)) => s
+                            .data_points
+                            .iter()
+                            .map(|d| match d.value {
+                                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i as f64,
+                                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(f)) => f,
+                                None => 0.0,
+                            })
+                            .sum(),
+                        Some(Data::Histogram(h)) => h.data_points.iter().map(|d| d.count as f64).sum(),
+                        _ => 0.0,
+                    };
+                    seen.insert(m.name.clone(), total);
+                }
+            }
+        }
+    }
+    assert_eq!(seen.get("warden.requests"), Some(&4.0), "{seen:?}");
+    assert_eq!(seen.get("warden.instances_created"), Some(&4.0), "{seen:?}");
+    assert_eq!(seen.get("warden.denials"), Some(&1.0), "{seen:?}");
+    assert_eq!(
+        seen.get("http.server.request.duration"),
+        Some(&4.0),
+        "{seen:?}"
+    );
+    assert_eq!(seen.get("warden.request.duration"), Some(&4.0), "{seen:?}");
+    assert!(
+        seen.get("warden.bytes_out").is_some_and(|b| *b > 0.0),
+        "{seen:?}"
+    );
+    assert!(seen.contains_key("warden.bytes_in"), "{seen:?}");
+    assert!(seen.contains_key("warden.connections_open"), "{seen:?}");
+    // Logs: the audit record, on its trace, with its fields.
+    let mut records = Vec::new();
+    for req in &got.logs {
+        for rl in &req.resource_logs {
+            for sl in &rl.scope_logs {
+                records.extend(sl.log_records.iter().cloned());
+            }
+        }
+    }
+    let deny = records
+        .iter()
+        .find(|r| {
+            let a = common::otlp::attrs(&r.attributes);
+            a.get("warden.event").map(String::as_str) == Some("http-request")
+                && a.get("warden.decision").map(String::as_str) == Some("deny")
+        })
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(deny.trace_id.len(), 16);
+    assert_eq!(deny.span_id.len(), 8);
+    assert_eq!(deny.severity_text, "WARN");
+    drop(got);
+    let spans = collector.spans();
+    let handler = spans
+        .iter()
+        .find(|s| s.name == "handler" && s.trace_id == common::otlp::hex(&deny.trace_id))
+        .expect("the record's trace has the handler");
+    assert_eq!(handler.span_id, common::otlp::hex(&deny.span_id));
+}
+
+#[test]
+fn a_run_is_a_span_with_its_ending_and_its_network_work() {
+    let collector = Collector::start();
+    let peer = TcpPeer::start("127.0.0.1");
+    let other = TcpPeer::start("127.0.0.1");
+    let allowed = format!("127.0.0.1:{}", peer.port());
+    let ran = common::ran(
+        run_cmd(&[
+            "--otlp-endpoint",
+            &collector.endpoint(),
+            "--allow-connect",
+            &allowed,
+            p(&warden_test_artifacts::guest(
+                warden_test_artifacts::Target::P2,
+                "net_client",
+            )),
+            &format!("connect:{allowed}"),
+            &format!("connect:127.0.0.1:{}", other.port()),
+        ])
+        .env(
+            "TRACEPARENT",
+            "00-11111111111111111111111111111111-2222222222222222-01",
+        )
+        .output()
+        .unwrap(),
+    );
+    let spans = collector.spans();
+    let run = spans
+        .iter()
+        .find(|s| s.name.starts_with("run "))
+        .unwrap_or_else(|| panic!("{}\n{spans:#?}", ran.stderr));
+    assert_eq!(run.trace_id, "11111111111111111111111111111111");
+    assert_eq!(run.parent, "2222222222222222");
+    assert_eq!(run.attr("warden.end"), Some("exit"));
+    assert_eq!(
+        run.attr("process.exit.code"),
+        Some(ran.code.to_string().as_str())
+    );
+    assert_eq!(
+        run.resource.get("warden.app").map(String::as_str),
+        Some("net_client.wasm")
+    );
+    let connects: Vec<&Span> = spans.iter().filter(|s| s.name == "connect").collect();
+    assert_eq!(connects.len(), 1, "{spans:#?}");
+    assert_eq!(connects[0].parent, run.span_id);
+    let denial = run
+        .events
+        .iter()
+        .find(|(n, _)| n == "warden.denied")
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert_eq!(denial.1["warden.action"], "connect");
+    assert_eq!(
+        denial.1["warden.target"],
+        format!("127.0.0.1:{}", other.port())
+    );
+    assert_eq!(other.accepted(), 0);
+}
+
+#[test]
+fn a_collector_that_is_down_or_hangs_never_holds_up_a_request() {
+    for collector in [None, Some(Collector::hanging())] {
+        // Down: a port nothing listens on. Hanging: accepts, never answers.
+        let endpoint = collector.as_ref().map_or_else(
+            || format!("http://127.0.0.1:{}", common::free_port()),
+            Collector::endpoint,
+        );
+        let server = serve(&["--otlp-endpoint", &endpoint]);
+        let t0 = Instant::now();
+        for _ in 0..50 {
+            assert_eq!(get(server.port, "/hello").status, 200);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        let t0 = Instant::now();
+        let ran = stop(server);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        // The exit waits for the collector no longer than the grace.
+        assert!(t0.elapsed() < Duration::from_secs(12), "{:?}", t0.elapsed());
+        // Told once, and counted at the end.
+        let told = ran
+            .stderr
+            .matches("warden: telemetry: sending traces to")
+            .count()
+            + ran
+                .stderr
+                .matches("warden: telemetry: traces were still being sent")
+                .count();
+        assert!(told >= 1, "{}", ran.stderr);
+        assert!(
+            ran.stderr
+                .matches("warden: telemetry: sending traces to")
+                .count()
+                <= 1,
+            "{}",
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains("warden: telemetry: spans:"),
+            "{}",
+            ran.stderr
+        );
+    }
+}
+
+#[test]
+fn the_standard_variables_turn_export_on_and_name_the_service() {
+    let collector = Collector::start();
+    let mut cmd = serve_cmd(&["--addr", "127.0.0.1:0", &common::serving::proxy()]);
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+        .env("OTEL_SERVICE_NAME", "edge")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test");
+    let server = common::server::Server::start_with(cmd);
+    assert_eq!(get(server.port, "/hello").status, 200);
+    let ran = stop(server);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let spans = collector.spans();
+    let s = spans.iter().find(|s| s.kind == SERVER).unwrap();
+    assert_eq!(
+        s.resource.get("service.name").map(String::as_str),
+        Some("edge")
+    );
+    assert_eq!(
+        s.resource.get("deployment.environment").map(String::as_str),
+        Some("test")
+    );
+    // OTEL_SDK_DISABLED wins over everything.
+    let mut cmd = serve_cmd(&["--addr", "127.0.0.1:0", &common::serving::proxy()]);
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+        .env("OTEL_SDK_DISABLED", "true");
+    let before = collector.got().traces.len();
+    let server = common::server::Server::start_with(cmd);
+    assert_eq!(get(server.port, "/hello").status, 200);
+    stop(server);
+    assert_eq!(collector.got().traces.len(), before);
+}
+
+#[test]
+fn bad_telemetry_settings_are_one_clear_error() {
+    let hello = p(&warden_test_artifacts::guest(
+        warden_test_artifacts::Target::P1,
+        "hello",
+    ))
+    .to_string();
+    for (args, says) in [
+        (
+            vec!["--otlp-endpoint", "https://collector:4318"],
+            "https is not supported",
+        ),
+        (
+            vec!["--otlp-endpoint", "collector:4318"],
+            "expected http://host:port",
+        ),
+        (
+            vec!["--otlp-audit"],
+            "--otlp-audit (or [telemetry] audit) needs an OTLP endpoint",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.push(&hello);
+        let ran = common::run(&all);
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains(says), "{args:?}: {}", ran.stderr);
+        assert!(!ran.stdout.contains("hello"), "nothing ran");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        "version = 1\n[telemetry]\nendpoint = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let ran = common::run(&["--manifest", p(&manifest), &hello]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("endpoint"), "{}", ran.stderr);
+    // A good [telemetry] table turns export on.
+    let collector = Collector::start();
+    std::fs::write(
+        &manifest,
+        format!(
+            "version = 1\n[telemetry]\nendpoint = \"{}\"\n",
+            collector.endpoint()
+        ),
+    )
+    .unwrap();
+    let ran = common::run(&["--manifest", p(&manifest), &hello]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(collector.spans().iter().any(|s| s.name == "run hello.wasm"));
+}

@@ -1,0 +1,222 @@
+//! The spans Warden records around a guest when OpenTelemetry export is
+//! on: a run (`warden run`), and under `serve` a request (a server span
+//! after OpenTelemetry's HTTP conventions) with its instance and handler
+//! as children. What the guest's network work does inside them (connects,
+//! TLS handshakes, outgoing requests, denials) the gate records, on the
+//! [`Trace`] these hand it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use warden_net::trace::Trace;
+
+use crate::{HostError, Outcome};
+
+/// The run's span: a root (or a child of the `TRACEPARENT` in the
+/// environment, as OpenTelemetry's environment carriers propose), named
+/// for the program.
+///
+/// Also where the run's audit records go as log records, if they do.
+pub(crate) fn run_span(
+    telemetry: &warden_telemetry::Telemetry,
+    file: &Path,
+    sha256: &str,
+) -> Result<(Trace, Option<Arc<dyn warden_net::AuditSink>>), HostError> {
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let scope = telemetry
+        .scope(Some(&warden_telemetry::AppInfo {
+            name: name.clone(),
+            sha256: sha256.to_string(),
+        }))
+        .map_err(|e| HostError::Engine(e.to_string()))?;
+    let tracer = scope.tracer();
+    let mut carrier = http::HeaderMap::new();
+    for (var, header) in [("TRACEPARENT", "traceparent"), ("TRACESTATE", "tracestate")] {
+        if let Some(v) = std::env::var(var)
+            .ok()
+            .and_then(|v| http::HeaderValue::from_str(&v).ok())
+        {
+            carrier.insert(header, v);
+        }
+    }
+    let parent = warden_net::trace::extract(&carrier);
+    let span = tracer
+        .span_builder(format!("run {name}"))
+        .with_kind(SpanKind::Internal)
+        .with_attributes([
+            KeyValue::new("warden.app", name),
+            KeyValue::new("warden.module.sha256", sha256.to_string()),
+            KeyValue::new("process.executable.path", file.display().to_string()),
+        ])
+        .start_with_context(&*tracer, &parent);
+    Ok((
+        Trace::new(tracer, parent.with_span(span)),
+        scope.audit_logs(),
+    ))
+}
+
+/// End the run's span with how the run ended: `process.exit.code` for an
+/// exit, `warden.end` (exit, limit, trap, error) and the limit's name.
+pub(crate) fn end_run(trace: &Trace, outcome: &Result<Outcome, HostError>) {
+    let span = trace.context().span();
+    match outcome {
+        Ok(Outcome::Exited(code)) => {
+            span.set_attribute(KeyValue::new("warden.end", "exit"));
+            span.set_attribute(KeyValue::new("process.exit.code", i64::from(*code)));
+            if *code != 0 {
+                span.set_status(Status::error(format!("exited with {code}")));
+            }
+        }
+        Ok(Outcome::Limit(hit)) => {
+            span.set_attribute(KeyValue::new("warden.end", "limit"));
+            span.set_attribute(KeyValue::new("warden.limit", hit.name()));
+            span.set_attribute(KeyValue::new("error.type", "limit"));
+            span.set_status(Status::error(hit.to_string()));
+        }
+        Ok(Outcome::Trapped { reason, .. }) => {
+            span.set_attribute(KeyValue::new("warden.end", "trap"));
+            span.set_attribute(KeyValue::new("error.type", "trap"));
+            span.set_status(Status::error(reason.clone()));
+        }
+        Err(e) => {
+            span.set_attribute(KeyValue::new("warden.end", "error"));
+            span.set_attribute(KeyValue::new("error.type", "host"));
+            span.set_status(Status::error(e.to_string()));
+        }
+    }
+    span.end();
+}
+
+/// End the run's span when a signal or the timeout's watchdog ends the
+/// process (a span already ended is left as it is).
+pub(crate) fn end_forced(trace: &Trace) {
+    let span = trace.context().span();
+    span.set_attribute(KeyValue::new("warden.end", "stopped"));
+    span.set_attribute(KeyValue::new("error.type", "stopped"));
+    span.set_status(Status::error("stopped by a signal or the timeout"));
+    span.end();
+}
+
+/// What a request's server span starts with.
+pub(crate) struct RequestStart<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) https: bool,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) app: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) local_port: u16,
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) version: http::Version,
+    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) request_id: &'a str,
+    pub(crate) started: SystemTime,
+}
+
+/// A request's server span.
+pub(crate) struct RequestSpan {
+    trace: Trace,
+}
+
+impl RequestSpan {
+    /// Start it, a child of `parent` (what the request's `traceparent`
+    /// names, or a new trace).
+    pub(crate) fn start(
+        tracer: Arc<opentelemetry::global::BoxedTracer>,
+        parent: &Context,
+        r: &RequestStart<'_>,
+    ) -> RequestSpan {
+        let name = match r.route {
+            Some(route) => format!("{} {route}", r.method),
+            None => r.method.to_string(),
+        };
+        let mut attrs = vec![
+            KeyValue::new("http.request.method", r.method.to_string()),
+            KeyValue::new("url.path", r.path.to_string()),
+            KeyValue::new("url.scheme", if r.https { "https" } else { "http" }),
+            KeyValue::new("client.address", r.peer.ip().to_string()),
+            KeyValue::new("client.port", i64::from(r.peer.port())),
+            KeyValue::new("server.port", i64::from(r.local_port)),
+            KeyValue::new("network.protocol.name", "http"),
+            KeyValue::new("network.protocol.version", protocol_version(r.version)),
+            KeyValue::new("warden.request_id", r.request_id.to_string()),
+        ];
+        if let Some(route) = r.route {
+            attrs.push(KeyValue::new("http.route", route.to_string()));
+        }
+        if let Some(app) = r.app {
+            attrs.push(KeyValue::new("warden.app", app.to_string()));
+        }
+        if let Some(host) = r.host {
+            attrs.push(KeyValue::new("server.address", host.to_string()));
+        }
+        if let Some(ua) = r.user_agent {
+            attrs.push(KeyValue::new(
+                "user_agent.original",
+                warden_net::shorten(ua).into_owned(),
+            ));
+        }
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(r.started)
+            .with_attributes(attrs)
+            .start_with_context(&*tracer, parent);
+        RequestSpan {
+            trace: Trace::new(tracer, parent.with_span(span)),
+        }
+    }
+
+    /// The span as a trace, for its children.
+    pub(crate) fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// A limit that fired for the request (`timeout`, `max_body`, ...).
+    pub(crate) fn limit(&self, limit: &str, reason: &str) {
+        self.trace.event(
+            "warden.limit",
+            vec![
+                KeyValue::new("warden.limit", limit.to_string()),
+                KeyValue::new("warden.reason", reason.to_string()),
+            ],
+        );
+    }
+
+    /// End it with the status sent, the body sizes, and how the body was
+    /// cut (if it was). A server span is an error from 500 on.
+    pub(crate) fn finish(&self, status: u16, bytes_in: u64, bytes_out: u64, cut: Option<&str>) {
+        let span = self.trace.context().span();
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        span.set_attribute(KeyValue::new("http.request.body.size", bytes_in as i64));
+        span.set_attribute(KeyValue::new("http.response.body.size", bytes_out as i64));
+        if let Some(cut) = cut {
+            span.set_attribute(KeyValue::new("warden.cut", cut.to_string()));
+            span.set_attribute(KeyValue::new("error.type", cut.to_string()));
+            span.set_status(Status::error(format!("the response was cut: {cut}")));
+        } else if status >= 500 {
+            span.set_attribute(KeyValue::new("error.type", status.to_string()));
+            span.set_status(Status::error(format!("answered {status}")));
+        }
+        span.end();
+    }
+}
+
+fn protocol_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}

@@ -1,0 +1,342 @@
+//! The providers and their processors: finished spans and log records
+//! into bounded queues ([`crate::worker`]), metrics read on an interval,
+//! each exported by the OTLP crate's encoders over Warden's client.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{
+    LogBatch, LogExporter as _, LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider,
+};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::{
+    SdkTracerProvider, Span, SpanData, SpanExporter as _, SpanProcessor,
+};
+
+use crate::client::Client;
+use crate::worker::{Counts, Worker};
+use crate::{
+    EXPORT_TIMEOUT, Endpoints, Loss, METRIC_INTERVAL, Notice, Notices, SCOPE, Signal,
+    TelemetryError,
+};
+
+/// Retries of one export: a collector that is down is not waited for.
+const RETRIES: usize = 1;
+
+fn retry() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::default()
+        .with_max_retries(RETRIES)
+        .with_initial_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(500))
+}
+
+fn built<T>(
+    signal: &'static str,
+    r: Result<T, impl std::fmt::Display>,
+) -> Result<T, TelemetryError> {
+    r.map_err(|e| TelemetryError::Exporter {
+        signal,
+        why: e.to_string(),
+    })
+}
+
+/// Finished spans into a bounded queue.
+#[derive(Debug)]
+pub(crate) struct Spans {
+    worker: Worker<SpanData>,
+    exporter: Arc<Mutex<opentelemetry_otlp::SpanExporter>>,
+}
+
+impl Spans {
+    /// Stop, sending what is queued within `grace`.
+    pub(crate) fn finish(&self, grace: Duration) -> Counts {
+        self.worker.shutdown(grace)
+    }
+}
+
+/// The provider's own handle on the shared queue.
+#[derive(Debug)]
+struct SpansRef(Arc<Spans>);
+
+impl SpanProcessor for SpansRef {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        self.0.worker.push(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.worker.flush(crate::SHUTDOWN_GRACE);
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        // The queue is stopped by `Telemetry::shutdown`, which counts it.
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_resource(resource);
+    }
+}
+
+pub(crate) fn tracer_provider(
+    endpoints: &Endpoints,
+    resource: Resource,
+    notices: Notices,
+) -> Result<(SdkTracerProvider, Arc<Spans>), TelemetryError> {
+    let exporter = built(
+        "traces",
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(Client::new(EXPORT_TIMEOUT))
+            .with_endpoint(endpoints.of(Signal::Traces))
+            .with_timeout(EXPORT_TIMEOUT)
+            .with_retry_policy(retry())
+            .build(),
+    )?;
+    let exporter = Arc::new(Mutex::new(exporter));
+    let e = exporter.clone();
+    let worker = Worker::start(
+        Signal::Traces,
+        "warden-otlp-traces",
+        notices,
+        Box::new(move |batch: Vec<SpanData>| {
+            let exporter = e.lock().unwrap_or_else(|e| e.into_inner());
+            futures_executor::block_on(exporter.export(batch)).map_err(|e| e.to_string())
+        }),
+    )?;
+    let spans = Arc::new(Spans { worker, exporter });
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_span_processor(SpansRef(spans.clone()))
+        .build();
+    Ok((provider, spans))
+}
+
+type Record = (SdkLogRecord, InstrumentationScope);
+
+/// Log records into a bounded queue.
+#[derive(Debug)]
+pub(crate) struct Logs {
+    worker: Worker<Record>,
+    exporter: Arc<Mutex<opentelemetry_otlp::LogExporter>>,
+}
+
+impl Logs {
+    /// Stop, sending what is queued within `grace`.
+    pub(crate) fn finish(&self, grace: Duration) -> Counts {
+        self.worker.shutdown(grace)
+    }
+}
+
+#[derive(Debug)]
+struct LogsRef(Arc<Logs>);
+
+impl LogProcessor for LogsRef {
+    fn emit(&self, data: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        self.0.worker.push((data.clone(), scope.clone()));
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.worker.flush(crate::SHUTDOWN_GRACE);
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_resource(resource);
+    }
+}
+
+pub(crate) fn logger_provider(
+    endpoints: &Endpoints,
+    resource: Resource,
+    notices: Notices,
+) -> Result<(SdkLoggerProvider, Arc<Logs>), TelemetryError> {
+    let exporter = built(
+        "logs",
+        opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_http_client(Client::new(EXPORT_TIMEOUT))
+            .with_endpoint(endpoints.of(Signal::Logs))
+            .with_timeout(EXPORT_TIMEOUT)
+            .with_retry_policy(retry())
+            .build(),
+    )?;
+    let exporter = Arc::new(Mutex::new(exporter));
+    let e = exporter.clone();
+    let worker = Worker::start(
+        Signal::Logs,
+        "warden-otlp-logs",
+        notices,
+        Box::new(move |batch: Vec<Record>| {
+            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                batch.iter().map(|(r, s)| (r, s)).collect();
+            let exporter = e.lock().unwrap_or_else(|e| e.into_inner());
+            futures_executor::block_on(exporter.export(LogBatch::new(&refs)))
+                .map_err(|e| e.to_string())
+        }),
+    )?;
+    let logs = Arc::new(Logs { worker, exporter });
+    let provider = SdkLoggerProvider::builder()
+        .with_resource(resource)
+        .with_log_processor(LogsRef(logs.clone()))
+        .build();
+    Ok((provider, logs))
+}
+
+/// Audit records as OTLP log records: the record's fields as attributes,
+/// its `event` as the body, on the trace its `trace_id` and `span_id`
+/// name.
+pub(crate) struct AuditLogs {
+    logger: SdkLogger,
+}
+
+impl AuditLogs {
+    pub(crate) fn new(provider: &SdkLoggerProvider) -> AuditLogs {
+        AuditLogs {
+            logger: provider.logger(SCOPE),
+        }
+    }
+}
+
+impl warden_net::AuditSink for AuditLogs {
+    fn record(&self, fields: &serde_json::Map<String, serde_json::Value>) {
+        let mut record = self.logger.create_log_record();
+        let event = fields
+            .get("event")
+            .and_then(|v| v.as_str())
+            .unwrap_or("audit");
+        let denied = fields
+            .get("decision")
+            .and_then(|v| v.as_str())
+            .is_some_and(|d| d != "allow");
+        record.set_event_name("warden.audit");
+        record.set_severity_number(if denied {
+            Severity::Warn
+        } else {
+            Severity::Info
+        });
+        record.set_severity_text(if denied { "WARN" } else { "INFO" });
+        record.set_body(AnyValue::from(event.to_string()));
+        let trace = fields
+            .get("trace_id")
+            .and_then(|v| v.as_str())
+            .and_then(|t| TraceId::from_hex(t).ok());
+        let span = fields
+            .get("span_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| SpanId::from_hex(s).ok());
+        if let (Some(t), Some(s)) = (trace, span) {
+            record.set_trace_context(t, s, Some(TraceFlags::SAMPLED));
+        }
+        for (k, v) in fields {
+            if matches!(k.as_str(), "trace_id" | "span_id") {
+                continue;
+            }
+            record.add_attribute(format!("warden.{k}"), json_value(v));
+        }
+        self.logger.emit(record);
+    }
+}
+
+fn json_value(v: &serde_json::Value) -> AnyValue {
+    match v {
+        serde_json::Value::Bool(b) => AnyValue::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => AnyValue::Int(i),
+            None => AnyValue::Double(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => AnyValue::String(s.clone().into()),
+        other => AnyValue::String(other.to_string().into()),
+    }
+}
+
+/// The metric exporter, counting what fails.
+struct Counted {
+    inner: opentelemetry_otlp::MetricExporter,
+    failures: Arc<AtomicU64>,
+    told: AtomicBool,
+    notices: Notices,
+}
+
+impl PushMetricExporter for Counted {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let r = self.inner.export(metrics).await;
+        if let Err(e) = &r {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if !self.told.swap(true, Ordering::Relaxed) {
+                self.notices.tell(&Notice::Lost {
+                    signal: Signal::Metrics,
+                    loss: Loss::Export(e.to_string()),
+                });
+            }
+        }
+        // A failure is counted and told here; the reader need not log it.
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+pub(crate) fn meter_provider(
+    endpoints: &Endpoints,
+    resource: Resource,
+    notices: Notices,
+    failures: Arc<AtomicU64>,
+) -> Result<SdkMeterProvider, TelemetryError> {
+    let exporter = built(
+        "metrics",
+        opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_http_client(Client::new(EXPORT_TIMEOUT))
+            .with_endpoint(endpoints.of(Signal::Metrics))
+            .with_timeout(EXPORT_TIMEOUT)
+            .with_retry_policy(retry())
+            .with_temporality(Temporality::Cumulative)
+            .build(),
+    )?;
+    let reader = PeriodicReader::builder(Counted {
+        inner: exporter,
+        failures,
+        told: AtomicBool::new(false),
+        notices,
+    })
+    .with_interval(METRIC_INTERVAL)
+    .build();
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(reader)
+        .build())
+}
