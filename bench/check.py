@@ -42,6 +42,7 @@ GOALS = [
     (r"hello .* warm", "<=", 0.8),
     (r"^warden / wasmtime serve", ">=", 1.5),
     (r"^warden https / http", ">=", 0.9),
+    (r"^warden traced / untraced", ">=", 0.9),
     (r"^warden / native hyper", None, None),  # the ceiling: shown, no goal
     (r"^(in|out): ", ">=", 1.0),  # TLS: in-process TLS beats a proxy hop
     (r".", ">=", 0.9),  # preview1 networking against native

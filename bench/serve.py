@@ -12,7 +12,9 @@ pair is measured with two guests and two load generators:
 - clients: `wrk` (HTTP/1.1 keep-alive, --connections) and `hey` (Go's HTTP
   client, keep-alive, --hey-connections).
 Also, with wrk on the project's hello: Warden over HTTPS against plain HTTP,
-and a native hyper server answering the same bytes
+Warden with every request traced (--otlp-endpoint, to a native OTLP sink:
+hello_server's `collector` mode) against the same server untraced, and a
+native hyper server answering the same bytes
 (crates/host/examples/hello_server.rs) as the ceiling.
 
 Everything listens on and talks to 127.0.0.1 only; each round lasts a
@@ -95,6 +97,7 @@ class Server:
         raise SystemExit(f"server did not start: {argv}")
 
     def stop(self):
+        """Stop it; what it said on stderr from here on."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -102,6 +105,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return self.proc.stderr.read().decode(errors="replace")
 
 
 def to_ms(text):
@@ -165,6 +169,11 @@ def main():
              component], r"Serving HTTP on (http://\S+?)/?$")
     servers[("warden https", "hello")] = Server(warden(guests["hello"], "--tls-cert", cert, "--tls-key", key),
                                                r"serving (https://\S+?)/?$")
+    # Every request traced: spans (server, instance, handler) to an OTLP
+    # sink that accepts everything, as fast as a collector can.
+    sink = Server([HELLO, "collector"], r"serving (http://\S+?)/?$")
+    servers[("warden traced", "hello")] = Server(warden(guests["hello"], "--otlp-endpoint", sink.url),
+                                                r"serving (http://\S+?)/?$")
     servers[("native hyper", "hello")] = Server([HELLO], r"serving (http://\S+?)/?$")
     # Every (server, guest) pair under both clients, but HTTPS and the
     # native ceiling under wrk only (hey's HTTPS is not what is compared).
@@ -181,8 +190,12 @@ def main():
                 url = servers[(server, guest)].url + "/hello"
                 results[(server, guest, client)].append(CLIENTS[client](url, args.seconds, args))
     finally:
-        for s in servers.values():
-            s.stop()
+        said = {name: s.stop() for name, s in servers.items()}
+        sink.stop()
+    # What tracing lost, if anything (dropped when the sink fell behind).
+    for line in said[("warden traced", "hello")].splitlines():
+        if "telemetry:" in line:
+            print(line)
     print(f"{args.seconds}s rounds, {args.runs} alternating rounds (median); wrk: {args.connections} "
           f"connections, {args.threads} threads; hey: {args.hey_connections} connections")
     print(f"{'server':<14}{'guest':<12}{'client':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
@@ -196,6 +209,7 @@ def main():
             ratio = med[("warden", guest, client)] / med[("wasmtime", guest, client)]
             print(f"warden / wasmtime serve ({guest}, {client}): {ratio:.2f}x")
     print(f"warden https / http (hello, wrk): {med[('warden https', 'hello', 'wrk')] / med[('warden', 'hello', 'wrk')]:.2f}x")
+    print(f"warden traced / untraced (hello, wrk): {med[('warden traced', 'hello', 'wrk')] / med[('warden', 'hello', 'wrk')]:.2f}x")
     print(f"warden / native hyper (hello, wrk): {med[('warden', 'hello', 'wrk')] / med[('native hyper', 'hello', 'wrk')]:.2f}x")
 
 

@@ -506,3 +506,206 @@ fn bad_telemetry_settings_are_one_clear_error() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(collector.spans().iter().any(|s| s.name == "run hello.wasm"));
 }
+
+#[test]
+fn tls_egress_shows_its_client_connect_and_handshake_spans() {
+    use common::tls::{Ending, PeerSpec, Pki, Speaks, TlsPeer};
+    let collector = Collector::start();
+    let pki = Pki::new();
+    let web = TlsPeer::start(PeerSpec {
+        config: pki.server_config("server", false),
+        speaks: Speaks::Http,
+        ending: Ending::Clean,
+        postgres: None,
+    });
+    let grant = format!("127.0.0.1:{}", web.port());
+    let url = format!("https://127.0.0.1:{}/page", web.port());
+    let ca = pki.arg("ca.pem");
+    let ran = common::ran(
+        run_cmd(&[
+            "--otlp-endpoint",
+            &collector.endpoint(),
+            "--connect-tls",
+            &grant,
+            "--tls-ca",
+            &ca,
+            "--tls-server-name",
+            "localhost",
+            p(&warden_test_artifacts::guest(
+                warden_test_artifacts::Target::P2,
+                "net_client",
+            )),
+            &format!("http:{url}"),
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert!(
+        ran.stdout.contains("ok status 200 hello over tls"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    let spans = collector.spans();
+    let run = spans
+        .iter()
+        .find(|s| s.name == "run net_client.wasm")
+        .unwrap();
+    let client = spans.iter().find(|s| s.kind == CLIENT).unwrap();
+    assert_eq!(client.parent, run.span_id);
+    assert_eq!(client.attr("url.full"), Some(url.as_str()));
+    assert_eq!(client.attr("warden.tls.kind"), Some("--connect-tls"));
+    assert_eq!(client.attr("http.response.status_code"), Some("200"));
+    let connect = spans.iter().find(|s| s.name == "connect").unwrap();
+    let handshake = spans.iter().find(|s| s.name == "tls handshake").unwrap();
+    assert_eq!(connect.parent, client.span_id);
+    assert_eq!(handshake.parent, client.span_id);
+    assert_eq!(handshake.attr("server.address"), Some("localhost"));
+    assert!(
+        handshake.attr("tls.protocol.version").is_some(),
+        "{handshake:#?}"
+    );
+    assert!(!handshake.error);
+    // Deny twin: without the kind's CA the handshake fails, and says so.
+    let collector = Collector::start();
+    let grant_plain = format!("127.0.0.1:{}", web.port());
+    common::ran(
+        run_cmd(&[
+            "--otlp-endpoint",
+            &collector.endpoint(),
+            "--allow-connect",
+            &grant_plain,
+            p(&warden_test_artifacts::guest(
+                warden_test_artifacts::Target::P2,
+                "net_client",
+            )),
+            &format!("http:{url}"),
+        ])
+        .output()
+        .unwrap(),
+    );
+    let spans = collector.spans();
+    let handshake = spans.iter().find(|s| s.name == "tls handshake").unwrap();
+    assert!(handshake.error, "{handshake:#?}");
+    let client = spans.iter().find(|s| s.kind == CLIENT).unwrap();
+    assert!(client.error);
+}
+
+#[test]
+fn limits_that_fire_are_events_on_the_request_span() {
+    let collector = Collector::start();
+    let server = serve(&[
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        "--timeout",
+        "300ms",
+        "--max-body",
+        "1KiB",
+    ]);
+    assert_eq!(get(server.port, "/sleep?ms=5000").status, 504);
+    let big = exchange(
+        server.port,
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n{}",
+            "x".repeat(4096)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(big.status, 413);
+    // Twin: a request within both limits has no limit event.
+    assert_eq!(get(server.port, "/hello").status, 200);
+    stop(server);
+    let spans = collector.spans();
+    let limit_of = |path: &str| -> Vec<String> {
+        spans
+            .iter()
+            .filter(|s| s.kind == SERVER && s.attr("url.path") == Some(path))
+            .flat_map(|s| s.events.iter())
+            .filter(|(n, _)| n == "warden.limit")
+            .map(|(_, a)| a["warden.limit"].clone())
+            .collect()
+    };
+    assert_eq!(limit_of("/sleep"), vec!["timeout"], "{spans:#?}");
+    assert_eq!(limit_of("/echo"), vec!["max_body"], "{spans:#?}");
+    assert!(limit_of("/hello").is_empty());
+    let timed_out = spans
+        .iter()
+        .find(|s| s.kind == SERVER && s.attr("url.path") == Some("/sleep"))
+        .unwrap();
+    assert_eq!(timed_out.attr("http.response.status_code"), Some("504"));
+    assert!(timed_out.error);
+    // The handler the deadline stopped says so.
+    let handler = spans
+        .iter()
+        .find(|s| s.name == "handler" && s.trace_id == timed_out.trace_id)
+        .unwrap();
+    assert_eq!(handler.attr("error.type"), Some("timeout"));
+}
+
+#[test]
+fn a_0_3_service_request_has_its_server_and_handler_spans() {
+    let collector = Collector::start();
+    let service = common::serving::service();
+    let server = common::server::Server::start_with(serve_cmd(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        &service,
+    ]));
+    assert_eq!(get(server.port, "/count").status, 200);
+    stop(server);
+    let spans = collector.spans();
+    let server_span = spans.iter().find(|s| s.kind == SERVER).unwrap();
+    assert_eq!(server_span.attr("warden.app"), Some("p3_service"));
+    let handler = spans.iter().find(|s| s.name == "handler").unwrap();
+    assert_eq!(handler.parent, server_span.span_id);
+    assert_eq!(handler.trace_id, server_span.trace_id);
+}
+
+#[test]
+fn a_guests_own_traceparent_goes_out_as_the_guest_set_it() {
+    let collector = Collector::start();
+    let peer = TcpPeer::start("127.0.0.1");
+    let grant = format!("127.0.0.1:{}", peer.port());
+    let server = serve(&[
+        "--otlp-endpoint",
+        &collector.endpoint(),
+        "--allow-connect",
+        &grant,
+    ]);
+    let own = "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01";
+    let r = get(
+        server.port,
+        &format!(
+            "/fetch?url=http://127.0.0.1:{}/&traceparent={own}",
+            peer.port()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Twin: without one of its own, the request carries Warden's.
+    assert_eq!(
+        get(
+            server.port,
+            &format!("/fetch?url=http://127.0.0.1:{}/", peer.port())
+        )
+        .status,
+        200
+    );
+    stop(server);
+    let seen = peer.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].ends_with(&format!("traceparent={own}")), "{seen:?}");
+    let client = collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.kind == CLIENT)
+        .map(|s| (s.trace_id, s.span_id))
+        .collect::<Vec<_>>();
+    assert!(
+        client
+            .iter()
+            .any(|(t, s)| seen[1].ends_with(&format!("traceparent=00-{t}-{s}-01"))),
+        "{seen:?} {client:?}"
+    );
+}

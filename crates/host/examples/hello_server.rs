@@ -3,7 +3,11 @@
 //! on 127.0.0.1 (HTTP/1.1 and HTTP/2). It prints `serving http://ADDR/`
 //! and stops when stdin closes (or after an hour).
 //!
-//! Usage: hello_server
+//! With `collector`, it is an OTLP/HTTP sink for the tracing rows
+//! instead: every request's body is read and answered 200 with an empty
+//! protobuf body (an export accepted in full).
+//!
+//! Usage: hello_server [collector]
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::main]
 async fn main() {
+    let collector = std::env::args().nth(1).as_deref() == Some("collector");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     eprintln!("serving http://{}/", listener.local_addr().unwrap());
     let serve = async move {
@@ -23,12 +28,18 @@ async fn main() {
             };
             let _ = tcp.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    let resp = http::Response::builder()
-                        .header("content-type", "text/plain")
-                        .body(Full::new(Bytes::from_static(b"hello from a proxy\n")))
-                        .unwrap();
-                    Ok::<_, Infallible>(resp)
+                let service = hyper::service::service_fn(move |req: http::Request<_>| async move {
+                    let resp = if collector {
+                        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                        http::Response::builder()
+                            .header("content-type", "application/x-protobuf")
+                            .body(Full::new(Bytes::new()))
+                    } else {
+                        http::Response::builder()
+                            .header("content-type", "text/plain")
+                            .body(Full::new(Bytes::from_static(b"hello from a proxy\n")))
+                    };
+                    Ok::<_, Infallible>(resp.unwrap())
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let _ = builder.serve_connection(TokioIo::new(tcp), service).await;

@@ -1,6 +1,7 @@
 //! The bounded queue between Warden and a collector: items (finished
-//! spans, log records) go into a queue of [`QUEUE`] without ever waiting,
-//! and one thread per queue takes them out in batches and exports them.
+//! spans, log records) go into a queue of [`QUEUE`] without ever waiting
+//! on an export, and one thread per queue takes them out in batches of
+//! [`BATCH`] (or what there is after [`BATCH_DELAY`]) and exports them.
 //! A full queue drops the item and counts it; a failed export counts its
 //! batch as lost. The first loss is told once, through the notices, and
 //! the totals at the end.
@@ -9,8 +10,8 @@
 //! say so in their internal log, and a loss must be counted and told.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::{Loss, Notice, Notices, Signal};
@@ -45,10 +46,25 @@ struct Tally {
     told: AtomicBool,
 }
 
-enum Msg<T> {
-    Item(T),
-    /// Export what is queued, then answer.
-    Flush(SyncSender<()>),
+/// What the producers and the thread share.
+struct Queue<T> {
+    items: Vec<T>,
+    /// Flushes asked for and not yet done (each counts what is queued).
+    flushes: u64,
+    /// Flushes done.
+    flushed: u64,
+    /// No more items: send what is left and end.
+    closed: bool,
+}
+
+struct Shared<T> {
+    queue: Mutex<Queue<T>>,
+    /// The thread waits here: woken when a batch is full, a flush is
+    /// asked for, or the queue closes (never for each item: a wake-up per
+    /// span costs a request more than the span does).
+    work: Condvar,
+    /// Flushers wait here.
+    done: Condvar,
 }
 
 /// How a batch is exported: `Err` with why, when it was not.
@@ -57,10 +73,10 @@ pub(crate) type Export<T> = Box<dyn FnMut(Vec<T>) -> Result<(), String> + Send>;
 /// One queue and its thread.
 pub(crate) struct Worker<T> {
     signal: Signal,
-    tx: Mutex<Option<SyncSender<Msg<T>>>>,
+    shared: Arc<Shared<T>>,
     tally: Arc<Tally>,
     notices: Notices,
-    done: Mutex<Option<Receiver<()>>>,
+    ended: Mutex<Option<Receiver<()>>>,
 }
 
 impl<T> std::fmt::Debug for Worker<T> {
@@ -69,6 +85,10 @@ impl<T> std::fmt::Debug for Worker<T> {
             .field("signal", &self.signal)
             .finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T: Send + 'static> Worker<T> {
@@ -80,77 +100,87 @@ impl<T: Send + 'static> Worker<T> {
         notices: Notices,
         export: Export<T>,
     ) -> std::io::Result<Worker<T>> {
-        let (tx, rx) = sync_channel(QUEUE);
-        let (done_tx, done_rx) = sync_channel(1);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: Vec::with_capacity(BATCH),
+                flushes: 0,
+                flushed: 0,
+                closed: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let (ended_tx, ended_rx) = sync_channel(1);
         let tally = Arc::new(Tally::default());
-        let t = tally.clone();
-        let n = notices.clone();
+        let (sh, t, n) = (shared.clone(), tally.clone(), notices.clone());
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                run(signal, rx, export, &t, &n);
-                let _ = done_tx.send(());
+                run(signal, &sh, export, &t, &n);
+                let _ = ended_tx.send(());
             })?;
         Ok(Worker {
             signal,
-            tx: Mutex::new(Some(tx)),
+            shared,
             tally,
             notices,
-            done: Mutex::new(Some(done_rx)),
+            ended: Mutex::new(Some(ended_rx)),
         })
     }
 
-    /// Queue `item`, never waiting: dropped and counted when the queue is
-    /// full (or the worker has stopped).
+    /// Queue `item`, never waiting on the export: dropped and counted
+    /// when the queue is full (or closed).
     pub(crate) fn push(&self, item: T) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let full = match tx.as_ref() {
-            Some(tx) => match tx.try_send(Msg::Item(item)) {
-                Ok(()) => {
-                    self.tally.queued.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => true,
-            },
-            None => true,
-        };
-        drop(tx);
-        if full {
+        let mut q = lock(&self.shared.queue);
+        if q.closed || q.items.len() >= QUEUE {
+            drop(q);
             self.tally.dropped.fetch_add(1, Ordering::Relaxed);
             tell_once(self.signal, &self.tally, &self.notices, Loss::QueueFull);
+            return;
+        }
+        q.items.push(item);
+        let full = q.items.len() == BATCH;
+        drop(q);
+        self.tally.queued.fetch_add(1, Ordering::Relaxed);
+        if full {
+            self.shared.work.notify_one();
         }
     }
 
     /// Export what is queued, waiting at most `timeout`; whether it was.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        let (ack_tx, ack_rx) = sync_channel(1);
-        let sent = {
-            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-            let deadline = Instant::now() + timeout;
-            let mut msg = Msg::Flush(ack_tx);
-            loop {
-                match tx.as_ref().map(|tx| tx.try_send(msg)) {
-                    Some(Ok(())) => break true,
-                    Some(Err(TrySendError::Full(m))) if Instant::now() < deadline => {
-                        msg = m;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    _ => break false,
-                }
+        let deadline = Instant::now() + timeout;
+        let mut q = lock(&self.shared.queue);
+        if q.closed {
+            return false;
+        }
+        q.flushes += 1;
+        let mine = q.flushes;
+        self.shared.work.notify_one();
+        while q.flushed < mine {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
             }
-        };
-        sent && ack_rx.recv_timeout(timeout).is_ok()
+            q = self
+                .shared
+                .done
+                .wait_timeout(q, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     /// Stop: export what is queued, waiting at most `timeout` (a collector
     /// that is down or slow delays an exit by no more). What was left is
     /// counted as lost.
     pub(crate) fn shutdown(&self, timeout: Duration) -> Counts {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(tx);
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(done) = done
-            && done.recv_timeout(timeout).is_err()
+        lock(&self.shared.queue).closed = true;
+        self.shared.work.notify_one();
+        let ended = lock(&self.ended).take();
+        if let Some(ended) = ended
+            && ended.recv_timeout(timeout).is_err()
         {
             // The thread is still exporting; it ends with the process.
             // What it had not sent by now is lost.
@@ -179,19 +209,17 @@ impl<T: Send + 'static> Worker<T> {
 
 fn run<T>(
     signal: Signal,
-    rx: Receiver<Msg<T>>,
+    shared: &Shared<T>,
     mut export: Export<T>,
     tally: &Tally,
     notices: &Notices,
 ) {
-    let mut batch: Vec<T> = Vec::with_capacity(BATCH);
-    let mut oldest: Option<Instant> = None;
-    let mut send = |batch: &mut Vec<T>| {
+    let mut send = |batch: Vec<T>| {
         if batch.is_empty() {
             return;
         }
         let n = batch.len() as u64;
-        match export(std::mem::replace(batch, Vec::with_capacity(BATCH))) {
+        match export(batch) {
             Ok(()) => {
                 tally.exported.fetch_add(n, Ordering::Relaxed);
             }
@@ -201,30 +229,45 @@ fn run<T>(
             }
         }
     };
+    let mut since = Instant::now();
     loop {
-        let wait = oldest.map_or(BATCH_DELAY, |t| BATCH_DELAY.saturating_sub(t.elapsed()));
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Item(item)) => {
-                oldest.get_or_insert_with(Instant::now);
-                batch.push(item);
-                if batch.len() >= BATCH {
-                    send(&mut batch);
-                    oldest = None;
-                }
+        let mut q = lock(&shared.queue);
+        // Wait for a full batch, a flush, the end, or the batch delay.
+        while q.items.len() < BATCH && q.flushes == q.flushed && !q.closed {
+            let left = BATCH_DELAY.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                break;
             }
-            Ok(Msg::Flush(ack)) => {
-                send(&mut batch);
-                oldest = None;
-                let _ = ack.send(());
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                send(&mut batch);
-                oldest = None;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                send(&mut batch);
-                return;
-            }
+            q = shared
+                .work
+                .wait_timeout(q, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let batch: Vec<T> = if q.items.len() <= BATCH {
+            std::mem::replace(&mut q.items, Vec::with_capacity(BATCH))
+        } else {
+            q.items.drain(..BATCH).collect()
+        };
+        let more = !q.items.is_empty();
+        let flushes = q.flushes;
+        let closed = q.closed;
+        drop(q);
+        send(batch);
+        since = Instant::now();
+        if more {
+            // A backlog: send it before waiting again.
+            continue;
+        }
+        let mut q = lock(&shared.queue);
+        if q.items.is_empty() && q.flushed < flushes {
+            q.flushed = flushes;
+            shared.done.notify_all();
+        }
+        if closed && q.items.is_empty() {
+            q.flushed = q.flushes;
+            shared.done.notify_all();
+            return;
         }
     }
 }

@@ -65,13 +65,21 @@ fn show_scheme(s: Option<Scheme>) -> String {
     }
 }
 
-fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
+/// GET `url`; with `traceparent`, the request carries that trace context
+/// of the guest's own.
+fn fetch(url: &str, traceparent: Option<&str>) -> Result<(u16, Vec<u8>), String> {
     let (scheme, rest) = url.split_once("://").ok_or("expected a URL")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let req = OutgoingRequest::new(Fields::new());
+    let headers = Fields::new();
+    if let Some(tp) = traceparent {
+        headers
+            .append("traceparent", tp.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    let req = OutgoingRequest::new(headers);
     req.set_method(&Method::Get).unwrap();
     let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
     req.set_scheme(Some(&scheme)).unwrap();
@@ -198,7 +206,7 @@ impl wasi::exports::http::incoming_handler::Guest for Proxy {
                 }
             }
             "/noresponse" => {}
-            "/fetch" => match query(&path, "url").map(fetch) {
+            "/fetch" => match query(&path, "url").map(|u| fetch(u, query(&path, "traceparent"))) {
                 Some(Ok((status, body))) => {
                     let mut text = format!("fetched {status}\n").into_bytes();
                     text.extend(body);

@@ -152,7 +152,11 @@ impl Core {
         deadline: Instant,
         trace: Option<Trace>,
     ) -> Result<Store<State<ComponentCtx>>, HostError> {
-        let ids = trace.as_ref().map(Trace::ids);
+        // The ids go in audit records only: worded only when there is a log.
+        let ids = trace
+            .as_ref()
+            .filter(|_| self.audit.is_some())
+            .map(Trace::ids);
         let mut extra = extra.to_vec();
         if let Some((t, s)) = &ids {
             extra.push(("trace_id", t));
