@@ -90,6 +90,29 @@ pub fn check(file: &Path) -> ExitCode {
             Err(e) => return crate::usage_error(&format!("[identity]: {e}")),
         }
     }
+    if let Some(t) = &m.telemetry {
+        // Where it would go, checked as `run` and `serve` check it (the
+        // environment's variables are the running process's, not here).
+        let config = warden_telemetry::TelemetryConfig {
+            endpoint: t.endpoint.clone(),
+        };
+        match config.resolve(|_| None) {
+            Ok(Some(e)) => say(&format!(
+                "telemetry: spans to {}, metrics to {}{}",
+                e.traces,
+                e.metrics,
+                if t.audit {
+                    format!(", audit records to {}", e.logs)
+                } else {
+                    String::new()
+                }
+            )),
+            Ok(None) => {
+                say("telemetry: off here (no endpoint; OTEL_EXPORTER_OTLP_ENDPOINT may give one)")
+            }
+            Err(e) => return crate::usage_error(&format!("[telemetry]: {e}")),
+        }
+    }
     for line in time_lines(&m.time) {
         say(&line);
     }

@@ -379,10 +379,21 @@ fn a_run_is_a_span_with_its_ending_and_its_network_work() {
 
 #[test]
 fn a_collector_that_is_down_or_hangs_never_holds_up_a_request() {
+    // Down: a port bound and never listened on, held for the test (so no
+    // other test's server can take it): every connect is refused.
+    let down = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    down.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let down_port = down.local_addr().unwrap().as_socket().unwrap().port();
     for collector in [None, Some(Collector::hanging())] {
-        // Down: a port nothing listens on. Hanging: accepts, never answers.
+        // Hanging: accepts, never answers.
         let endpoint = collector.as_ref().map_or_else(
-            || format!("http://127.0.0.1:{}", common::free_port()),
+            || format!("http://127.0.0.1:{down_port}"),
             Collector::endpoint,
         );
         let server = serve(&["--otlp-endpoint", &endpoint]);
@@ -505,6 +516,40 @@ fn bad_telemetry_settings_are_one_clear_error() {
     let ran = common::run(&["--manifest", p(&manifest), &hello]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(collector.spans().iter().any(|s| s.name == "run hello.wasm"));
+    // `warden check` says where it goes, and refuses what run refuses.
+    let checked = common::ran(
+        common::warden()
+            .args(["check", p(&manifest)])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert!(
+        checked.stdout.contains(&format!(
+            "telemetry: spans to {}/v1/traces, metrics to {}/v1/metrics",
+            collector.endpoint(),
+            collector.endpoint()
+        )),
+        "{}",
+        checked.stdout
+    );
+    std::fs::write(
+        &manifest,
+        "version = 1\n[telemetry]\nendpoint = \"http://x@y:1\"\n",
+    )
+    .unwrap();
+    let checked = common::ran(
+        common::warden()
+            .args(["check", p(&manifest)])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(checked.code, 2, "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("[telemetry]: OTLP endpoint"),
+        "{}",
+        checked.stderr
+    );
 }
 
 #[test]
