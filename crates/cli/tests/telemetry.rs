@@ -754,3 +754,56 @@ fn a_guests_own_traceparent_goes_out_as_the_guest_set_it() {
         "{seen:?} {client:?}"
     );
 }
+
+#[test]
+fn a_tls_handshake_with_a_guests_listener_is_an_event_on_the_run() {
+    use common::tls::{Pki, read_to_end, tls_connect};
+    use std::io::Write;
+    let collector = Collector::start();
+    let pki = Pki::new();
+    let (cert, key) = (pki.arg("server.pem"), pki.arg("server.key"));
+    let echo = p(&warden_test_artifacts::guest(
+        warden_test_artifacts::Target::P1,
+        "echo_std",
+    ))
+    .to_string();
+    let endpoint = collector.endpoint();
+    let mut server = common::server::Server::start(&[
+        "--otlp-endpoint",
+        &endpoint,
+        "--timeout",
+        "60s",
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        &echo,
+        "1",
+    ]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));
+    let mut tls = tls_connect(addr, pki.client_config("ca.pem", false), "localhost").unwrap();
+    tls.write_all(b"over tls\n").unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    assert_eq!(read_to_end(&mut tls).unwrap(), "over tls\n");
+    common::wait_bounded(
+        &mut server.child,
+        Duration::from_secs(20),
+        "echo_std ends after one client",
+    );
+    let spans = collector.spans();
+    let run = spans
+        .iter()
+        .find(|s| s.name == "run echo_std.wasm")
+        .unwrap();
+    let (_, event) = run
+        .events
+        .iter()
+        .find(|(n, _)| n == "warden.tls_accept")
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert_eq!(event["warden.result"], "ok");
+    assert_eq!(event["network.peer.address"], "127.0.0.1");
+    assert!(event.contains_key("tls.protocol.version"), "{event:?}");
+}

@@ -191,3 +191,30 @@ pub(crate) fn denial(
         ],
     );
 }
+
+/// A TLS handshake Warden did with a peer connecting to the guest, as an
+/// event: the peer, the kind, the version agreed or why it failed, and
+/// the peer's SPIFFE ID if it presented one.
+pub(crate) fn tls_accept(trace: &Trace, peer: std::net::SocketAddr, o: &crate::tls::Handshake) {
+    let mut attrs = vec![
+        KeyValue::new("network.peer.address", peer.ip().to_string()),
+        KeyValue::new("network.peer.port", i64::from(peer.port())),
+        KeyValue::new(
+            "warden.result",
+            if o.failure.is_none() { "ok" } else { "failed" },
+        ),
+    ];
+    if let Some(k) = &o.kind {
+        attrs.push(KeyValue::new("warden.tls.kind", k.clone()));
+    }
+    if let Some(v) = &o.version {
+        attrs.push(KeyValue::new("tls.protocol.version", v.clone()));
+    }
+    if let Some(f) = &o.failure {
+        attrs.push(KeyValue::new("warden.reason", f.clone()));
+    }
+    if let Some(id) = &o.peer_id {
+        attrs.push(KeyValue::new("warden.peer_id", id.clone()));
+    }
+    trace.event("warden.tls_accept", attrs);
+}

@@ -675,6 +675,14 @@ impl Gate {
         if let Some(observer) = &self.shared.observer {
             observer.tls(action, outcome.failure.is_none());
         }
+        // An incoming handshake finishes before the guest sees the peer,
+        // so it is an event on the instance's span (an outgoing one has a
+        // span of its own, made where it is done).
+        if action == Action::Accept
+            && let Some(trace) = &self.trace
+        {
+            crate::trace::tls_accept(trace, peer, outcome);
+        }
         if outcome.failure.is_some() {
             let what = match action {
                 Action::Accept => Err(peer.ip()),
