@@ -40,6 +40,29 @@ fn request(port: u16, path: &str, traceparent: Option<&str>) -> common::serving:
     )
 }
 
+/// `warden run --otlp-endpoint COLLECTOR FLAGS net_client.wasm STEPS`,
+/// with `env` set; its output, once it has sent what it recorded.
+fn traced_client(
+    collector: &Collector,
+    flags: &[&str],
+    steps: &[&str],
+    env: &[(&str, &str)],
+) -> common::Ran {
+    let endpoint = collector.endpoint();
+    let client = p(&warden_test_artifacts::guest(
+        warden_test_artifacts::Target::P2,
+        "net_client",
+    ))
+    .to_string();
+    let mut args = vec!["--otlp-endpoint", endpoint.as_str()];
+    args.extend_from_slice(flags);
+    args.push(&client);
+    args.extend_from_slice(steps);
+    let mut cmd = run_cmd(&args);
+    cmd.envs(env.iter().copied());
+    common::ran(cmd.output().unwrap())
+}
+
 #[test]
 fn a_request_is_one_trace_with_its_instance_handler_egress_and_denials() {
     let collector = Collector::start();
@@ -325,25 +348,17 @@ fn a_run_is_a_span_with_its_ending_and_its_network_work() {
     let peer = TcpPeer::start("127.0.0.1");
     let other = TcpPeer::start("127.0.0.1");
     let allowed = format!("127.0.0.1:{}", peer.port());
-    let ran = common::ran(
-        run_cmd(&[
-            "--otlp-endpoint",
-            &collector.endpoint(),
-            "--allow-connect",
-            &allowed,
-            p(&warden_test_artifacts::guest(
-                warden_test_artifacts::Target::P2,
-                "net_client",
-            )),
+    let ran = traced_client(
+        &collector,
+        &["--allow-connect", &allowed],
+        &[
             &format!("connect:{allowed}"),
             &format!("connect:127.0.0.1:{}", other.port()),
-        ])
-        .env(
+        ],
+        &[(
             "TRACEPARENT",
             "00-11111111111111111111111111111111-2222222222222222-01",
-        )
-        .output()
-        .unwrap(),
+        )],
     );
     let spans = collector.spans();
     let run = spans
@@ -566,24 +581,18 @@ fn tls_egress_shows_its_client_connect_and_handshake_spans() {
     let grant = format!("127.0.0.1:{}", web.port());
     let url = format!("https://127.0.0.1:{}/page", web.port());
     let ca = pki.arg("ca.pem");
-    let ran = common::ran(
-        run_cmd(&[
-            "--otlp-endpoint",
-            &collector.endpoint(),
+    let ran = traced_client(
+        &collector,
+        &[
             "--connect-tls",
             &grant,
             "--tls-ca",
             &ca,
             "--tls-server-name",
             "localhost",
-            p(&warden_test_artifacts::guest(
-                warden_test_artifacts::Target::P2,
-                "net_client",
-            )),
-            &format!("http:{url}"),
-        ])
-        .output()
-        .unwrap(),
+        ],
+        &[&format!("http:{url}")],
+        &[],
     );
     assert!(
         ran.stdout.contains("ok status 200 hello over tls"),
@@ -614,20 +623,11 @@ fn tls_egress_shows_its_client_connect_and_handshake_spans() {
     // Deny twin: without the kind's CA the handshake fails, and says so.
     let collector = Collector::start();
     let grant_plain = format!("127.0.0.1:{}", web.port());
-    common::ran(
-        run_cmd(&[
-            "--otlp-endpoint",
-            &collector.endpoint(),
-            "--allow-connect",
-            &grant_plain,
-            p(&warden_test_artifacts::guest(
-                warden_test_artifacts::Target::P2,
-                "net_client",
-            )),
-            &format!("http:{url}"),
-        ])
-        .output()
-        .unwrap(),
+    traced_client(
+        &collector,
+        &["--allow-connect", &grant_plain],
+        &[&format!("http:{url}")],
+        &[],
     );
     let spans = collector.spans();
     let handshake = spans.iter().find(|s| s.name == "tls handshake").unwrap();

@@ -49,19 +49,59 @@ fn built<T>(
     })
 }
 
-/// Finished spans into a bounded queue.
-#[derive(Debug)]
-pub(crate) struct Spans {
-    worker: Worker<SpanData>,
-    exporter: Arc<Mutex<opentelemetry_otlp::SpanExporter>>,
+/// An exporter behind its bounded queue: finished spans or log records
+/// go in without waiting, the queue's thread exports them.
+pub(crate) struct Queued<E, T> {
+    worker: Worker<T>,
+    exporter: Arc<Mutex<E>>,
 }
 
-impl Spans {
+impl<E, T> std::fmt::Debug for Queued<E, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
+impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
+    /// `exporter` behind a queue of `signal`, its batches sent by `export`.
+    fn start(
+        signal: Signal,
+        exporter: E,
+        notices: Notices,
+        export: fn(&E, Vec<T>) -> Result<(), String>,
+    ) -> Result<Arc<Self>, TelemetryError> {
+        let exporter = Arc::new(Mutex::new(exporter));
+        let e = exporter.clone();
+        let worker = Worker::start(
+            signal,
+            &format!("warden-otlp-{}", signal.as_str()),
+            notices,
+            Box::new(move |batch: Vec<T>| {
+                export(&e.lock().unwrap_or_else(|e| e.into_inner()), batch)
+            }),
+        )?;
+        Ok(Arc::new(Queued { worker, exporter }))
+    }
+
     /// Stop, sending what is queued within `grace`.
     pub(crate) fn finish(&self, grace: Duration) -> Counts {
         self.worker.shutdown(grace)
     }
+
+    fn flush(&self) {
+        self.worker.flush(crate::SHUTDOWN_GRACE);
+    }
+
+    /// Do `f` to the exporter (give it the provider's resource).
+    fn exporter(&self, f: impl FnOnce(&mut E)) {
+        f(&mut self.exporter.lock().unwrap_or_else(|e| e.into_inner()));
+    }
 }
+
+/// Finished spans into a bounded queue.
+pub(crate) type Spans = Queued<opentelemetry_otlp::SpanExporter, SpanData>;
 
 /// The provider's own handle on the shared queue.
 #[derive(Debug)]
@@ -75,7 +115,7 @@ impl SpanProcessor for SpansRef {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.worker.flush(crate::SHUTDOWN_GRACE);
+        self.0.flush();
         Ok(())
     }
 
@@ -85,11 +125,7 @@ impl SpanProcessor for SpansRef {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0
-            .exporter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_resource(resource);
+        self.0.exporter(|e| e.set_resource(resource));
     }
 }
 
@@ -108,18 +144,9 @@ pub(crate) fn tracer_provider(
             .with_retry_policy(retry())
             .build(),
     )?;
-    let exporter = Arc::new(Mutex::new(exporter));
-    let e = exporter.clone();
-    let worker = Worker::start(
-        Signal::Traces,
-        "warden-otlp-traces",
-        notices,
-        Box::new(move |batch: Vec<SpanData>| {
-            let exporter = e.lock().unwrap_or_else(|e| e.into_inner());
-            futures_executor::block_on(exporter.export(batch)).map_err(|e| e.to_string())
-        }),
-    )?;
-    let spans = Arc::new(Spans { worker, exporter });
+    let spans = Spans::start(Signal::Traces, exporter, notices, |e, batch| {
+        futures_executor::block_on(e.export(batch)).map_err(|e| e.to_string())
+    })?;
     let provider = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_span_processor(SpansRef(spans.clone()))
@@ -130,18 +157,7 @@ pub(crate) fn tracer_provider(
 type Record = (SdkLogRecord, InstrumentationScope);
 
 /// Log records into a bounded queue.
-#[derive(Debug)]
-pub(crate) struct Logs {
-    worker: Worker<Record>,
-    exporter: Arc<Mutex<opentelemetry_otlp::LogExporter>>,
-}
-
-impl Logs {
-    /// Stop, sending what is queued within `grace`.
-    pub(crate) fn finish(&self, grace: Duration) -> Counts {
-        self.worker.shutdown(grace)
-    }
-}
+pub(crate) type Logs = Queued<opentelemetry_otlp::LogExporter, Record>;
 
 #[derive(Debug)]
 struct LogsRef(Arc<Logs>);
@@ -152,7 +168,7 @@ impl LogProcessor for LogsRef {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.worker.flush(crate::SHUTDOWN_GRACE);
+        self.0.flush();
         Ok(())
     }
 
@@ -161,11 +177,7 @@ impl LogProcessor for LogsRef {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0
-            .exporter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_resource(resource);
+        self.0.exporter(|e| e.set_resource(resource));
     }
 }
 
@@ -184,21 +196,11 @@ pub(crate) fn logger_provider(
             .with_retry_policy(retry())
             .build(),
     )?;
-    let exporter = Arc::new(Mutex::new(exporter));
-    let e = exporter.clone();
-    let worker = Worker::start(
-        Signal::Logs,
-        "warden-otlp-logs",
-        notices,
-        Box::new(move |batch: Vec<Record>| {
-            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                batch.iter().map(|(r, s)| (r, s)).collect();
-            let exporter = e.lock().unwrap_or_else(|e| e.into_inner());
-            futures_executor::block_on(exporter.export(LogBatch::new(&refs)))
-                .map_err(|e| e.to_string())
-        }),
-    )?;
-    let logs = Arc::new(Logs { worker, exporter });
+    let logs = Logs::start(Signal::Logs, exporter, notices, |e, batch| {
+        let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+            batch.iter().map(|(r, s)| (r, s)).collect();
+        futures_executor::block_on(e.export(LogBatch::new(&refs))).map_err(|e| e.to_string())
+    })?;
     let provider = SdkLoggerProvider::builder()
         .with_resource(resource)
         .with_log_processor(LogsRef(logs.clone()))
