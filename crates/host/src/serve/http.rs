@@ -625,7 +625,11 @@ impl Server {
             );
         };
         record.app = Some(app.core.spec.name.clone());
-        record.route = Some(app.core.spec.route.prefix.clone());
+        if self.0.tracer.is_some() {
+            // For OpenTelemetry's request duration only: nothing to copy
+            // when telemetry is off.
+            record.route = Some(app.core.spec.route.prefix.clone());
+        }
         record.sha256 = Some(app.core.sha256.clone());
         let max_body = self.0.limits.max_body;
         let declared = req
