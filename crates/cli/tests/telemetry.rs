@@ -646,8 +646,13 @@ fn limits_that_fire_are_events_on_the_request_span() {
         "300ms",
         "--max-body",
         "1KiB",
+        "--max-memory",
+        "32MiB",
     ]);
     assert_eq!(get(server.port, "/sleep?ms=5000").status, 504);
+    // A body bigger than the memory limit: the growth is refused, the
+    // guest's allocation fails, the handler traps.
+    assert_eq!(get(server.port, "/big?bytes=100000000").status, 500);
     let big = exchange(
         server.port,
         format!(
@@ -673,6 +678,22 @@ fn limits_that_fire_are_events_on_the_request_span() {
     assert_eq!(limit_of("/sleep"), vec!["timeout"], "{spans:#?}");
     assert_eq!(limit_of("/echo"), vec!["max_body"], "{spans:#?}");
     assert!(limit_of("/hello").is_empty());
+    let big = spans
+        .iter()
+        .find(|s| s.kind == SERVER && s.attr("url.path") == Some("/big"))
+        .unwrap();
+    let handler = spans
+        .iter()
+        .find(|s| s.name == "handler" && s.trace_id == big.trace_id)
+        .unwrap();
+    assert_eq!(handler.attr("error.type"), Some("trap"));
+    assert!(
+        handler
+            .events
+            .iter()
+            .any(|(n, a)| n == "warden.limit" && a["warden.limit"] == "memory"),
+        "{handler:#?}"
+    );
     let timed_out = spans
         .iter()
         .find(|s| s.kind == SERVER && s.attr("url.path") == Some("/sleep"))

@@ -180,13 +180,7 @@ impl RequestSpan {
 
     /// A limit that fired for the request (`timeout`, `max_body`, ...).
     pub(crate) fn limit(&self, limit: &str, reason: &str) {
-        self.trace.event(
-            "warden.limit",
-            vec![
-                KeyValue::new("warden.limit", limit.to_string()),
-                KeyValue::new("warden.reason", reason.to_string()),
-            ],
-        );
+        self.trace.limit(limit, reason);
     }
 
     /// End it with the status sent, the body sizes, and how the body was

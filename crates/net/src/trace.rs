@@ -81,6 +81,18 @@ impl Trace {
     pub fn event(&self, name: &'static str, attributes: Vec<KeyValue>) {
         self.cx.span().add_event(name, attributes);
     }
+
+    /// A limit that fired (`timeout`, `max_body`, `memory`, `fuel`, ...),
+    /// with what happened: a `warden.limit` event on this span.
+    pub fn limit(&self, limit: &str, reason: &str) {
+        self.event(
+            "warden.limit",
+            vec![
+                KeyValue::new("warden.limit", limit.to_string()),
+                KeyValue::new("warden.reason", reason.to_string()),
+            ],
+        );
+    }
 }
 
 /// A child span, ended when dropped.

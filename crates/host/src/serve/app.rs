@@ -152,20 +152,18 @@ impl Core {
         deadline: Instant,
         trace: Option<Trace>,
     ) -> Result<Store<State<ComponentCtx>>, HostError> {
-        // The ids go in audit records only: worded only when there is a log.
-        let ids = trace
-            .as_ref()
-            .filter(|_| self.audit.is_some())
-            .map(Trace::ids);
-        let mut extra = extra.to_vec();
-        if let Some((t, s)) = &ids {
-            extra.push(("trace_id", t));
-            extra.push(("span_id", s));
-        }
-        let audit = self
-            .audit
-            .as_ref()
-            .map(|a| a.child(id, &self.sha256, &extra));
+        let audit = self.audit.as_ref().map(|a| {
+            let log = a.child(id, &self.sha256, extra);
+            // Its records carry the ids of the span they belong to.
+            match &trace {
+                Some(t) => {
+                    let (trace_id, span_id) = t.ids();
+                    log.with_field("trace_id", &trace_id)
+                        .with_field("span_id", &span_id)
+                }
+                None => log,
+            }
+        });
         let gate = self.gate.instance_traced(audit, trace);
         let activation = Arc::new(warden_net::socket::Activation::default());
         let ctx = ComponentCtx::new(&self.spec.grants, &gate, activation)?;
@@ -372,22 +370,15 @@ impl App {
             if let Some(h) = &handler {
                 // A memory growth the limit refused, and how it ended.
                 if let Some(refused) = store.data().limiter.first_refusal() {
-                    let (limit, reason) = match refused {
+                    let reason = match refused {
                         crate::RefusedGrowth::Memory(n) => {
-                            ("memory", format!("a memory would have grown to {n} bytes"))
+                            format!("a memory would have grown to {n} bytes")
                         }
-                        crate::RefusedGrowth::Table(n) => (
-                            "memory",
-                            format!("a table would have grown to {n} elements"),
-                        ),
+                        crate::RefusedGrowth::Table(n) => {
+                            format!("a table would have grown to {n} elements")
+                        }
                     };
-                    h.trace().event(
-                        "warden.limit",
-                        vec![
-                            KeyValue::new("warden.limit", limit),
-                            KeyValue::new("warden.reason", reason),
-                        ],
-                    );
+                    h.trace().limit("memory", &reason);
                 }
                 match &outcome {
                     Ok(()) => {}

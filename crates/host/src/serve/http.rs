@@ -641,7 +641,7 @@ impl Server {
             return self.answer(
                 record.limited(
                     "max_body",
-                    "the request's Content-Length is past --max-body",
+                    "the request's Content-Length is past the body limit",
                 ),
                 413,
                 "request body too large\n",
@@ -707,14 +707,14 @@ impl Server {
                 http::Response::from_parts(parts, BodyExt::boxed_unsync(body))
             }
             Ok(_) => self.answer(
-                record.limited("max_body", "the request body grew past --max-body"),
+                record.limited("max_body", "the request body grew past the body limit"),
                 413,
                 "request body too large\n",
                 activity,
                 Some(slot),
             ),
             Err(_) if over.load(Ordering::SeqCst) => self.answer(
-                record.limited("max_body", "the request body grew past --max-body"),
+                record.limited("max_body", "the request body grew past the body limit"),
                 413,
                 "request body too large\n",
                 activity,
@@ -807,7 +807,7 @@ impl Server {
                             span.limit("timeout", "the response was cut at the request's time")
                         }
                         Cut::BodyLimit => {
-                            span.limit("max_body", "the request body grew past --max-body")
+                            span.limit("max_body", "the request body grew past the body limit")
                         }
                         _ => {}
                     }

@@ -790,13 +790,7 @@ impl Gate {
             audit.record_limit(limit, reason);
         }
         if let Some(trace) = &self.trace {
-            trace.event(
-                "warden.limit",
-                vec![
-                    opentelemetry::KeyValue::new("warden.limit", limit.to_string()),
-                    opentelemetry::KeyValue::new("warden.reason", reason.to_string()),
-                ],
-            );
+            trace.limit(limit, reason);
         }
     }
 
