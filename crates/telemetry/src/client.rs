@@ -33,8 +33,32 @@ impl Client {
     }
 
     fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        self.send(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            request.body(),
+        )
+    }
+
+    /// POST `body` to `uri` with `headers`: the collector's answer.
+    pub(crate) fn post_bytes(
+        &self,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Response<Bytes>, HttpError> {
+        self.send(&http::Method::POST, uri, headers, body)
+    }
+
+    fn send(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Response<Bytes>, HttpError> {
         let deadline = Instant::now() + self.timeout;
-        let uri = request.uri();
         if uri.scheme_str() != Some("http") {
             return Err(format!("{uri}: only http:// endpoints are supported").into());
         }
@@ -65,11 +89,10 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let authority = uri.authority().map_or(host, |a| a.as_str());
         let mut head = format!(
-            "{} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
-            request.method(),
-            request.body().len()
+            "{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
+            body.len()
         );
-        for (name, value) in request.headers() {
+        for (name, value) in headers {
             if name == http::header::HOST
                 || name == http::header::CONTENT_LENGTH
                 || name == http::header::CONNECTION
@@ -85,7 +108,7 @@ impl Client {
         head.push_str("\r\n");
         stream.set_write_timeout(Some(left().max(Duration::from_millis(1))))?;
         stream.write_all(head.as_bytes())?;
-        stream.write_all(request.body())?;
+        stream.write_all(body)?;
         stream.flush()?;
         stream.set_read_timeout(Some(left().max(Duration::from_millis(1))))?;
         let mut reader = BufReader::new(stream.take(MAX_RESPONSE as u64));

@@ -18,11 +18,10 @@ use opentelemetry_sdk::logs::{
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{
-    SdkTracerProvider, Span, SpanData, SpanExporter as _, SpanProcessor,
-};
+use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
 
 use crate::client::Client;
+use crate::otlp::SpanEncoder;
 use crate::worker::{Counts, Worker};
 use crate::{
     EXPORT_TIMEOUT, Endpoints, Loss, METRIC_INTERVAL, Notice, Notices, SCOPE, Signal,
@@ -70,7 +69,7 @@ impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
         signal: Signal,
         exporter: E,
         notices: Notices,
-        export: fn(&E, Vec<T>) -> Result<(), String>,
+        export: fn(&mut E, &[T]) -> Result<(), String>,
     ) -> Result<Arc<Self>, TelemetryError> {
         let exporter = Arc::new(Mutex::new(exporter));
         let e = exporter.clone();
@@ -78,8 +77,8 @@ impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
             signal,
             &format!("warden-otlp-{}", signal.as_str()),
             notices,
-            Box::new(move |batch: Vec<T>| {
-                export(&e.lock().unwrap_or_else(|e| e.into_inner()), batch)
+            Box::new(move |batch: &[T]| {
+                export(&mut e.lock().unwrap_or_else(|e| e.into_inner()), batch)
             }),
         )?;
         Ok(Arc::new(Queued { worker, exporter }))
@@ -101,7 +100,113 @@ impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
 }
 
 /// Finished spans into a bounded queue.
-pub(crate) type Spans = Queued<opentelemetry_otlp::SpanExporter, SpanData>;
+pub(crate) type Spans = Queued<SpanSender, SpanData>;
+
+/// Sends batches of spans: encoded by [`crate::otlp`] into a buffer kept
+/// between batches, posted over Warden's client.
+#[derive(Debug)]
+pub(crate) struct SpanSender {
+    encoder: SpanEncoder,
+    client: Client,
+    endpoint: http::Uri,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A collector's answers worth one more try: it is busy or restarting.
+const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
+
+/// How long before the one retry.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+impl SpanSender {
+    fn new(endpoint: &str, headers: http::HeaderMap) -> Result<SpanSender, TelemetryError> {
+        Ok(SpanSender {
+            encoder: SpanEncoder::default(),
+            client: Client::new(EXPORT_TIMEOUT),
+            endpoint: built("traces", endpoint.parse::<http::Uri>())?,
+            headers,
+            body: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, spans: &[SpanData]) -> Result<(), String> {
+        self.encoder.encode(spans, &mut self.body);
+        let mut why = String::new();
+        for attempt in 0..=RETRIES {
+            if attempt > 0 {
+                std::thread::sleep(RETRY_DELAY);
+            }
+            match self
+                .client
+                .post_bytes(&self.endpoint, &self.headers, &self.body)
+            {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => {
+                    why = format!("the collector answered {}", r.status());
+                    if !RETRY_STATUSES.contains(&r.status().as_u16()) {
+                        break;
+                    }
+                }
+                Err(e) => why = e.to_string(),
+            }
+        }
+        Err(why)
+    }
+}
+
+/// The headers every trace export carries: protobuf, and what
+/// `OTEL_EXPORTER_OTLP_HEADERS` and then `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
+/// (which wins for a name both give) list as `key=value,...` with
+/// URL-encoded values, as the OTLP exporter specification has them. A
+/// pair that is not a valid header is left out.
+fn trace_headers(env: impl Fn(&str) -> Option<String>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-protobuf"),
+    );
+    for var in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    ] {
+        for pair in env(var).unwrap_or_default().split(',') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = percent_decoded(v.trim());
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.trim().as_bytes()),
+                http::HeaderValue::from_str(&v),
+            ) && !v.is_empty()
+            {
+                headers.insert(k, v);
+            }
+        }
+    }
+    headers
+}
+
+/// `%XX` escapes decoded; text that is not a valid escape is kept as it is.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// The provider's own handle on the shared queue.
 #[derive(Debug)]
@@ -125,7 +230,7 @@ impl SpanProcessor for SpansRef {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0.exporter(|e| e.set_resource(resource));
+        self.0.exporter(|e| e.encoder.set_resource(resource));
     }
 }
 
@@ -134,19 +239,11 @@ pub(crate) fn tracer_provider(
     resource: Resource,
     notices: Notices,
 ) -> Result<(SdkTracerProvider, Arc<Spans>), TelemetryError> {
-    let exporter = built(
-        "traces",
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(Client::new(EXPORT_TIMEOUT))
-            .with_endpoint(endpoints.of(Signal::Traces))
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_retry_policy(retry())
-            .build(),
+    let sender = SpanSender::new(
+        endpoints.of(Signal::Traces),
+        trace_headers(|k| std::env::var(k).ok()),
     )?;
-    let spans = Spans::start(Signal::Traces, exporter, notices, |e, batch| {
-        futures_executor::block_on(e.export(batch)).map_err(|e| e.to_string())
-    })?;
+    let spans = Spans::start(Signal::Traces, sender, notices, SpanSender::send)?;
     let provider = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_span_processor(SpansRef(spans.clone()))
@@ -341,4 +438,41 @@ pub(crate) fn meter_provider(
         .with_resource(resource)
         .with_reader(reader)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(vars: &[(&str, &str)]) -> http::HeaderMap {
+        trace_headers(|k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn the_standard_header_variables_are_read_and_the_traces_one_wins() {
+        let h = headers(&[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=a%20b, x-tenant = t1 ,broken,=v,empty=",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=t2"),
+        ]);
+        assert_eq!(h["content-type"], "application/x-protobuf");
+        assert_eq!(h["api-key"], "a b");
+        assert_eq!(h["x-tenant"], "t2");
+        // content-type, api-key, x-tenant: nothing else got in.
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(headers(&[]).len(), 1);
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_bad_ones_kept() {
+        assert_eq!(percent_decoded("a%2Cb%3d"), "a,b=");
+        assert_eq!(percent_decoded("100%"), "100%");
+        assert_eq!(percent_decoded("%zz%4"), "%zz%4");
+    }
 }

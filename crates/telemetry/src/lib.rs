@@ -18,6 +18,7 @@
 mod client;
 mod config;
 mod export;
+mod otlp;
 mod worker;
 
 use std::sync::{Arc, Mutex};

@@ -67,8 +67,11 @@ struct Shared<T> {
     done: Condvar,
 }
 
-/// How a batch is exported: `Err` with why, when it was not.
-pub(crate) type Export<T> = Box<dyn FnMut(Vec<T>) -> Result<(), String> + Send>;
+/// How a batch is exported: `Err` with why, when it was not. The batch
+/// is emptied afterwards and its buffer used again (a batch of spans is
+/// some 180 KiB: a new one each time would be mapped, faulted in by the
+/// threads that fill it, and unmapped).
+pub(crate) type Export<T> = Box<dyn FnMut(&[T]) -> Result<(), String> + Send>;
 
 /// One queue and its thread.
 pub(crate) struct Worker<T> {
@@ -214,7 +217,7 @@ fn run<T>(
     tally: &Tally,
     notices: &Notices,
 ) {
-    let mut send = |batch: Vec<T>| {
+    let mut send = |batch: &mut Vec<T>| {
         if batch.is_empty() {
             return;
         }
@@ -228,7 +231,9 @@ fn run<T>(
                 tell_once(signal, tally, notices, Loss::Export(why));
             }
         }
+        batch.clear();
     };
+    let mut batch: Vec<T> = Vec::with_capacity(BATCH);
     let mut since = Instant::now();
     loop {
         let mut q = lock(&shared.queue);
@@ -244,16 +249,17 @@ fn run<T>(
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let batch: Vec<T> = if q.items.len() <= BATCH {
-            std::mem::replace(&mut q.items, Vec::with_capacity(BATCH))
+        // The queue takes the empty buffer, the batch the full one.
+        if q.items.len() <= BATCH {
+            std::mem::swap(&mut q.items, &mut batch);
         } else {
-            q.items.drain(..BATCH).collect()
-        };
+            batch.extend(q.items.drain(..BATCH));
+        }
         let more = !q.items.is_empty();
         let flushes = q.flushes;
         let closed = q.closed;
         drop(q);
-        send(batch);
+        send(&mut batch);
         since = Instant::now();
         if more {
             // A backlog: send it before waiting again.
@@ -294,7 +300,7 @@ mod tests {
             Signal::Traces,
             "t",
             quiet(),
-            Box::new(move |b: Vec<u32>| {
+            Box::new(move |b: &[u32]| {
                 g.lock().unwrap().push(b.len());
                 Ok(())
             }),
@@ -321,7 +327,7 @@ mod tests {
             Signal::Traces,
             "t",
             notices,
-            Box::new(move |_b: Vec<u32>| {
+            Box::new(move |_b: &[u32]| {
                 let _ = release_rx.lock().unwrap().recv();
                 Err("stuck".into())
             }),
