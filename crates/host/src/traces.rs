@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 use warden_net::trace::Trace;
 
 use crate::{HostError, Outcome};
@@ -103,13 +103,29 @@ pub(crate) fn end_forced(trace: &Trace) {
     span.end();
 }
 
+/// An app's name and route prefix as OpenTelemetry values, made once:
+/// each request's attributes share them rather than copy them.
+pub(crate) struct AppLabels {
+    pub(crate) app: opentelemetry::StringValue,
+    pub(crate) route: opentelemetry::StringValue,
+}
+
+impl AppLabels {
+    pub(crate) fn new(app: &str, route: &str) -> AppLabels {
+        AppLabels {
+            app: Arc::<str>::from(app).into(),
+            route: Arc::<str>::from(route).into(),
+        }
+    }
+}
+
 /// What a request's server span starts with.
 pub(crate) struct RequestStart<'a> {
-    pub(crate) method: &'a str,
+    pub(crate) method: &'a http::Method,
     pub(crate) path: &'a str,
     pub(crate) https: bool,
-    pub(crate) route: Option<&'a str>,
-    pub(crate) app: Option<&'a str>,
+    /// The app that serves it (its name and route), if one does.
+    pub(crate) app: Option<&'a AppLabels>,
     pub(crate) host: Option<&'a str>,
     pub(crate) local_port: u16,
     pub(crate) peer: std::net::SocketAddr,
@@ -119,6 +135,10 @@ pub(crate) struct RequestStart<'a> {
     pub(crate) started: SystemTime,
 }
 
+/// The most attributes a server span has: the 13 it can start with and
+/// the 3 [`RequestSpan::finish`] adds (room made once, not grown).
+const REQUEST_ATTRIBUTES: usize = 16;
+
 /// A request's server span.
 pub(crate) struct RequestSpan {
     trace: Trace,
@@ -127,17 +147,22 @@ pub(crate) struct RequestSpan {
 impl RequestSpan {
     /// Start it, a child of `parent` (what the request's `traceparent`
     /// names, or a new trace).
+    ///
+    /// Every request pays for this when telemetry is on, so it copies
+    /// little: the method and the fixed words are static, the app's name
+    /// and route shared.
     pub(crate) fn start(
         tracer: Arc<opentelemetry::global::BoxedTracer>,
         parent: &Context,
         r: &RequestStart<'_>,
     ) -> RequestSpan {
-        let name = match r.route {
-            Some(route) => format!("{} {route}", r.method),
+        let name = match r.app {
+            Some(app) => format!("{} {}", r.method, app.route.as_str()),
             None => r.method.to_string(),
         };
-        let mut attrs = vec![
-            KeyValue::new("http.request.method", r.method.to_string()),
+        let mut attrs = Vec::with_capacity(REQUEST_ATTRIBUTES);
+        attrs.extend([
+            KeyValue::new("http.request.method", method_value(r.method.as_str())),
             KeyValue::new("url.path", r.path.to_string()),
             KeyValue::new("url.scheme", if r.https { "https" } else { "http" }),
             KeyValue::new("client.address", r.peer.ip().to_string()),
@@ -146,12 +171,10 @@ impl RequestSpan {
             KeyValue::new("network.protocol.name", "http"),
             KeyValue::new("network.protocol.version", protocol_version(r.version)),
             KeyValue::new("warden.request_id", r.request_id.to_string()),
-        ];
-        if let Some(route) = r.route {
-            attrs.push(KeyValue::new("http.route", route.to_string()));
-        }
+        ]);
         if let Some(app) = r.app {
-            attrs.push(KeyValue::new("warden.app", app.to_string()));
+            attrs.push(KeyValue::new("http.route", app.route.clone()));
+            attrs.push(KeyValue::new("warden.app", app.app.clone()));
         }
         if let Some(host) = r.host {
             attrs.push(KeyValue::new("server.address", host.to_string()));
@@ -187,12 +210,11 @@ impl RequestSpan {
     /// cut (if it was). A server span is an error from 500 on.
     pub(crate) fn finish(&self, status: u16, bytes_in: u64, bytes_out: u64, cut: Option<&str>) {
         let span = self.trace.context().span();
-        span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
-        span.set_attribute(KeyValue::new("http.request.body.size", bytes_in as i64));
-        span.set_attribute(KeyValue::new("http.response.body.size", bytes_out as i64));
+        span.set_attributes([
+            KeyValue::new("http.response.status_code", i64::from(status)),
+            KeyValue::new("http.request.body.size", bytes_in as i64),
+            KeyValue::new("http.response.body.size", bytes_out as i64),
+        ]);
         if let Some(cut) = cut {
             span.set_attribute(KeyValue::new("warden.cut", cut.to_string()));
             span.set_attribute(KeyValue::new("error.type", cut.to_string()));
@@ -202,6 +224,18 @@ impl RequestSpan {
             span.set_status(Status::error(format!("answered {status}")));
         }
         span.end();
+    }
+}
+
+/// A method's name as an attribute value: static for the methods HTTP
+/// defines, a copy for anything else.
+pub(crate) fn method_value(m: &str) -> Value {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|k| **k == m) {
+        Some(k) => Value::from(*k),
+        None => Value::from(m.to_string()),
     }
 }
 

@@ -33,6 +33,7 @@ use super::metrics::Metrics;
 use super::{AppSpec, Reuse};
 use crate::HostError;
 use crate::instance::{self, State};
+use crate::traces::AppLabels;
 
 /// How long an idle 0.3 instance kept for reuse lives.
 const IDLE_INSTANCE: Duration = Duration::from_secs(1);
@@ -99,6 +100,9 @@ pub(crate) struct Core {
     instances: AtomicU64,
     /// Its telemetry (tracer, audit logs), when export is on.
     pub(crate) scope: Option<warden_telemetry::Scope>,
+    /// Its name and route as span and metric values, made once: a
+    /// request's attributes then share them rather than copy them.
+    pub(crate) labels: AppLabels,
 }
 
 impl Core {
@@ -115,6 +119,7 @@ impl Core {
         metrics: Arc<Metrics>,
         events: crate::Events,
     ) -> Core {
+        let labels = AppLabels::new(&spec.name, &spec.route.prefix);
         Core {
             spec,
             sha256,
@@ -125,6 +130,7 @@ impl Core {
             events,
             instances: AtomicU64::new(0),
             scope: None,
+            labels,
         }
     }
 

@@ -504,13 +504,12 @@ impl Server {
         &self,
         req: &http::Request<Incoming>,
         server_tracer: &Arc<opentelemetry::global::BoxedTracer>,
+        routed: (Option<&str>, Option<&App>),
         via: Via,
         id: &str,
         arrived: SystemTime,
     ) -> crate::traces::RequestSpan {
-        let authority = authority_of(req).ok().flatten();
-        let host = authority.as_ref().map(host_of);
-        let app = self.route(host.as_deref(), req.uri().path());
+        let (host, app) = routed;
         let tracer = app
             .and_then(|a| a.core.scope.as_ref())
             .map_or_else(|| server_tracer.clone(), |s| s.tracer());
@@ -520,12 +519,11 @@ impl Server {
             tracer,
             &parent,
             &crate::traces::RequestStart {
-                method: req.method().as_str(),
+                method: req.method(),
                 path: &path,
                 https: via.https,
-                route: app.map(|a| a.core.spec.route.prefix.as_str()),
-                app: app.map(|a| a.core.spec.name.as_str()),
-                host: host.as_deref(),
+                app: app.map(|a| &a.core.labels),
+                host,
                 local_port: via.local.port(),
                 peer: via.peer,
                 version: req.version(),
@@ -581,10 +579,22 @@ impl Server {
             bytes_in: Arc::new(AtomicU64::new(0)),
             span: None,
         };
+        // The authority routed on is the one the guest sees: exactly
+        // host[:port], or the request is refused before any routing.
+        let authority = authority_of(&req);
+        let host = match &authority {
+            Ok(Some(a)) => Some(host_of(a)),
+            _ => None,
+        };
+        let routed = match &authority {
+            Ok(_) => self.route(host.as_deref(), req.uri().path()),
+            Err(_) => None,
+        };
         if let Some(server_tracer) = &self.0.tracer {
             record.span = Some(Arc::new(self.request_span(
                 &req,
                 server_tracer,
+                (host.as_deref(), routed),
                 via,
                 &id,
                 arrived,
@@ -600,9 +610,7 @@ impl Server {
                 None,
             );
         };
-        // The authority routed on is the one the guest sees: exactly
-        // host[:port], or the request is refused before any routing.
-        let authority = match authority_of(&req) {
+        let authority = match authority {
             Ok(a) => a,
             Err(why) => {
                 return self.answer(
@@ -614,8 +622,7 @@ impl Server {
                 );
             }
         };
-        let host = authority.as_ref().map(host_of);
-        let Some(app) = self.route(host.as_deref(), req.uri().path()) else {
+        let Some(app) = routed else {
             return self.answer(
                 record,
                 404,
@@ -628,7 +635,7 @@ impl Server {
         if self.0.tracer.is_some() {
             // For OpenTelemetry's request duration only: nothing to copy
             // when telemetry is off.
-            record.route = Some(app.core.spec.route.prefix.clone());
+            record.route = Some(app.core.labels.route.clone());
         }
         record.sha256 = Some(app.core.sha256.clone());
         let max_body = self.0.limits.max_body;
@@ -684,7 +691,7 @@ impl Server {
                 );
                 self.0.metrics.http_duration(
                     &record.method,
-                    record.route.as_deref(),
+                    record.route.as_ref(),
                     status,
                     started.elapsed().as_secs_f64(),
                 );
@@ -765,7 +772,7 @@ impl Server {
         );
         self.0.metrics.http_duration(
             &record.method,
-            record.route.as_deref(),
+            record.route.as_ref(),
             status,
             record.started.elapsed().as_secs_f64(),
         );
@@ -838,7 +845,9 @@ struct Record {
     path: String,
     version: String,
     app: Option<String>,
-    route: Option<String>,
+    /// Its app's route, for OpenTelemetry's request duration (set only
+    /// when telemetry is on).
+    route: Option<opentelemetry::StringValue>,
     sha256: Option<String>,
     started: Instant,
     bytes_in: Arc<AtomicU64>,

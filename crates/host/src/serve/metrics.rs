@@ -70,8 +70,10 @@ struct Otel {
     requests: otm::Counter<u64>,
     latency: otm::Histogram<f64>,
     http_duration: otm::Histogram<f64>,
-    in_flight: otm::UpDownCounter<i64>,
-    connections: otm::UpDownCounter<i64>,
+    /// Read from the Prometheus gauges when the meter collects, rather
+    /// than counted twice per request.
+    _in_flight: otm::ObservableUpDownCounter<i64>,
+    _connections: otm::ObservableUpDownCounter<i64>,
     created: otm::Counter<u64>,
     reused: otm::Counter<u64>,
     denials: otm::Counter<u64>,
@@ -82,7 +84,8 @@ struct Otel {
 }
 
 impl Otel {
-    fn new(meter: &otm::Meter) -> Otel {
+    fn new(meter: &otm::Meter, in_flight: &Gauge, connections: &Gauge) -> Otel {
+        let (in_flight, connections) = (in_flight.clone(), connections.clone());
         Otel {
             requests: meter
                 .u64_counter("warden.requests")
@@ -98,12 +101,14 @@ impl Otel {
                 .with_unit("s")
                 .with_description("Duration of HTTP server requests")
                 .build(),
-            in_flight: meter
-                .i64_up_down_counter("warden.requests_in_flight")
+            _in_flight: meter
+                .i64_observable_up_down_counter("warden.requests_in_flight")
+                .with_callback(move |o| o.observe(in_flight.get(), &[]))
                 .with_description("Requests being handled")
                 .build(),
-            connections: meter
-                .i64_up_down_counter("warden.connections_open")
+            _connections: meter
+                .i64_observable_up_down_counter("warden.connections_open")
+                .with_callback(move |o| o.observe(connections.get(), &[]))
                 .with_description("Client connections open")
                 .build(),
             created: meter
@@ -211,6 +216,9 @@ impl Metrics {
             "Responses whose body was cut short after their headers were sent, by app and reason (timeout, write-timeout, trap, body-error, body-limit, closed)",
             cut.clone(),
         );
+        let otel = meter
+            .as_ref()
+            .map(|m| Otel::new(m, &in_flight, &connections));
         Metrics {
             registry,
             requests,
@@ -222,7 +230,7 @@ impl Metrics {
             denials,
             tls,
             cut,
-            otel: meter.as_ref().map(Otel::new),
+            otel,
         }
     }
 
@@ -239,30 +247,34 @@ impl Metrics {
     pub(crate) fn http_duration(
         &self,
         method: &str,
-        route: Option<&str>,
+        route: Option<&opentelemetry::StringValue>,
         status: u16,
         seconds: f64,
     ) {
         if let Some(o) = &self.otel {
-            let mut attrs = vec![
-                KeyValue::new("http.request.method", method.to_string()),
-                KeyValue::new("http.response.status_code", i64::from(status)),
-            ];
-            if let Some(r) = route {
-                attrs.push(KeyValue::new("http.route", r.to_string()));
+            let method = KeyValue::new("http.request.method", crate::traces::method_value(method));
+            let status = KeyValue::new("http.response.status_code", i64::from(status));
+            match route {
+                Some(r) => o.http_duration.record(
+                    seconds,
+                    &[method, status, KeyValue::new("http.route", r.clone())],
+                ),
+                None => o.http_duration.record(seconds, &[method, status]),
             }
-            o.http_duration.record(seconds, &attrs);
         }
     }
 
     pub(crate) fn answered(&self, app: &str, status: u16, seconds: f64) {
         if let Some(o) = &self.otel {
-            let attrs = [
-                app_kv(app),
-                KeyValue::new("http.response.status_code", i64::from(status)),
-            ];
-            o.requests.add(1, &attrs);
-            o.latency.record(seconds, &[app_kv(app)]);
+            let app = app_kv(app);
+            o.latency.record(seconds, std::slice::from_ref(&app));
+            o.requests.add(
+                1,
+                &[
+                    app,
+                    KeyValue::new("http.response.status_code", i64::from(status)),
+                ],
+            );
         }
         let app = app.to_string();
         self.requests
@@ -296,30 +308,18 @@ impl Metrics {
     }
 
     pub(crate) fn request_started(&self) {
-        if let Some(o) = &self.otel {
-            o.in_flight.add(1, &[]);
-        }
         self.in_flight.inc();
     }
 
     pub(crate) fn request_ended(&self) {
-        if let Some(o) = &self.otel {
-            o.in_flight.add(-1, &[]);
-        }
         self.in_flight.dec();
     }
 
     pub(crate) fn connection_opened(&self) {
-        if let Some(o) = &self.otel {
-            o.connections.add(1, &[]);
-        }
         self.connections.inc();
     }
 
     pub(crate) fn connection_closed(&self) {
-        if let Some(o) = &self.otel {
-            o.connections.add(-1, &[]);
-        }
         self.connections.dec();
     }
 
