@@ -176,7 +176,7 @@ enum Cut {
     Trap,
     /// The guest's body ended in an error (aborted, or a wrong length).
     BodyError,
-    /// The request body grew past `--max-body`.
+    /// The request body grew past the body limit.
     BodyLimit,
     /// The connection went before the body ended.
     Closed,
@@ -1192,7 +1192,7 @@ impl<B> Tracked<B> {
         let what = match cut.reason {
             Cut::Timeout => "the request's time ran out",
             Cut::Trap => "the application failed",
-            Cut::BodyLimit => "the request body grew past --max-body",
+            Cut::BodyLimit => "the request body grew past the body limit",
             _ => "the response was cut",
         };
         self.finish(Some(cut));
