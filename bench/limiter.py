@@ -54,8 +54,12 @@ def build(baseline):
     # by paths relative to it, so the two checkouts' crates would
     # overwrite each other in one target/.
     target = os.path.join(OUT, "baseline-target")
+    # Built as this checkout's release profile builds (LTO, one codegen
+    # unit; an older Cargo.toml may not say so), so the ratio is the
+    # limiter's and not the profile's.
+    env = dict(os.environ, CARGO_PROFILE_RELEASE_LTO="fat", CARGO_PROFILE_RELEASE_CODEGEN_UNITS="1")
     subprocess.run(["cargo", "build", "--release", "-p", "warden", "--quiet",
-                    "--target-dir", target], cwd=src, check=True)
+                    "--target-dir", target], cwd=src, check=True, env=env)
     old = os.path.join(OUT, "warden-baseline")
     shutil.copy2(os.path.join(target, "release", "warden"), old)
     return {"baseline": (old, []), "current": (current, []), "current+limits": (current, LIMITS)}
