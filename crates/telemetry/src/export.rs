@@ -469,6 +469,72 @@ mod tests {
         assert_eq!(headers(&[]).len(), 1);
     }
 
+    /// A collector on loopback answering each POST with the next status
+    /// of `answers` (then closing); how many POSTs it took.
+    fn collector(answers: &'static [u16]) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            listener.set_nonblocking(true).unwrap();
+            let mut taken = 0;
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            while taken < answers.len() && std::time::Instant::now() < until {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as much body as content-length says.
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let status = answers[taken];
+                taken += 1;
+                let _ = write!(s, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            }
+            taken
+        });
+        (url, server)
+    }
+
+    fn sender(url: &str) -> SpanSender {
+        SpanSender::new(url, trace_headers(|_| None)).unwrap()
+    }
+
+    #[test]
+    fn a_busy_collector_is_tried_once_more() {
+        let (url, server) = collector(&[503, 200]);
+        assert_eq!(sender(&url).send(&[]), Ok(()));
+        assert_eq!(server.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_refusal_is_not_retried_and_says_the_status() {
+        let (url, server) = collector(&[400, 200]);
+        let err = sender(&url).send(&[]).unwrap_err();
+        assert!(err.contains("400"), "{err}");
+        // Only one POST came; the collector gives up waiting for a second.
+        assert_eq!(server.join().unwrap(), 1);
+    }
+
     #[test]
     fn percent_escapes_are_decoded_and_bad_ones_kept() {
         assert_eq!(percent_decoded("a%2Cb%3d"), "a,b=");
