@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{Context, KeyValue, Value};
-use warden_net::trace::Trace;
+use warden_net::trace::{Trace, Tracer};
 
 use crate::{HostError, Outcome};
 
@@ -46,61 +46,68 @@ pub(crate) fn run_span(
         }
     }
     let parent = warden_net::trace::extract(&carrier);
-    let span = tracer
-        .span_builder(format!("run {name}"))
-        .with_kind(SpanKind::Internal)
-        .with_attributes([
+    let trace = tracer.start(
+        format!("run {name}"),
+        SpanKind::Internal,
+        vec![
             KeyValue::new("warden.app", name),
             KeyValue::new("warden.module.sha256", sha256.to_string()),
             KeyValue::new("process.executable.path", file.display().to_string()),
-        ])
-        .start_with_context(&*tracer, &parent);
-    Ok((
-        Trace::new(tracer, parent.with_span(span)),
-        scope.audit_logs(),
-    ))
+        ],
+        &parent,
+        None,
+    );
+    Ok((trace, scope.audit_logs()))
 }
 
 /// End the run's span with how the run ended: `process.exit.code` for an
 /// exit, `warden.end` (exit, limit, trap, error) and the limit's name.
 pub(crate) fn end_run(trace: &Trace, outcome: &Result<Outcome, HostError>) {
-    let span = trace.context().span();
     match outcome {
         Ok(Outcome::Exited(code)) => {
-            span.set_attribute(KeyValue::new("warden.end", "exit"));
-            span.set_attribute(KeyValue::new("process.exit.code", i64::from(*code)));
+            trace.set_all([
+                KeyValue::new("warden.end", "exit"),
+                KeyValue::new("process.exit.code", i64::from(*code)),
+            ]);
             if *code != 0 {
-                span.set_status(Status::error(format!("exited with {code}")));
+                trace.set_status(Status::error(format!("exited with {code}")));
             }
         }
         Ok(Outcome::Limit(hit)) => {
-            span.set_attribute(KeyValue::new("warden.end", "limit"));
-            span.set_attribute(KeyValue::new("warden.limit", hit.name()));
-            span.set_attribute(KeyValue::new("error.type", "limit"));
-            span.set_status(Status::error(hit.to_string()));
+            trace.set_all([
+                KeyValue::new("warden.end", "limit"),
+                KeyValue::new("warden.limit", hit.name()),
+                KeyValue::new("error.type", "limit"),
+            ]);
+            trace.set_status(Status::error(hit.to_string()));
         }
         Ok(Outcome::Trapped { reason, .. }) => {
-            span.set_attribute(KeyValue::new("warden.end", "trap"));
-            span.set_attribute(KeyValue::new("error.type", "trap"));
-            span.set_status(Status::error(reason.clone()));
+            trace.set_all([
+                KeyValue::new("warden.end", "trap"),
+                KeyValue::new("error.type", "trap"),
+            ]);
+            trace.set_status(Status::error(reason.clone()));
         }
         Err(e) => {
-            span.set_attribute(KeyValue::new("warden.end", "error"));
-            span.set_attribute(KeyValue::new("error.type", "host"));
-            span.set_status(Status::error(e.to_string()));
+            trace.set_all([
+                KeyValue::new("warden.end", "error"),
+                KeyValue::new("error.type", "host"),
+            ]);
+            trace.set_status(Status::error(e.to_string()));
         }
     }
-    span.end();
+    trace.end();
 }
 
 /// End the run's span when a signal or the timeout's watchdog ends the
 /// process (a span already ended is left as it is).
 pub(crate) fn end_forced(trace: &Trace) {
-    let span = trace.context().span();
-    span.set_attribute(KeyValue::new("warden.end", "stopped"));
-    span.set_attribute(KeyValue::new("error.type", "stopped"));
-    span.set_status(Status::error("stopped by a signal or the timeout"));
-    span.end();
+    trace.set_all([
+        KeyValue::new("warden.end", "stopped"),
+        KeyValue::new("error.type", "stopped"),
+    ]);
+    trace.set_status(Status::error("stopped by a signal or the timeout"));
+    trace.end();
 }
 
 /// An app's name and route prefix as OpenTelemetry values, made once:
@@ -151,11 +158,7 @@ impl RequestSpan {
     /// Every request pays for this when telemetry is on, so it copies
     /// little: the method and the fixed words are static, the app's name
     /// and route shared.
-    pub(crate) fn start(
-        tracer: Arc<opentelemetry::global::BoxedTracer>,
-        parent: &Context,
-        r: &RequestStart<'_>,
-    ) -> RequestSpan {
+    pub(crate) fn start(tracer: &Tracer, parent: &Context, r: &RequestStart<'_>) -> RequestSpan {
         let name = match r.app {
             Some(app) => format!("{} {}", r.method, app.route.as_str()),
             None => r.method.to_string(),
@@ -185,14 +188,8 @@ impl RequestSpan {
                 warden_net::shorten(ua).into_owned(),
             ));
         }
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_start_time(r.started)
-            .with_attributes(attrs)
-            .start_with_context(&*tracer, parent);
         RequestSpan {
-            trace: Trace::new(tracer, parent.with_span(span)),
+            trace: tracer.start(name, SpanKind::Server, attrs, parent, Some(r.started)),
         }
     }
 
@@ -209,21 +206,23 @@ impl RequestSpan {
     /// End it with the status sent, the body sizes, and how the body was
     /// cut (if it was). A server span is an error from 500 on.
     pub(crate) fn finish(&self, status: u16, bytes_in: u64, bytes_out: u64, cut: Option<&str>) {
-        let span = self.trace.context().span();
-        span.set_attributes([
+        let t = &self.trace;
+        t.set_all([
             KeyValue::new("http.response.status_code", i64::from(status)),
             KeyValue::new("http.request.body.size", bytes_in as i64),
             KeyValue::new("http.response.body.size", bytes_out as i64),
         ]);
         if let Some(cut) = cut {
-            span.set_attribute(KeyValue::new("warden.cut", cut.to_string()));
-            span.set_attribute(KeyValue::new("error.type", cut.to_string()));
-            span.set_status(Status::error(format!("the response was cut: {cut}")));
+            t.set_all([
+                KeyValue::new("warden.cut", cut.to_string()),
+                KeyValue::new("error.type", cut.to_string()),
+            ]);
+            t.set_status(Status::error(format!("the response was cut: {cut}")));
         } else if status >= 500 {
-            span.set_attribute(KeyValue::new("error.type", status.to_string()));
-            span.set_status(Status::error(format!("answered {status}")));
+            t.set(KeyValue::new("error.type", status.to_string()));
+            t.set_status(Status::error(format!("answered {status}")));
         }
-        span.end();
+        t.end();
     }
 }
 

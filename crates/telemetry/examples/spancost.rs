@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
 fn main() {
@@ -39,11 +39,11 @@ fn main() {
     let t0 = Instant::now();
     for i in 0..n {
         let parent = Context::new();
-        let span = tracer
-            .span_builder(format!("GET {}", "/"))
-            .with_kind(SpanKind::Server)
-            .with_attributes(vec![
-                KeyValue::new("http.request.method", "GET".to_string()),
+        let trace = tracer.start(
+            format!("GET {}", "/"),
+            SpanKind::Server,
+            vec![
+                KeyValue::new("http.request.method", "GET"),
                 KeyValue::new("url.path", "/hello".to_string()),
                 KeyValue::new("url.scheme", "http"),
                 KeyValue::new("client.address", "127.0.0.1".to_string()),
@@ -54,9 +54,10 @@ fn main() {
                 KeyValue::new("warden.request_id", format!("{i:016x}")),
                 KeyValue::new("http.route", "/".to_string()),
                 KeyValue::new("warden.app", "app".to_string()),
-            ])
-            .start_with_context(&*tracer, &parent);
-        let trace = warden_net::trace::Trace::new(tracer.clone(), parent.with_span(span));
+            ],
+            &parent,
+            None,
+        );
         {
             let _instance = trace.child(
                 "instance",
@@ -70,11 +71,12 @@ fn main() {
         {
             let _handler = trace.child("handler", SpanKind::Internal, vec![]);
         }
-        let s = trace.context().span();
-        s.set_attribute(KeyValue::new("http.response.status_code", 200i64));
-        s.set_attribute(KeyValue::new("http.request.body.size", 0i64));
-        s.set_attribute(KeyValue::new("http.response.body.size", 19i64));
-        s.end();
+        trace.set_all([
+            KeyValue::new("http.response.status_code", 200i64),
+            KeyValue::new("http.request.body.size", 0i64),
+            KeyValue::new("http.response.body.size", 19i64),
+        ]);
+        trace.end();
     }
     let per = t0.elapsed() / n;
     println!("{per:?} per request (3 spans)");

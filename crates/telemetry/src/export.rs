@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry::InstrumentationScope;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
-use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -18,7 +18,7 @@ use opentelemetry_sdk::logs::{
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
+use warden_net::trace::{FinishedSpan, SpanSink, Tracer};
 
 use crate::client::Client;
 use crate::otlp::SpanEncoder;
@@ -100,7 +100,7 @@ impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
 }
 
 /// Finished spans into a bounded queue.
-pub(crate) type Spans = Queued<SpanSender, SpanData>;
+pub(crate) type Spans = Queued<SpanSender, FinishedSpan>;
 
 /// Sends batches of spans: encoded by [`crate::otlp`] into a buffer kept
 /// between batches, posted over Warden's client.
@@ -130,8 +130,8 @@ impl SpanSender {
         })
     }
 
-    fn send(&mut self, spans: &[SpanData]) -> Result<(), String> {
-        self.encoder.encode(spans, &mut self.body);
+    fn send(&mut self, spans: &[FinishedSpan]) -> Result<(), String> {
+        let start = self.encoder.encode(spans, &mut self.body);
         let mut why = String::new();
         for attempt in 0..=RETRIES {
             if attempt > 0 {
@@ -139,7 +139,7 @@ impl SpanSender {
             }
             match self
                 .client
-                .post_bytes(&self.endpoint, &self.headers, &self.body)
+                .post_bytes(&self.endpoint, &self.headers, &self.body[start..])
             {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => {
@@ -208,47 +208,58 @@ fn percent_decoded(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The provider's own handle on the shared queue.
-#[derive(Debug)]
-struct SpansRef(Arc<Spans>);
+/// The tracer's handle on the queue: spans that end go in, until
+/// telemetry stops (what ends after that, a request cut off at exit, is
+/// not sent and not counted: the totals are told by then).
+struct SpanQueue {
+    spans: Arc<Spans>,
+    stopped: AtomicBool,
+}
 
-impl SpanProcessor for SpansRef {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        self.0.worker.push(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.flush();
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        // The queue is stopped by `Telemetry::shutdown`, which counts it.
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.exporter(|e| e.encoder.set_resource(resource));
+impl SpanSink for SpanQueue {
+    fn finished(&self, span: FinishedSpan) {
+        if !self.stopped.load(Ordering::Relaxed) {
+            self.spans.worker.push(span);
+        }
     }
 }
 
-pub(crate) fn tracer_provider(
+/// An application's spans: its tracer, and the queue (with the resource
+/// its batches name) they go to.
+pub(crate) struct Traces {
+    queue: Arc<SpanQueue>,
+}
+
+impl Traces {
+    /// The tracer whose spans go to the queue.
+    pub(crate) fn tracer(&self) -> Tracer {
+        Tracer::new(self.queue.clone())
+    }
+
+    /// Stop taking spans, and send what is queued within `grace`.
+    pub(crate) fn finish(&self, grace: Duration) -> Counts {
+        self.queue.stopped.store(true, Ordering::Relaxed);
+        self.queue.spans.finish(grace)
+    }
+}
+
+pub(crate) fn traces(
     endpoints: &Endpoints,
-    resource: Resource,
+    resource: &Resource,
     notices: Notices,
-) -> Result<(SdkTracerProvider, Arc<Spans>), TelemetryError> {
-    let sender = SpanSender::new(
+) -> Result<Traces, TelemetryError> {
+    let mut sender = SpanSender::new(
         endpoints.of(Signal::Traces),
         trace_headers(|k| std::env::var(k).ok()),
     )?;
+    sender.encoder.set_resource(resource);
     let spans = Spans::start(Signal::Traces, sender, notices, SpanSender::send)?;
-    let provider = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_span_processor(SpansRef(spans.clone()))
-        .build();
-    Ok((provider, spans))
+    Ok(Traces {
+        queue: Arc::new(SpanQueue {
+            spans,
+            stopped: AtomicBool::new(false),
+        }),
+    })
 }
 
 type Record = (SdkLogRecord, InstrumentationScope);

@@ -1,12 +1,13 @@
 //! warden-telemetry: Warden's OpenTelemetry export. Traces, metrics and
 //! (audit records as) logs go to a collector over OTLP/HTTP with protobuf
-//! bodies, through the opentelemetry SDK's providers and the OTLP crate's
-//! encoders.
+//! bodies: spans (Warden's own, see `warden_net::trace`) through
+//! Warden's encoder (`otlp`), metrics and logs through the opentelemetry
+//! SDK's providers and the OTLP crate's encoders.
 //!
 //! Why a crate of its own: the SDK, the exporters and their encoders are
 //! only needed when telemetry is on, and only here; the rest of Warden
-//! speaks the small `opentelemetry` API (spans, contexts), which costs
-//! nothing when no provider is installed.
+//! speaks the small `opentelemetry` API's types and records spans with
+//! `warden_net::trace`, which costs nothing when no tracer is given.
 //!
 //! What it guarantees: nothing a collector does reaches a guest or a
 //! request. Finished spans and log records go into bounded queues without
@@ -25,12 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 
 pub use client::MAX_RESPONSE;
 pub use config::{Endpoints, TelemetryConfig};
@@ -182,16 +180,15 @@ pub struct Telemetry {
 /// One application's tracer and logger.
 #[derive(Clone)]
 pub struct Scope {
-    tracer: Arc<BoxedTracer>,
-    traces: SdkTracerProvider,
-    spans: Arc<export::Spans>,
+    tracer: warden_net::trace::Tracer,
+    traces: Arc<export::Traces>,
     logs: Option<(SdkLoggerProvider, Arc<export::Logs>)>,
 }
 
 impl Scope {
     /// The tracer its spans start from.
-    pub fn tracer(&self) -> Arc<BoxedTracer> {
-        self.tracer.clone()
+    pub fn tracer(&self) -> &warden_net::trace::Tracer {
+        &self.tracer
     }
 
     /// Where its audit records go as log records, when `--otlp-audit` asks.
@@ -259,9 +256,12 @@ impl Telemetry {
             ]);
         }
         let resource = resource.build();
-        let (traces, spans) =
-            export::tracer_provider(&self.endpoints, resource.clone(), self.notices.clone())?;
-        let tracer = Arc::new(BoxedTracer::new(Box::new(traces.tracer(SCOPE))));
+        let traces = Arc::new(export::traces(
+            &self.endpoints,
+            &resource,
+            self.notices.clone(),
+        )?);
+        let tracer = traces.tracer();
         let logs = if self.audit_logs {
             Some(export::logger_provider(
                 &self.endpoints,
@@ -274,7 +274,6 @@ impl Telemetry {
         let scope = Scope {
             tracer,
             traces,
-            spans,
             logs,
         };
         apps.push((app.cloned(), scope.clone()));
@@ -287,9 +286,7 @@ impl Telemetry {
         let mut summary = Summary::default();
         let apps = std::mem::take(&mut *self.apps.lock().unwrap_or_else(|e| e.into_inner()));
         for (_, scope) in apps {
-            // Ends the provider's span processing; the queue then drains.
-            let _ = scope.traces.shutdown_with_timeout(SHUTDOWN_GRACE);
-            add(&mut summary.traces, scope.spans.finish(SHUTDOWN_GRACE));
+            add(&mut summary.traces, scope.traces.finish(SHUTDOWN_GRACE));
             if let Some((provider, logs)) = scope.logs {
                 let _ = provider.shutdown_with_timeout(SHUTDOWN_GRACE);
                 add(&mut summary.logs, logs.finish(SHUTDOWN_GRACE));

@@ -1,13 +1,15 @@
 //! Finished spans as an OTLP `ExportTraceServiceRequest` in protobuf,
-//! written straight from the SDK's `SpanData` into one reused buffer.
+//! written straight from Warden's spans (`warden_net::trace`) into one
+//! reused buffer, all in the instrumentation scope [`crate::SCOPE`].
 //!
-//! Why not the OTLP crate's encoder: it first copies every span into the
-//! generated message types (a `String` for every attribute key and value,
-//! a `Vec` for every id), then encodes those: about 27 allocations per
-//! span, on the thread that shares the cores with the guests. Here a
-//! span costs none, and what it writes decodes to the same message (the
-//! tests decode both with the official `opentelemetry-proto` types and
-//! compare).
+//! Why not the OTLP crate's encoder: it takes the SDK's spans and first
+//! copies every one into the generated message types (a `String` for
+//! every attribute key and value, a `Vec` for every id), then encodes
+//! those: about 27 allocations per span, on a thread that shares the
+//! cores with the guests. Here a span costs none, and what it writes
+//! decodes to the same message (the tests decode both with the official
+//! `opentelemetry-proto` types and compare, the same spans given to the
+//! OTLP crate as the SDK's).
 //!
 //! Field numbers are those of `opentelemetry/proto/trace/v1/trace.proto`
 //! and `common/v1/common.proto`. A nested message is written in place and
@@ -16,9 +18,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, Value};
+use opentelemetry::{Array, Value};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
+use warden_net::trace::FinishedSpan;
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -48,52 +50,64 @@ impl SpanEncoder {
         self.schema_url = resource.schema_url().unwrap_or_default().to_string();
     }
 
-    /// `spans` as one request, into `out` (cleared first).
-    pub(crate) fn encode(&self, spans: &[SpanData], out: &mut Vec<u8>) {
+    /// `spans` as one request, into `out` (cleared first); the request
+    /// is `out[start..]`, `start` returned.
+    ///
+    /// The spans are written first, after room for what goes before
+    /// them, and the three messages around them (the request, the
+    /// resource's, the scope's) put in that room once their lengths are
+    /// known: a batch is not moved to make room for a length.
+    pub(crate) fn encode(&self, spans: &[FinishedSpan], out: &mut Vec<u8>) -> usize {
         out.clear();
-        message(out, 1, |b| {
-            message(b, 1, |b| b.extend_from_slice(&self.resource));
-            // The spans by scope, in the order each scope first appears.
-            let mut scopes: Vec<&InstrumentationScope> = Vec::new();
-            for s in spans {
-                if !scopes.contains(&&s.instrumentation_scope) {
-                    scopes.push(&s.instrumentation_scope);
-                }
-            }
-            for scope in scopes {
-                message(b, 2, |b| {
-                    message(b, 1, |b| {
-                        string(b, 1, scope.name());
-                        string(b, 2, scope.version().unwrap_or_default());
-                        for kv in scope.attributes() {
-                            message(b, 3, |b| key_value(b, kv.key.as_str(), &kv.value));
-                        }
-                    });
-                    for s in spans.iter().filter(|s| s.instrumentation_scope == *scope) {
-                        message(b, 2, |b| span(b, s));
-                    }
-                    string(b, 3, scope.schema_url().unwrap_or_default());
-                });
-            }
-            string(b, 3, &self.schema_url);
-        });
+        // What precedes the spans: at most the resource, the scope's
+        // name, and five tags and lengths of at most ten bytes each.
+        let room = self.resource.len() + crate::SCOPE.len() + 64;
+        out.resize(room, 0);
+        for s in spans {
+            message(out, 2, |b| span(b, s));
+        }
+        let spans_len = out.len() - room;
+        let mut scope = Vec::new();
+        if !spans.is_empty() {
+            message(&mut scope, 1, |b| string(b, 1, crate::SCOPE));
+        }
+        let mut tail = Vec::new();
+        string(&mut tail, 3, &self.schema_url);
+        out.extend_from_slice(&tail);
+        // Resource spans: the resource, the scope's message (its head,
+        // then the spans already in place), the schema URL.
+        let mut head = Vec::new();
+        message(&mut head, 1, |b| b.extend_from_slice(&self.resource));
+        if !spans.is_empty() {
+            tag(&mut head, 2, LEN);
+            varint(&mut head, (scope.len() + spans_len) as u64);
+            head.extend_from_slice(&scope);
+        }
+        let resource_spans = head.len() + spans_len + tail.len();
+        let mut outer = Vec::with_capacity(head.len() + 12);
+        tag(&mut outer, 1, LEN);
+        varint(&mut outer, resource_spans as u64);
+        outer.extend_from_slice(&head);
+        let start = room - outer.len();
+        out[start..room].copy_from_slice(&outer);
+        start
     }
 }
 
-fn span(b: &mut Vec<u8>, s: &SpanData) {
-    ids(b, &s.span_context);
-    if s.parent_span_id != SpanId::INVALID {
-        bytes(b, 4, &s.parent_span_id.to_bytes());
+fn span(b: &mut Vec<u8>, s: &FinishedSpan) {
+    ids(b, &s.context);
+    if s.parent != SpanId::INVALID {
+        bytes(b, 4, &s.parent.to_bytes());
     }
     string(b, 5, &s.name);
-    uint(b, 6, kind(&s.span_kind));
-    fixed64(b, 7, nanos(s.start_time));
-    fixed64(b, 8, nanos(s.end_time));
+    uint(b, 6, kind(&s.kind));
+    fixed64(b, 7, nanos(s.start));
+    fixed64(b, 8, nanos(s.end));
     for kv in &s.attributes {
         message(b, 9, |b| key_value(b, kv.key.as_str(), &kv.value));
     }
-    uint(b, 10, u64::from(s.dropped_attributes_count));
-    for e in s.events.iter() {
+    uint(b, 10, u64::from(s.dropped_attributes));
+    for e in &s.events {
         message(b, 11, |b| {
             fixed64(b, 1, nanos(e.timestamp));
             string(b, 2, &e.name);
@@ -103,18 +117,7 @@ fn span(b: &mut Vec<u8>, s: &SpanData) {
             uint(b, 4, u64::from(e.dropped_attributes_count));
         });
     }
-    uint(b, 12, u64::from(s.events.dropped_count));
-    for l in s.links.iter() {
-        message(b, 13, |b| {
-            ids(b, &l.span_context);
-            for kv in &l.attributes {
-                message(b, 4, |b| key_value(b, kv.key.as_str(), &kv.value));
-            }
-            uint(b, 5, u64::from(l.dropped_attributes_count));
-            fixed32(b, 6, flags(&l.span_context, l.span_context.is_remote()));
-        });
-    }
-    uint(b, 14, u64::from(s.links.dropped_count));
+    uint(b, 12, u64::from(s.dropped_events));
     // Always there, as the OTLP crate writes it (empty when unset).
     message(b, 15, |b| match &s.status {
         Status::Unset => {}
@@ -124,11 +127,10 @@ fn span(b: &mut Vec<u8>, s: &SpanData) {
             uint(b, 3, 2);
         }
     });
-    fixed32(b, 16, flags(&s.span_context, s.parent_span_is_remote));
+    fixed32(b, 16, flags(&s.context, s.parent_remote));
 }
 
-/// A span's or a link's trace and span ids and trace state (fields 1-3 of
-/// both).
+/// A span's trace and span ids and trace state (fields 1-3).
 fn ids(b: &mut Vec<u8>, cx: &SpanContext) {
     bytes(b, 1, &cx.trace_id().to_bytes());
     bytes(b, 2, &cx.span_id().to_bytes());
@@ -284,24 +286,24 @@ fn message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::KeyValue;
-    use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{Event, SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry::{InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value;
     use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
     use prost::Message as _;
     use std::borrow::Cow;
     use std::time::Duration;
 
-    fn cx(t: u128, s: u64, remote: bool, state: &str) -> SpanContext {
+    fn cx(t: u128, s: u64, flags: TraceFlags, state: &str) -> SpanContext {
         SpanContext::new(
             TraceId::from(t),
             SpanId::from(s),
-            TraceFlags::SAMPLED,
-            remote,
+            flags,
+            false,
             TraceState::from_key_value(
                 state
                     .split(',')
@@ -334,39 +336,35 @@ mod tests {
         ]
     }
 
-    fn span(n: u64, scope: &InstrumentationScope) -> SpanData {
+    fn span(n: u64) -> FinishedSpan {
         let t0 = UNIX_EPOCH + Duration::from_nanos(1_765_000_000_123_456_789 + n);
-        let mut events = SpanEvents::default();
-        let mut links = SpanLinks::default();
+        let mut events = Vec::new();
         if n.is_multiple_of(2) {
-            events.events.push(Event::new(
+            events.push(Event::new(
                 "warden.denied",
                 t0 + Duration::from_micros(5),
                 vec![KeyValue::new("warden.rule", "r1")],
                 1,
             ));
-            events.dropped_count = 3;
-            links.links.push(Link::new(
-                cx(7, 8, true, "k=v"),
-                vec![KeyValue::new("why", "follows")],
-                2,
-            ));
-            links.dropped_count = 1;
         }
-        SpanData {
-            span_context: cx(
+        FinishedSpan {
+            context: cx(
                 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c + u128::from(n),
                 0xb7ad_6b71_6920_3331 + n,
-                false,
+                if n % 7 == 6 {
+                    TraceFlags::NOT_SAMPLED
+                } else {
+                    TraceFlags::SAMPLED
+                },
                 if n.is_multiple_of(3) { "a=1,b=2" } else { "" },
             ),
-            parent_span_id: if n % 4 == 1 {
+            parent: if n % 4 == 1 {
                 SpanId::INVALID
             } else {
                 SpanId::from(n + 1)
             },
-            parent_span_is_remote: n.is_multiple_of(5),
-            span_kind: [
+            parent_remote: n.is_multiple_of(5),
+            kind: [
                 SpanKind::Server,
                 SpanKind::Client,
                 SpanKind::Internal,
@@ -375,18 +373,39 @@ mod tests {
             ][(n % 5) as usize]
                 .clone(),
             name: Cow::Owned(format!("GET /route/{n}")),
-            start_time: t0,
-            end_time: t0 + Duration::from_micros(40 + n),
+            start: t0,
+            end: t0 + Duration::from_micros(40 + n),
             attributes: attrs(n),
-            dropped_attributes_count: (n % 3) as u32,
+            dropped_attributes: (n % 3) as u32,
             events,
-            links,
+            dropped_events: if n.is_multiple_of(2) { 3 } else { 0 },
             status: match n % 3 {
                 0 => Status::Unset,
                 1 => Status::Ok,
                 _ => Status::error(format!("answered 50{n}")),
             },
-            instrumentation_scope: scope.clone(),
+        }
+    }
+
+    /// The same span as the SDK's, for the OTLP crate's encoder.
+    fn sdk(s: &FinishedSpan) -> SpanData {
+        let mut events = SpanEvents::default();
+        events.events = s.events.clone();
+        events.dropped_count = s.dropped_events;
+        SpanData {
+            span_context: s.context.clone(),
+            parent_span_id: s.parent,
+            parent_span_is_remote: s.parent_remote,
+            span_kind: s.kind.clone(),
+            name: s.name.clone(),
+            start_time: s.start,
+            end_time: s.end,
+            attributes: s.attributes.clone(),
+            dropped_attributes_count: s.dropped_attributes,
+            events,
+            links: SpanLinks::default(),
+            status: s.status.clone(),
+            instrumentation_scope: InstrumentationScope::builder(crate::SCOPE).build(),
         }
     }
 
@@ -402,17 +421,17 @@ mod tests {
     }
 
     /// What the OTLP crate's own encoder makes of the same spans.
-    fn theirs(spans: Vec<SpanData>, resource: &Resource) -> Vec<ResourceSpans> {
+    fn theirs(spans: &[FinishedSpan], resource: &Resource) -> Vec<ResourceSpans> {
         let r = ResourceAttributesWithSchema::from(resource);
-        group_spans_by_resource_and_scope(spans, &r)
+        group_spans_by_resource_and_scope(spans.iter().map(sdk).collect(), &r)
     }
 
-    fn ours(spans: &[SpanData], resource: &Resource) -> Vec<ResourceSpans> {
+    fn ours(spans: &[FinishedSpan], resource: &Resource) -> Vec<ResourceSpans> {
         let mut e = SpanEncoder::default();
         e.set_resource(resource);
         let mut out = Vec::new();
-        e.encode(spans, &mut out);
-        ExportTraceServiceRequest::decode(out.as_slice())
+        let start = e.encode(spans, &mut out);
+        ExportTraceServiceRequest::decode(&out[start..])
             .expect("our bytes decode")
             .resource_spans
     }
@@ -429,19 +448,10 @@ mod tests {
 
     #[test]
     fn decodes_to_what_the_otlp_crate_encodes() {
-        let warden = InstrumentationScope::builder("warden")
-            .with_version("1.2.3")
-            .build();
-        let other = InstrumentationScope::builder("other")
-            .with_attributes([KeyValue::new("feature", "x")])
-            .with_schema_url("https://example.test/schema")
-            .build();
         let resource = resource();
         for n in [0_u64, 1, 2, 7, 40] {
-            let spans: Vec<SpanData> = (0..n)
-                .map(|i| span(i, if i % 4 == 3 { &other } else { &warden }))
-                .collect();
-            let want = sorted(theirs(spans.clone(), &resource));
+            let spans: Vec<FinishedSpan> = (0..n).map(span).collect();
+            let want = sorted(theirs(&spans, &resource));
             let got = sorted(ours(&spans, &resource));
             // The crate sends no resource group at all for no spans.
             if n == 0 {
@@ -455,8 +465,7 @@ mod tests {
 
     #[test]
     fn a_false_and_a_zero_are_still_values() {
-        let scope = InstrumentationScope::builder("warden").build();
-        let mut s = span(1, &scope);
+        let mut s = span(1);
         s.attributes = vec![KeyValue::new("off", false), KeyValue::new("zero", 0_i64)];
         let got = ours(&[s], &Resource::builder_empty().build());
         let a = &got[0].scope_spans[0].spans[0].attributes;

@@ -203,7 +203,7 @@ async fn send(
         .insert(http::header::HOST, host_header);
     // The trace goes on with the request, unless the guest carries its own.
     if let Some(t) = trace {
-        warden_net::trace::inject(t.context(), request.headers_mut());
+        warden_net::trace::inject(&t.context(), request.headers_mut());
     }
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))

@@ -92,7 +92,7 @@ struct Inner {
     seed: u64,
     /// The tracer of what no app answers, when telemetry is on (each app
     /// has its own).
-    tracer: Option<Arc<opentelemetry::global::BoxedTracer>>,
+    tracer: Option<warden_net::trace::Tracer>,
 }
 
 /// What a connection's requests share: whether it is idle, since when,
@@ -275,7 +275,7 @@ impl Server {
         tls: Option<Arc<warden_net::tls::ServerSide>>,
         access: Option<Arc<LineLog>>,
         metrics: Arc<Metrics>,
-        tracer: Option<Arc<opentelemetry::global::BoxedTracer>>,
+        tracer: Option<warden_net::trace::Tracer>,
     ) -> Server {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -503,7 +503,7 @@ impl Server {
     fn request_span(
         &self,
         req: &http::Request<Incoming>,
-        server_tracer: &Arc<opentelemetry::global::BoxedTracer>,
+        server_tracer: &warden_net::trace::Tracer,
         routed: (Option<&str>, Option<&App>),
         via: Via,
         id: &str,
@@ -512,7 +512,7 @@ impl Server {
         let (host, app) = routed;
         let tracer = app
             .and_then(|a| a.core.scope.as_ref())
-            .map_or_else(|| server_tracer.clone(), |s| s.tracer());
+            .map_or(server_tracer, |s| s.tracer());
         let parent = warden_net::trace::extract(req.headers());
         let path = warden_net::shorten(req.uri().path());
         crate::traces::RequestSpan::start(

@@ -364,7 +364,8 @@ async fn serve_async(
         Some(t) => Some(
             t.scope(None)
                 .map_err(|e| HostError::Engine(e.to_string()))?
-                .tracer(),
+                .tracer()
+                .clone(),
         ),
         None => None,
     };

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Gate;
-use opentelemetry::trace::TraceContextExt as _;
 
 use crate::trace::{Child, Trace};
 use crate::{Action, ConnectError, Connection, Target};
@@ -101,12 +100,10 @@ impl Gate {
                     if let (Some(t), Some((side, _))) = (trace, &plan.tls)
                         && let Some(kind) = &side.kind
                     {
-                        t.context()
-                            .span()
-                            .set_attribute(opentelemetry::KeyValue::new(
-                                "warden.tls.kind",
-                                kind.name.clone(),
-                            ));
+                        t.set(opentelemetry::KeyValue::new(
+                            "warden.tls.kind",
+                            kind.name.clone(),
+                        ));
                     }
                     return Ok(self.establish(plan, stream, addr, trace).await?);
                 }
