@@ -685,7 +685,7 @@ impl Server {
                 }
                 let status = parts.status.as_u16();
                 self.0.metrics.answered(
-                    &record.app.clone().unwrap_or_default(),
+                    record.app.as_deref().unwrap_or(super::metrics::UNROUTED),
                     status,
                     started.elapsed().as_secs_f64(),
                 );
@@ -766,7 +766,7 @@ impl Server {
             builder = builder.header("retry-after", "1");
         }
         self.0.metrics.answered(
-            record.app.as_deref().unwrap_or("-"),
+            record.app.as_deref().unwrap_or(super::metrics::UNROUTED),
             status,
             record.started.elapsed().as_secs_f64(),
         );
@@ -791,7 +791,7 @@ impl Server {
         Box::new(move |bytes_out, cut| {
             server.0.answered.fetch_add(1, Ordering::Relaxed);
             activity.end();
-            let app = record.app.as_deref().unwrap_or("-");
+            let app = record.app.as_deref().unwrap_or(super::metrics::UNROUTED);
             if let Some(cut) = &cut {
                 server.0.metrics.response_cut(app, cut.reason.as_str());
                 // A guest failure after the headers went out is said as any

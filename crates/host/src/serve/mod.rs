@@ -294,8 +294,10 @@ async fn serve_async(
     } else {
         server_tls(cfg, None)?
     };
+    let names: Vec<&str> = cfg.apps.iter().map(|a| a.name.as_str()).collect();
     let metrics = Arc::new(metrics::Metrics::new(
         cfg.telemetry.as_ref().map(|t| t.meter()),
+        &names,
     ));
     let instances = u32::try_from(cfg.limits.max_requests)
         .unwrap_or(u32::MAX)
