@@ -21,8 +21,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use warden_net::trace::{FinishedSpan, SpanSink, Tracer};
 
 use crate::client::Client;
-use crate::otlp::SpanEncoder;
-use crate::worker::{Counts, Worker};
+use crate::otlp::{EncodedSpans, SpanEncoder};
+use crate::worker::{Batch, Counts, Worker};
 use crate::{
     EXPORT_TIMEOUT, Endpoints, Loss, METRIC_INTERVAL, Notice, Notices, SCOPE, Signal,
     TelemetryError,
@@ -63,13 +63,13 @@ impl<E, T> std::fmt::Debug for Queued<E, T> {
     }
 }
 
-impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
+impl<E: Send + 'static, T: Batch> Queued<E, T> {
     /// `exporter` behind a queue of `signal`, its batches sent by `export`.
     fn start(
         signal: Signal,
         exporter: E,
         notices: Notices,
-        export: fn(&mut E, &[T]) -> Result<(), String>,
+        export: fn(&mut E, &T) -> Result<(), String>,
     ) -> Result<Arc<Self>, TelemetryError> {
         let exporter = Arc::new(Mutex::new(exporter));
         let e = exporter.clone();
@@ -77,7 +77,7 @@ impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
             signal,
             &format!("warden-otlp-{}", signal.as_str()),
             notices,
-            Box::new(move |batch: &[T]| {
+            Box::new(move |batch: &T| {
                 export(&mut e.lock().unwrap_or_else(|e| e.into_inner()), batch)
             }),
         )?;
@@ -100,7 +100,7 @@ impl<E: Send + 'static, T: Send + 'static> Queued<E, T> {
 }
 
 /// Finished spans into a bounded queue.
-pub(crate) type Spans = Queued<SpanSender, FinishedSpan>;
+pub(crate) type Spans = Queued<SpanSender, EncodedSpans>;
 
 /// Sends batches of spans: encoded by [`crate::otlp`] into a buffer kept
 /// between batches, posted over Warden's client.
@@ -130,7 +130,7 @@ impl SpanSender {
         })
     }
 
-    fn send(&mut self, spans: &[FinishedSpan]) -> Result<(), String> {
+    fn send(&mut self, spans: &EncodedSpans) -> Result<(), String> {
         let start = self.encoder.encode(spans, &mut self.body);
         let mut why = String::new();
         for attempt in 0..=RETRIES {
@@ -218,9 +218,20 @@ struct SpanQueue {
 
 impl SpanSink for SpanQueue {
     fn finished(&self, span: FinishedSpan) {
-        if !self.stopped.load(Ordering::Relaxed) {
-            self.spans.worker.push(span);
+        if self.stopped.load(Ordering::Relaxed) {
+            return;
         }
+        // Encoded here, on the thread that made the span, which then frees
+        // it (see `otlp::EncodedSpans`).
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|one| {
+            one.clear();
+            crate::otlp::span_field(one, &span);
+            drop(span);
+            self.spans.worker.push(one);
+        });
     }
 }
 
@@ -265,7 +276,7 @@ pub(crate) fn traces(
 type Record = (SdkLogRecord, InstrumentationScope);
 
 /// Log records into a bounded queue.
-pub(crate) type Logs = Queued<opentelemetry_otlp::LogExporter, Record>;
+pub(crate) type Logs = Queued<opentelemetry_otlp::LogExporter, Vec<Record>>;
 
 #[derive(Debug)]
 struct LogsRef(Arc<Logs>);
@@ -533,14 +544,14 @@ mod tests {
     #[test]
     fn a_busy_collector_is_tried_once_more() {
         let (url, server) = collector(&[503, 200]);
-        assert_eq!(sender(&url).send(&[]), Ok(()));
+        assert_eq!(sender(&url).send(&EncodedSpans::default()), Ok(()));
         assert_eq!(server.join().unwrap(), 2);
     }
 
     #[test]
     fn a_refusal_is_not_retried_and_says_the_status() {
         let (url, server) = collector(&[400, 200]);
-        let err = sender(&url).send(&[]).unwrap_err();
+        let err = sender(&url).send(&EncodedSpans::default()).unwrap_err();
         assert!(err.contains("400"), "{err}");
         // Only one POST came; the collector gives up waiting for a second.
         assert_eq!(server.join().unwrap(), 1);

@@ -46,9 +46,43 @@ struct Tally {
     told: AtomicBool,
 }
 
+/// What a queue holds: items in the order they came, sent as one batch.
+pub(crate) trait Batch: Default + Send + 'static {
+    /// What goes in.
+    type Item<'a>;
+    /// Add one item at the end.
+    fn push(&mut self, item: Self::Item<'_>);
+    /// How many items it holds.
+    fn len(&self) -> usize;
+    /// Whether it holds none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Hold none, keeping the memory.
+    fn clear(&mut self);
+    /// Move its first `n` items to the end of `into`.
+    fn move_front(&mut self, n: usize, into: &mut Self);
+}
+
+impl<T: Send + 'static> Batch for Vec<T> {
+    type Item<'a> = T;
+    fn push(&mut self, item: T) {
+        Vec::push(self, item);
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+    fn move_front(&mut self, n: usize, into: &mut Self) {
+        into.extend(self.drain(..n));
+    }
+}
+
 /// What the producers and the thread share.
 struct Queue<T> {
-    items: Vec<T>,
+    items: T,
     /// Flushes asked for and not yet done (each counts what is queued).
     flushes: u64,
     /// Flushes done.
@@ -71,7 +105,7 @@ struct Shared<T> {
 /// is emptied afterwards and its buffer used again (a batch of spans is
 /// some 180 KiB: a new one each time would be mapped, faulted in by the
 /// threads that fill it, and unmapped).
-pub(crate) type Export<T> = Box<dyn FnMut(&[T]) -> Result<(), String> + Send>;
+pub(crate) type Export<T> = Box<dyn FnMut(&T) -> Result<(), String> + Send>;
 
 /// One queue and its thread.
 pub(crate) struct Worker<T> {
@@ -94,7 +128,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<T: Send + 'static> Worker<T> {
+impl<T: Batch> Worker<T> {
     /// A queue of `signal` items exported by `export` on a thread named
     /// `name`.
     pub(crate) fn start(
@@ -105,7 +139,7 @@ impl<T: Send + 'static> Worker<T> {
     ) -> std::io::Result<Worker<T>> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                items: Vec::with_capacity(BATCH),
+                items: T::default(),
                 flushes: 0,
                 flushed: 0,
                 closed: false,
@@ -133,7 +167,7 @@ impl<T: Send + 'static> Worker<T> {
 
     /// Queue `item`, never waiting on the export: dropped and counted
     /// when the queue is full (or closed).
-    pub(crate) fn push(&self, item: T) {
+    pub(crate) fn push(&self, item: T::Item<'_>) {
         let mut q = lock(&self.shared.queue);
         if q.closed || q.items.len() >= QUEUE {
             drop(q);
@@ -210,14 +244,14 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
-fn run<T>(
+fn run<T: Batch>(
     signal: Signal,
     shared: &Shared<T>,
     mut export: Export<T>,
     tally: &Tally,
     notices: &Notices,
 ) {
-    let mut send = |batch: &mut Vec<T>| {
+    let mut send = |batch: &mut T| {
         if batch.is_empty() {
             return;
         }
@@ -233,7 +267,7 @@ fn run<T>(
         }
         batch.clear();
     };
-    let mut batch: Vec<T> = Vec::with_capacity(BATCH);
+    let mut batch = T::default();
     let mut since = Instant::now();
     loop {
         let mut q = lock(&shared.queue);
@@ -253,7 +287,7 @@ fn run<T>(
         if q.items.len() <= BATCH {
             std::mem::swap(&mut q.items, &mut batch);
         } else {
-            batch.extend(q.items.drain(..BATCH));
+            q.items.move_front(BATCH, &mut batch);
         }
         let more = !q.items.is_empty();
         let flushes = q.flushes;
@@ -300,7 +334,7 @@ mod tests {
             Signal::Traces,
             "t",
             quiet(),
-            Box::new(move |b: &[u32]| {
+            Box::new(move |b: &Vec<u32>| {
                 g.lock().unwrap().push(b.len());
                 Ok(())
             }),
@@ -327,7 +361,7 @@ mod tests {
             Signal::Traces,
             "t",
             notices,
-            Box::new(move |_b: &[u32]| {
+            Box::new(move |_b: &Vec<u32>| {
                 let _ = release_rx.lock().unwrap().recv();
                 Err("stuck".into())
             }),
