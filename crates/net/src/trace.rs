@@ -109,7 +109,7 @@ impl Tracer {
         let span = parent.span();
         let parent = span.span_context();
         Trace::begin(
-            self.clone(),
+            Owner::Root(self.clone()),
             parent.is_valid().then_some(parent),
             name.into(),
             kind,
@@ -127,11 +127,31 @@ pub struct Trace {
 }
 
 struct Span {
-    tracer: Tracer,
+    /// Whose sink it goes to: a root holds its tracer, a child its
+    /// parent (a count on the request's own span, where a tracer's is
+    /// shared by every request of the app and contended between threads).
+    owner: Owner,
     context: SpanContext,
     /// What it records until it ends; `None` once ended, or from the
     /// start for a span its trace does not sample.
     open: Mutex<Option<Open>>,
+}
+
+enum Owner {
+    Root(Tracer),
+    Child(Arc<Span>),
+}
+
+impl Span {
+    fn tracer(&self) -> &Tracer {
+        let mut span = self;
+        loop {
+            match &span.owner {
+                Owner::Root(t) => return t,
+                Owner::Child(parent) => span = parent,
+            }
+        }
+    }
 }
 
 struct Open {
@@ -166,7 +186,7 @@ impl std::fmt::Debug for Trace {
 
 impl Trace {
     fn begin(
-        tracer: Tracer,
+        owner: Owner,
         parent: Option<&SpanContext>,
         name: Cow<'static, str>,
         kind: SpanKind,
@@ -213,7 +233,7 @@ impl Trace {
         });
         Trace {
             span: Arc::new(Span {
-                tracer,
+                owner,
                 context,
                 open: Mutex::new(open),
             }),
@@ -261,7 +281,7 @@ impl Trace {
     ) -> Child {
         Child {
             trace: Trace::begin(
-                self.span.tracer.clone(),
+                Owner::Child(self.span.clone()),
                 Some(&self.span.context),
                 name.into(),
                 kind,
@@ -343,7 +363,7 @@ impl Trace {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(o) = open {
-            self.span.tracer.sink.finished(FinishedSpan {
+            self.span.tracer().sink.finished(FinishedSpan {
                 context: self.span.context.clone(),
                 parent: o.parent,
                 parent_remote: o.parent_remote,

@@ -635,7 +635,7 @@ impl Server {
         if self.0.tracer.is_some() {
             // For OpenTelemetry's request duration only: nothing to copy
             // when telemetry is off.
-            record.route = Some(app.core.labels.route.clone());
+            record.route = Some(app.core.labels.route);
         }
         record.sha256 = Some(app.core.sha256.clone());
         let max_body = self.0.limits.max_body;
@@ -691,7 +691,7 @@ impl Server {
                 );
                 self.0.metrics.http_duration(
                     &record.method,
-                    record.route.as_ref(),
+                    record.route,
                     status,
                     started.elapsed().as_secs_f64(),
                 );
@@ -772,7 +772,7 @@ impl Server {
         );
         self.0.metrics.http_duration(
             &record.method,
-            record.route.as_ref(),
+            record.route,
             status,
             record.started.elapsed().as_secs_f64(),
         );
@@ -847,7 +847,7 @@ struct Record {
     app: Option<String>,
     /// Its app's route, for OpenTelemetry's request duration (set only
     /// when telemetry is on).
-    route: Option<opentelemetry::StringValue>,
+    route: Option<&'static str>,
     sha256: Option<String>,
     started: Instant,
     bytes_in: Arc<AtomicU64>,

@@ -2,8 +2,10 @@
 //! that exposes them with a liveness endpoint: `GET /metrics` (the text
 //! exposition format) and `GET /healthz` (`ok` while the server runs).
 //! With OpenTelemetry export on, every measurement also goes to the same
-//! instruments on an OpenTelemetry meter (`Otel`), plus the bytes each app
-//! takes in and sends, and HTTP's `http.server.request.duration`.
+//! instruments on an OpenTelemetry meter (`Otel`; the per-request
+//! counters counted per app and observed when the meter collects), plus
+//! the bytes each app takes in and sends, and HTTP's
+//! `http.server.request.duration`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -368,7 +370,7 @@ impl Metrics {
     pub(crate) fn http_duration(
         &self,
         method: &str,
-        route: Option<&opentelemetry::StringValue>,
+        route: Option<&'static str>,
         status: u16,
         seconds: f64,
     ) {
@@ -376,10 +378,9 @@ impl Metrics {
             let method = KeyValue::new("http.request.method", crate::traces::method_value(method));
             let status = KeyValue::new("http.response.status_code", i64::from(status));
             match route {
-                Some(r) => o.http_duration.record(
-                    seconds,
-                    &[method, status, KeyValue::new("http.route", r.clone())],
-                ),
+                Some(r) => o
+                    .http_duration
+                    .record(seconds, &[method, status, KeyValue::new("http.route", r)]),
                 None => o.http_duration.record(seconds, &[method, status]),
             }
         }
