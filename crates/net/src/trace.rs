@@ -354,7 +354,8 @@ impl Trace {
     }
 
     /// End it now, and send it to its tracer's sink. Ending again does
-    /// nothing.
+    /// nothing. A span nobody ended ends when its last clone (and its
+    /// last child) is dropped, as a request whose client went away.
     pub fn end(&self) {
         let open = self
             .span
@@ -363,20 +364,39 @@ impl Trace {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(o) = open {
-            self.span.tracer().sink.finished(FinishedSpan {
-                context: self.span.context.clone(),
-                parent: o.parent,
-                parent_remote: o.parent_remote,
-                name: o.name,
-                kind: o.kind,
-                start: o.start,
-                end: SystemTime::now(),
-                attributes: o.attributes,
-                dropped_attributes: o.dropped_attributes,
-                events: o.events,
-                dropped_events: o.dropped_events,
-                status: o.status,
-            });
+            self.span.send(o);
+        }
+    }
+}
+
+impl Span {
+    fn send(&self, o: Open) {
+        self.tracer().sink.finished(FinishedSpan {
+            context: self.context.clone(),
+            parent: o.parent,
+            parent_remote: o.parent_remote,
+            name: o.name,
+            kind: o.kind,
+            start: o.start,
+            end: SystemTime::now(),
+            attributes: o.attributes,
+            dropped_attributes: o.dropped_attributes,
+            events: o.events,
+            dropped_events: o.dropped_events,
+            status: o.status,
+        });
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        let open = self
+            .open
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(o) = open {
+            self.send(o);
         }
     }
 }
@@ -703,6 +723,35 @@ mod tests {
         assert_eq!(s.events[0].attributes.len(), MAX_EVENT_ATTRIBUTES);
         assert_eq!(s.events[0].dropped_attributes_count, 1);
         assert_eq!(s.status, Status::Ok);
+    }
+
+    #[test]
+    fn a_span_nobody_ended_ends_when_dropped_after_its_children() {
+        let (tracer, sink) = tracer();
+        let root = tracer.start("GET /", SpanKind::Server, vec![], &Context::new(), None);
+        let child = root.child("handler", SpanKind::Internal, vec![]);
+        let grandchild = child.trace().child("connect", SpanKind::Internal, vec![]);
+        // The request goes away: its server span is dropped unended while
+        // its children still run.
+        drop(root);
+        assert!(sink.0.lock().unwrap().is_empty());
+        drop(child);
+        drop(grandchild);
+        let names: Vec<_> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        // The children end when their handles go; the server span when the
+        // last of them has.
+        assert_eq!(names, ["handler", "connect", "GET /"]);
+        // Its twin, ended, is sent once.
+        let root = tracer.start("GET /", SpanKind::Server, vec![], &Context::new(), None);
+        root.end();
+        drop(root);
+        assert_eq!(sink.0.lock().unwrap().len(), 4);
     }
 
     #[test]
