@@ -161,8 +161,8 @@ impl RequestSpan {
     /// names, or a new trace).
     ///
     /// Every request pays for this when telemetry is on, so it copies
-    /// little: the method and the fixed words are static, the app's name
-    /// and route shared.
+    /// little: the method, the fixed words and the app's name and route
+    /// are static text.
     pub(crate) fn start(tracer: &Tracer, parent: &Context, r: &RequestStart<'_>) -> RequestSpan {
         let name = match r.app {
             Some(app) => format!("{} {}", r.method, app.route),

@@ -120,7 +120,8 @@ impl Tracer {
 }
 
 /// A span an instance's work belongs to. Clones share the span; it ends
-/// once, at [`Trace::end`] (or when its [`Child`] is dropped).
+/// once: at [`Trace::end`], when its [`Child`] is dropped, or, if nobody
+/// ended it, when its last clone and last child are gone.
 #[derive(Clone)]
 pub struct Trace {
     span: Arc<Span>,
@@ -168,6 +169,14 @@ struct Open {
 }
 
 impl Open {
+    /// As OpenTelemetry orders them, `Ok` wins over `Error`, and either
+    /// over `Unset`.
+    fn set_status(&mut self, status: Status) {
+        if status > self.status {
+            self.status = status;
+        }
+    }
+
     fn set(&mut self, kv: KeyValue) {
         if self.attributes.len() < MAX_ATTRIBUTES {
             self.attributes.push(kv);
@@ -334,11 +343,7 @@ impl Trace {
     /// Set its status. As OpenTelemetry orders them, `Ok` wins over
     /// `Error`, and either over `Unset`.
     pub fn set_status(&self, status: Status) {
-        self.with_open(|open| {
-            if status > open.status {
-                open.status = status;
-            }
-        });
+        self.with_open(|open| open.set_status(status));
     }
 
     /// Mark it failed, with why (`error.type`, and the status).
@@ -346,10 +351,7 @@ impl Trace {
         let why = why.into();
         self.with_open(|open| {
             open.set(KeyValue::new("error.type", error_type.to_string()));
-            let status = Status::error(why);
-            if status > open.status {
-                open.status = status;
-            }
+            open.set_status(Status::error(why));
         });
     }
 
