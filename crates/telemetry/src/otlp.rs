@@ -314,14 +314,22 @@ fn fixed32(b: &mut Vec<u8>, field: u32, v: u32) {
     }
 }
 
-/// A message field: `fields` writes its fields after the tag, and its
-/// length goes in between once known (the fields are moved up by the
-/// length's few bytes).
+/// A message field: `fields` writes its fields after the tag and one
+/// byte kept for the length, which goes there once known. Most of a
+/// span's messages (an attribute, its value) are under 128 bytes and
+/// need no more; a longer one moves its fields up by the length's other
+/// bytes.
 fn message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
     tag(b, field, LEN);
-    let start = b.len();
+    let at = b.len();
+    b.push(0);
     fields(b);
-    let n = b.len() - start;
+    let end = b.len();
+    let n = end - at - 1;
+    if n < 0x80 {
+        b[at] = n as u8;
+        return;
+    }
     let mut head = [0u8; 10];
     let mut used = 0;
     let mut v = n as u64;
@@ -332,7 +340,9 @@ fn message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
     }
     head[used] = v as u8;
     used += 1;
-    b.splice(start..start, head[..used].iter().copied());
+    b.resize(end + used - 1, 0);
+    b.copy_within(at + 1..end, at + used);
+    b[at..at + used].copy_from_slice(&head[..used]);
 }
 
 #[cfg(test)]
