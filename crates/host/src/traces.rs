@@ -5,12 +5,13 @@
 //! TLS handshakes, outgoing requests, denials) the gate records, on the
 //! [`Trace`] these hand it.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::{Context, KeyValue, StringValue, Value};
 use warden_net::trace::{Trace, Tracer};
 
 use crate::{HostError, Outcome};
@@ -110,23 +111,37 @@ pub(crate) fn end_forced(trace: &Trace) {
     trace.end();
 }
 
-/// An app's name and route prefix as its spans and metrics name them:
-/// made once per app and kept for the life of the process (apps are
-/// never unloaded), so a request's attributes hold them as static text.
-/// Copied, each request would allocate them; shared by reference count,
-/// two threads serving the same app would contend for the count on every
-/// request (measured: those counts were among the costs tracing added).
+/// An app's name and route prefix as its spans and metrics name them,
+/// and its server spans' names (`GET /route`) for the methods HTTP
+/// defines: made once per app and kept for the life of the process (apps
+/// are never unloaded), so a request's span and measurements hold them
+/// as static text. Copied, each request would allocate them; shared by
+/// reference count, two threads serving the same app would contend for
+/// the count on every request (measured: those counts and copies were
+/// among the costs tracing added).
 #[derive(Clone, Copy)]
 pub(crate) struct AppLabels {
     pub(crate) app: &'static str,
     pub(crate) route: &'static str,
+    /// `{method} {route}` for each of [`KNOWN_METHODS`], in its order.
+    names: [&'static str; KNOWN_METHODS.len()],
 }
 
 impl AppLabels {
     pub(crate) fn new(app: &str, route: &str) -> AppLabels {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         AppLabels {
-            app: Box::leak(app.into()),
-            route: Box::leak(route.into()),
+            app: leak(app.to_string()),
+            route: leak(route.to_string()),
+            names: KNOWN_METHODS.map(|m| leak(format!("{m} {route}"))),
+        }
+    }
+
+    /// The name of this app's server span for a request of `method`.
+    fn span_name(&self, method: &http::Method) -> Cow<'static, str> {
+        match KNOWN_METHODS.iter().position(|k| *k == method.as_str()) {
+            Some(i) => Cow::Borrowed(self.names[i]),
+            None => Cow::Owned(format!("{method} {}", self.route)),
         }
     }
 }
@@ -141,6 +156,8 @@ pub(crate) struct RequestStart<'a> {
     pub(crate) host: Option<&'a str>,
     pub(crate) local_port: u16,
     pub(crate) peer: std::net::SocketAddr,
+    /// The peer's address as text, made once for its connection.
+    pub(crate) peer_ip: StringValue,
     pub(crate) version: http::Version,
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) request_id: &'a str,
@@ -161,19 +178,21 @@ impl RequestSpan {
     /// names, or a new trace).
     ///
     /// Every request pays for this when telemetry is on, so it copies
-    /// little: the method, the fixed words and the app's name and route
-    /// are static text.
+    /// little: the span's name, the method, the fixed words and the app's
+    /// name and route are static text, and the client's address is made
+    /// once for its connection.
     pub(crate) fn start(tracer: &Tracer, parent: &Context, r: &RequestStart<'_>) -> RequestSpan {
         let name = match r.app {
-            Some(app) => format!("{} {}", r.method, app.route),
-            None => r.method.to_string(),
+            Some(app) => app.span_name(r.method),
+            None => known_method(r.method.as_str())
+                .map_or_else(|| Cow::Owned(r.method.to_string()), Cow::Borrowed),
         };
         let mut attrs = Vec::with_capacity(REQUEST_ATTRIBUTES);
         attrs.extend([
             KeyValue::new("http.request.method", method_value(r.method.as_str())),
             KeyValue::new("url.path", r.path.to_string()),
             KeyValue::new("url.scheme", if r.https { "https" } else { "http" }),
-            KeyValue::new("client.address", r.peer.ip().to_string()),
+            KeyValue::new("client.address", r.peer_ip.clone()),
             KeyValue::new("client.port", i64::from(r.peer.port())),
             KeyValue::new("server.port", i64::from(r.local_port)),
             KeyValue::new("network.protocol.name", "http"),
@@ -231,16 +250,23 @@ impl RequestSpan {
     }
 }
 
+/// The methods HTTP defines.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
 /// A method's name as an attribute value: static for the methods HTTP
 /// defines, a copy for anything else.
 pub(crate) fn method_value(m: &str) -> Value {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
-    ];
-    match KNOWN.iter().find(|k| **k == m) {
-        Some(k) => Value::from(*k),
+    match known_method(m) {
+        Some(k) => Value::from(k),
         None => Value::from(m.to_string()),
     }
+}
+
+/// `m` as static text, if HTTP defines it.
+fn known_method(m: &str) -> Option<&'static str> {
+    KNOWN_METHODS.iter().find(|k| **k == m).copied()
 }
 
 fn protocol_version(v: http::Version) -> &'static str {
@@ -250,5 +276,33 @@ fn protocol_version(v: http::Version) -> &'static str {
         http::Version::HTTP_2 => "2",
         http::Version::HTTP_3 => "3",
         _ => "1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_span_names_are_method_and_route_for_any_method() {
+        let labels = AppLabels::new("api", "/api");
+        assert_eq!(labels.span_name(&http::Method::GET), "GET /api");
+        assert_eq!(labels.span_name(&http::Method::TRACE), "TRACE /api");
+        // A method HTTP does not define is named as well, made for it.
+        let purge = http::Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(labels.span_name(&purge), "PURGE /api");
+        assert!(matches!(labels.span_name(&purge), Cow::Owned(_)));
+        assert!(matches!(
+            labels.span_name(&http::Method::POST),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn method_values_are_static_only_for_known_methods() {
+        assert_eq!(method_value("GET"), Value::from("GET"));
+        assert_eq!(method_value("PURGE"), Value::from("PURGE".to_string()));
+        assert_eq!(known_method("PURGE"), None);
+        assert_eq!(known_method("DELETE"), Some("DELETE"));
     }
 }

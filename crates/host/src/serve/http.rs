@@ -409,6 +409,12 @@ impl Server {
         // Who called, when the client's certificate names a SPIFFE ID:
         // told to the guest in a header of Warden's own.
         let peer_id: Option<Arc<str>> = conn.peer_id().map(Arc::from);
+        // The client's address as its requests' spans name it, made once.
+        let peer_ip = self
+            .0
+            .tracer
+            .as_ref()
+            .map(|_| opentelemetry::StringValue::from(Arc::<str>::from(peer.ip().to_string())));
         let activity = Arc::new(Activity::new());
         let server = self.clone();
         let act = activity.clone();
@@ -416,7 +422,8 @@ impl Server {
             let server = server.clone();
             let act = act.clone();
             let peer_id = peer_id.clone();
-            async move { Ok::<_, Infallible>(server.request(req, via, act, peer_id).await) }
+            let peer_ip = peer_ip.clone();
+            async move { Ok::<_, Infallible>(server.request(req, via, act, peer_id, peer_ip).await) }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -506,6 +513,7 @@ impl Server {
         server_tracer: &warden_net::trace::Tracer,
         routed: (Option<&str>, Option<&App>),
         via: Via,
+        peer_ip: opentelemetry::StringValue,
         id: &str,
         arrived: SystemTime,
     ) -> crate::traces::RequestSpan {
@@ -526,6 +534,7 @@ impl Server {
                 host,
                 local_port: via.local.port(),
                 peer: via.peer,
+                peer_ip,
                 version: req.version(),
                 user_agent: req
                     .headers()
@@ -554,6 +563,7 @@ impl Server {
         via: Via,
         activity: Arc<Activity>,
         peer_id: Option<Arc<str>>,
+        peer_ip: Option<opentelemetry::StringValue>,
     ) -> http::Response<ResponseBody> {
         activity.start();
         let started = Instant::now();
@@ -590,15 +600,16 @@ impl Server {
             Ok(_) => self.route(host.as_deref(), req.uri().path()),
             Err(_) => None,
         };
-        if let Some(server_tracer) = &self.0.tracer {
-            record.span = Some(Arc::new(self.request_span(
+        if let (Some(server_tracer), Some(peer_ip)) = (&self.0.tracer, peer_ip) {
+            record.span = Some(self.request_span(
                 &req,
                 server_tracer,
                 (host.as_deref(), routed),
                 via,
+                peer_ip,
                 &id,
                 arrived,
-            )));
+            ));
         }
         // A place among the requests in flight, or 503 at once.
         let Ok(slot) = self.0.requests.clone().try_acquire_owned() else {
@@ -852,7 +863,7 @@ struct Record {
     started: Instant,
     bytes_in: Arc<AtomicU64>,
     /// Its server span, when telemetry is on.
-    span: Option<Arc<crate::traces::RequestSpan>>,
+    span: Option<crate::traces::RequestSpan>,
 }
 
 impl Record {

@@ -106,6 +106,10 @@ const STATUSES: usize = 900;
 
 /// One app's per-request counts, for OpenTelemetry (see [`Otel`]).
 struct AppCounts {
+    /// Its name as the histograms' attribute: made once and kept (the
+    /// apps served are fixed for the life of the process), so a request
+    /// measured copies nothing.
+    app: &'static str,
     by_status: [AtomicU64; STATUSES],
     created: AtomicU64,
     reused: AtomicU64,
@@ -114,8 +118,9 @@ struct AppCounts {
 }
 
 impl AppCounts {
-    fn new() -> AppCounts {
+    fn new(app: &str) -> AppCounts {
         AppCounts {
+            app: Box::leak(app.into()),
             by_status: [const { AtomicU64::new(0) }; STATUSES],
             created: AtomicU64::new(0),
             reused: AtomicU64::new(0),
@@ -160,7 +165,7 @@ impl Otel {
         let apps: Arc<std::collections::HashMap<String, AppCounts>> = Arc::new(
             apps.iter()
                 .chain(&[UNROUTED])
-                .map(|a| (a.to_string(), AppCounts::new()))
+                .map(|a| (a.to_string(), AppCounts::new(a)))
                 .collect(),
         );
         let requests_seen = apps.clone();
@@ -387,11 +392,12 @@ impl Metrics {
     }
 
     pub(crate) fn answered(&self, app: &str, status: u16, seconds: f64) {
-        if let Some(o) = &self.otel {
-            o.latency.record(seconds, &[app_kv(app)]);
-        }
-        if let Some(n) = self.counts(app).and_then(|c| c.status(status)) {
-            n.fetch_add(1, Ordering::Relaxed);
+        if let (Some(o), Some(c)) = (&self.otel, self.counts(app)) {
+            o.latency
+                .record(seconds, &[KeyValue::new("warden.app", c.app)]);
+            if let Some(n) = c.status(status) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let app = app.to_string();
         self.requests
