@@ -239,12 +239,14 @@ impl SpanSink for SpanQueue {
 /// its batches name) they go to.
 pub(crate) struct Traces {
     queue: Arc<SpanQueue>,
+    /// Made once: a tracer keeps its sink for the life of the process.
+    tracer: Tracer,
 }
 
 impl Traces {
     /// The tracer whose spans go to the queue.
     pub(crate) fn tracer(&self) -> Tracer {
-        Tracer::new(self.queue.clone())
+        self.tracer
     }
 
     /// Stop taking spans, and send what is queued within `grace`.
@@ -265,11 +267,13 @@ pub(crate) fn traces(
     )?;
     sender.encoder.set_resource(resource);
     let spans = Spans::start(Signal::Traces, sender, notices, SpanSender::send)?;
+    let queue = Arc::new(SpanQueue {
+        spans,
+        stopped: AtomicBool::new(false),
+    });
     Ok(Traces {
-        queue: Arc::new(SpanQueue {
-            spans,
-            stopped: AtomicBool::new(false),
-        }),
+        tracer: Tracer::new(queue.clone()),
+        queue,
     })
 }
 

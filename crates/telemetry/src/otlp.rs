@@ -17,7 +17,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, Value};
 use opentelemetry_sdk::Resource;
 use warden_net::trace::FinishedSpan;
@@ -186,8 +186,10 @@ fn span(b: &mut Vec<u8>, s: &FinishedSpan) {
 fn ids(b: &mut Vec<u8>, cx: &SpanContext) {
     bytes(b, 1, &cx.trace_id().to_bytes());
     bytes(b, 2, &cx.span_id().to_bytes());
-    let state = cx.trace_state().header();
-    string(b, 3, &state);
+    // Most spans carry no trace state: nothing to write out.
+    if *cx.trace_state() != TraceState::NONE {
+        string(b, 3, &cx.trace_state().header());
+    }
 }
 
 fn flags(cx: &SpanContext, remote: bool) -> u32 {

@@ -37,9 +37,11 @@ pub struct Counts {
     pub failed: u64,
 }
 
+/// What the thread and the exit count. (What was queued is counted in
+/// the queue, under the lock a push holds anyway: an atomic here, added
+/// to by every request thread, was a cache line they fought over.)
 #[derive(Default)]
 struct Tally {
-    queued: AtomicU64,
     exported: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -89,6 +91,8 @@ struct Queue<T> {
     flushed: u64,
     /// No more items: send what is left and end.
     closed: bool,
+    /// Items ever queued.
+    queued: u64,
 }
 
 struct Shared<T> {
@@ -143,6 +147,7 @@ impl<T: Batch> Worker<T> {
                 flushes: 0,
                 flushed: 0,
                 closed: false,
+                queued: 0,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -176,9 +181,9 @@ impl<T: Batch> Worker<T> {
             return;
         }
         q.items.push(item);
+        q.queued += 1;
         let full = q.items.len() == BATCH;
         drop(q);
-        self.tally.queued.fetch_add(1, Ordering::Relaxed);
         if full {
             self.shared.work.notify_one();
         }
@@ -222,8 +227,9 @@ impl<T: Batch> Worker<T> {
             // The thread is still exporting; it ends with the process.
             // What it had not sent by now is lost.
             let t = &self.tally;
+            let queued = lock(&self.shared.queue).queued;
             let settled = t.exported.load(Ordering::Relaxed) + t.failed.load(Ordering::Relaxed);
-            let pending = t.queued.load(Ordering::Relaxed).saturating_sub(settled);
+            let pending = queued.saturating_sub(settled);
             t.failed.fetch_add(pending, Ordering::Relaxed);
             t.told.store(true, Ordering::Relaxed);
             self.notices.tell(&Notice::Unfinished {
