@@ -507,23 +507,26 @@ impl Server {
 
     /// A request's server span: on its app's tracer (the server's when no
     /// app serves it), continuing the trace its `traceparent` names.
+    ///
+    /// `None` without telemetry (nor a client address, made for each
+    /// connection only when telemetry is on).
     fn request_span(
         &self,
         req: &http::Request<Incoming>,
-        server_tracer: &warden_net::trace::Tracer,
         routed: (Option<&str>, Option<&App>),
         via: Via,
-        peer_ip: opentelemetry::StringValue,
+        peer_ip: Option<opentelemetry::StringValue>,
         id: &str,
         arrived: SystemTime,
-    ) -> crate::traces::RequestSpan {
+    ) -> Option<crate::traces::RequestSpan> {
+        let (server_tracer, peer_ip) = (self.0.tracer.as_ref()?, peer_ip?);
         let (host, app) = routed;
         let tracer = app
             .and_then(|a| a.core.scope.as_ref())
             .map_or(server_tracer, |s| s.tracer());
         let parent = warden_net::trace::extract(req.headers());
         let path = warden_net::shorten(req.uri().path());
-        crate::traces::RequestSpan::start(
+        Some(crate::traces::RequestSpan::start(
             tracer,
             &parent,
             &crate::traces::RequestStart {
@@ -543,7 +546,7 @@ impl Server {
                 request_id: id,
                 started: arrived,
             },
-        )
+        ))
     }
 
     fn route(&self, host: Option<&str>, path: &str) -> Option<&App> {
@@ -600,17 +603,8 @@ impl Server {
             Ok(_) => self.route(host.as_deref(), req.uri().path()),
             Err(_) => None,
         };
-        if let (Some(server_tracer), Some(peer_ip)) = (&self.0.tracer, peer_ip) {
-            record.span = Some(self.request_span(
-                &req,
-                server_tracer,
-                (host.as_deref(), routed),
-                via,
-                peer_ip,
-                &id,
-                arrived,
-            ));
-        }
+        record.span =
+            self.request_span(&req, (host.as_deref(), routed), via, peer_ip, &id, arrived);
         // A place among the requests in flight, or 503 at once.
         let Ok(slot) = self.0.requests.clone().try_acquire_owned() else {
             return self.answer(

@@ -364,10 +364,9 @@ async fn serve_async(
     // What no app answers is traced on the server's own scope.
     let server_tracer = match &cfg.telemetry {
         Some(t) => Some(
-            t.scope(None)
+            *t.scope(None)
                 .map_err(|e| HostError::Engine(e.to_string()))?
-                .tracer()
-                .clone(),
+                .tracer(),
         ),
         None => None,
     };
